@@ -1,0 +1,385 @@
+//! The one configuration loader (SPEC section 2). Every setting is a clap argument with an
+//! environment key, so precedence is flag > environment > `.env` > default and `--help` lists
+//! every key. A bad value stops the program with the key, the value and what is allowed.
+
+use std::ffi::OsString;
+use std::fmt;
+use std::marker::PhantomData;
+
+use clap::error::{ContextKind, ContextValue, ErrorKind};
+use clap::{Arg, ArgMatches, Args, CommandFactory, FromArgMatches, Parser};
+
+use crate::db::{Db, PgSettings};
+
+/// Why a configuration could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// A setting has a value its parser refuses.
+    #[error("invalid {key} \"{value}\": {allowed}")]
+    Invalid {
+        key: String,
+        value: String,
+        allowed: String,
+    },
+    /// `.env` exists but cannot be read.
+    #[error("cannot read .env: {0}")]
+    DotEnv(String),
+    /// Anything else clap reports: `--help`, `--version`, an unknown flag, a missing value.
+    #[error(transparent)]
+    Cli(#[from] clap::Error),
+}
+
+/// Loads `T` from the command line, the environment and `.env`, or prints why not and exits
+/// (status 2, clap's usage-error status; `--help` and `--version` exit 0).
+pub fn load<T: Parser>() -> T {
+    let loaded = read_dotenv().and_then(|()| parse_from::<T, _, _>(std::env::args_os()));
+    match loaded {
+        Ok(config) => config,
+        Err(ConfigError::Cli(e)) => e.exit(),
+        Err(e) => {
+            eprintln!("error: {e}");
+            std::process::exit(2)
+        }
+    }
+}
+
+/// Parses `args` (the first is the program name) with the current environment, without
+/// reading `.env`: the testable core of [`load`].
+pub fn parse_from<T, I, S>(args: I) -> Result<T, ConfigError>
+where
+    T: Parser,
+    I: IntoIterator<Item = S>,
+    S: Into<OsString> + Clone,
+{
+    T::try_parse_from(args).map_err(|e| name_the_key::<T>(e))
+}
+
+/// Adds `.env` to the environment; variables already set keep their value.
+fn read_dotenv() -> Result<(), ConfigError> {
+    match dotenvy::dotenv() {
+        Ok(_) => Ok(()),
+        Err(e) if e.not_found() => Ok(()),
+        Err(e) => Err(ConfigError::DotEnv(e.to_string())),
+    }
+}
+
+/// Turns clap's "invalid value for '--rate <N>'" into "invalid DATA_GEN_EVENTS_PER_SECOND": a
+/// user who set the environment variable should see the name they set.
+fn name_the_key<T: CommandFactory>(err: clap::Error) -> ConfigError {
+    if !matches!(
+        err.kind(),
+        ErrorKind::ValueValidation | ErrorKind::InvalidValue
+    ) {
+        return ConfigError::Cli(err);
+    }
+    let context = |kind| match err.get(kind) {
+        Some(ContextValue::String(s)) => Some(s.clone()),
+        _ => None,
+    };
+    let (Some(flag), Some(value)) = (
+        context(ContextKind::InvalidArg),
+        context(ContextKind::InvalidValue),
+    ) else {
+        return ConfigError::Cli(err);
+    };
+    let allowed = match err.get(ContextKind::ValidValue) {
+        Some(ContextValue::Strings(values)) => format!("expected one of {}", values.join(", ")),
+        _ => std::error::Error::source(&err)
+            .map(|source| source.to_string())
+            .unwrap_or_else(|| "not accepted".to_owned()),
+    };
+    let command = T::command();
+    let key = command
+        .get_arguments()
+        .find(|arg| {
+            arg.get_long().is_some_and(|long| {
+                let rest = flag.strip_prefix("--").and_then(|f| f.strip_prefix(long));
+                matches!(rest, Some(r) if r.is_empty() || r.starts_with([' ', '=']))
+            })
+        })
+        .and_then(Arg::get_env)
+        .map(|env| env.to_string_lossy().into_owned())
+        .unwrap_or(flag);
+    ConfigError::Invalid {
+        key,
+        value,
+        allowed,
+    }
+}
+
+/// A value that must never be printed: `Debug` and `Display` show `***`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    /// Wraps a secret value.
+    pub fn new(value: impl Into<String>) -> Self {
+        Secret(value.into())
+    }
+
+    /// The value itself, for the one place that needs it (a connection).
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("***")
+    }
+}
+
+impl fmt::Display for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("***")
+    }
+}
+
+/// Kafka connection settings, shared by every binary that talks to the broker.
+#[derive(Debug, Clone, Args)]
+pub struct KafkaArgs {
+    /// Kafka brokers, comma separated host:port.
+    #[arg(
+        long = "kafka-bootstrap-servers",
+        env = "KAFKA_BOOTSTRAP_SERVERS",
+        default_value = "localhost:9092"
+    )]
+    pub bootstrap_servers: String,
+}
+
+/// Marks which database a [`DbArgs`] configures.
+pub trait Database {
+    /// The database.
+    const DB: Db;
+}
+
+/// Marker for the realtime database (`POSTGRES_REALTIME_*`).
+#[derive(Debug, Clone, Copy)]
+pub struct Realtime;
+
+/// Marker for the warehouse database (`POSTGRES_WAREHOUSE_*`).
+#[derive(Debug, Clone, Copy)]
+pub struct Warehouse;
+
+impl Database for Realtime {
+    const DB: Db = Db::Realtime;
+}
+
+impl Database for Warehouse {
+    const DB: Db = Db::Warehouse;
+}
+
+/// PostgreSQL settings of database `D`: `--realtime-host` / `POSTGRES_REALTIME_HOST` and so on.
+/// One generic implementation serves both databases, so their keys cannot drift apart.
+#[derive(Debug, Clone)]
+pub struct DbArgs<D> {
+    /// The connection settings.
+    pub settings: PgSettings,
+    database: PhantomData<D>,
+}
+
+const DB_FIELDS: [&str; 5] = ["host", "port", "user", "password", "db"];
+
+fn db_arg(db: Db, field: &'static str) -> Arg {
+    let id = format!("{}_{field}", db.label());
+    let (default, help): (String, String) = match field {
+        "host" => (
+            "localhost".into(),
+            format!("{} PostgreSQL host", db.label()),
+        ),
+        "port" => (
+            db.default_port().to_string(),
+            format!("{} PostgreSQL port", db.label()),
+        ),
+        "user" => (
+            "globalmart_user".into(),
+            format!("{} PostgreSQL role", db.label()),
+        ),
+        "password" => (
+            db.default_password().into(),
+            format!("Password of the {} role (never logged)", db.label()),
+        ),
+        _ => (
+            db.default_dbname().into(),
+            format!("{} database name", db.label()),
+        ),
+    };
+    let arg = Arg::new(id)
+        .long(format!("{}-{field}", db.label()))
+        .env(format!("{}_{}", db.env_prefix(), field.to_uppercase()))
+        .value_name(field.to_uppercase())
+        .default_value(default)
+        .help(help);
+    match field {
+        "port" => arg.value_parser(clap::value_parser!(u16).range(1..)),
+        "password" => arg.hide_env_values(true).hide_default_value(true),
+        _ => arg,
+    }
+}
+
+impl<D: Database> Args for DbArgs<D> {
+    fn augment_args(cmd: clap::Command) -> clap::Command {
+        DB_FIELDS
+            .into_iter()
+            .fold(cmd, |cmd, field| cmd.arg(db_arg(D::DB, field)))
+    }
+
+    fn augment_args_for_update(cmd: clap::Command) -> clap::Command {
+        Self::augment_args(cmd)
+    }
+}
+
+impl<D: Database> FromArgMatches for DbArgs<D> {
+    fn from_arg_matches(matches: &ArgMatches) -> Result<Self, clap::Error> {
+        let label = D::DB.label();
+        let text = |field: &str| -> Result<String, clap::Error> {
+            matches
+                .get_one::<String>(&format!("{label}_{field}"))
+                .cloned()
+                .ok_or_else(|| clap::Error::new(ErrorKind::MissingRequiredArgument))
+        };
+        let port = matches
+            .get_one::<u16>(&format!("{label}_port"))
+            .copied()
+            .ok_or_else(|| clap::Error::new(ErrorKind::MissingRequiredArgument))?;
+        Ok(DbArgs {
+            settings: PgSettings {
+                host: text("host")?,
+                port,
+                user: text("user")?,
+                password: Secret::new(text("password")?),
+                dbname: text("db")?,
+            },
+            database: PhantomData,
+        })
+    }
+
+    fn update_from_arg_matches(&mut self, matches: &ArgMatches) -> Result<(), clap::Error> {
+        *self = Self::from_arg_matches(matches)?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, Parser)]
+    struct Demo {
+        #[command(flatten)]
+        kafka: KafkaArgs,
+        #[command(flatten)]
+        realtime: DbArgs<Realtime>,
+        #[command(flatten)]
+        warehouse: DbArgs<Warehouse>,
+        /// A setting with a custom parser, as the binaries have.
+        #[arg(long, env = "DEMO_EVENTS_PER_SECOND", default_value = "50", value_parser = positive)]
+        rate: u32,
+    }
+
+    fn positive(text: &str) -> Result<u32, String> {
+        match text.parse::<u32>() {
+            Ok(n) if n > 0 => Ok(n),
+            _ => Err("expected a positive whole number".to_owned()),
+        }
+    }
+
+    fn invalid(args: &[&str]) -> (String, String, String) {
+        match parse_from::<Demo, _, _>(args.iter().copied()) {
+            Err(ConfigError::Invalid {
+                key,
+                value,
+                allowed,
+            }) => (key, value, allowed),
+            other => panic!("expected an invalid-value error, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn defaults_are_the_documented_ones() -> Result<(), ConfigError> {
+        let demo: Demo = parse_from(["demo"])?;
+        assert_eq!(demo.rate, 50);
+        let (rt, wh) = (&demo.realtime.settings, &demo.warehouse.settings);
+        assert_eq!((rt.host.as_str(), rt.port), ("localhost", 5433));
+        assert_eq!((wh.host.as_str(), wh.port), ("localhost", 5432));
+        assert_eq!(rt.dbname, "globalmart_realtime");
+        assert_eq!(wh.dbname, "globalmart_warehouse");
+        assert_eq!(rt.password.expose(), "realtime_password");
+        assert_eq!(wh.password.expose(), "warehouse_password");
+        assert_eq!(rt.user, "globalmart_user");
+        Ok(())
+    }
+
+    #[test]
+    fn flags_override_defaults() -> Result<(), ConfigError> {
+        let demo: Demo = parse_from([
+            "demo",
+            "--realtime-port",
+            "6543",
+            "--warehouse-db",
+            "other",
+            "--kafka-bootstrap-servers",
+            "broker:9093",
+        ])?;
+        assert_eq!(demo.realtime.settings.port, 6543);
+        assert_eq!(demo.warehouse.settings.dbname, "other");
+        assert_eq!(demo.kafka.bootstrap_servers, "broker:9093");
+        Ok(())
+    }
+
+    #[test]
+    fn a_bad_value_names_the_environment_key_and_what_is_allowed() {
+        let (key, value, allowed) = invalid(&["demo", "--realtime-port", "ninety"]);
+        assert_eq!(key, "POSTGRES_REALTIME_PORT");
+        assert_eq!(value, "ninety");
+        assert!(allowed.contains("invalid digit"), "{allowed}");
+
+        let (key, value, allowed) = invalid(&["demo", "--warehouse-port", "0"]);
+        assert_eq!(
+            (key.as_str(), value.as_str()),
+            ("POSTGRES_WAREHOUSE_PORT", "0")
+        );
+        assert!(allowed.contains("1..=65535"), "{allowed}");
+
+        let (key, value, allowed) = invalid(&["demo", "--rate=fast"]);
+        assert_eq!(
+            (key.as_str(), value.as_str()),
+            ("DEMO_EVENTS_PER_SECOND", "fast")
+        );
+        assert_eq!(allowed, "expected a positive whole number");
+    }
+
+    #[test]
+    fn the_error_message_reads_as_one_line_for_a_human() {
+        let err = parse_from::<Demo, _, _>(["demo", "--rate=0"])
+            .err()
+            .map(|e| e.to_string());
+        assert_eq!(
+            err.as_deref(),
+            Some("invalid DEMO_EVENTS_PER_SECOND \"0\": expected a positive whole number")
+        );
+    }
+
+    #[test]
+    fn help_lists_every_key_and_hides_passwords() {
+        let help = Demo::command().render_long_help().to_string();
+        for db in ["REALTIME", "WAREHOUSE"] {
+            for field in ["HOST", "PORT", "USER", "PASSWORD", "DB"] {
+                let key = format!("POSTGRES_{db}_{field}");
+                assert!(help.contains(&key), "--help lacks {key}:\n{help}");
+            }
+        }
+        assert!(help.contains("KAFKA_BOOTSTRAP_SERVERS"));
+        assert!(!help.contains("realtime_password"), "{help}");
+        assert!(!help.contains("warehouse_password"), "{help}");
+    }
+
+    #[test]
+    fn secrets_never_print() -> Result<(), ConfigError> {
+        let demo: Demo = parse_from(["demo", "--realtime-password", "hunter2"])?;
+        let shown = format!("{demo:?} {}", demo.realtime.settings);
+        assert!(!shown.contains("hunter2"), "{shown}");
+        assert_eq!(demo.realtime.settings.password.expose(), "hunter2");
+        Ok(())
+    }
+}

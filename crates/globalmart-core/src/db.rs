@@ -1,0 +1,271 @@
+//! PostgreSQL: the one pool helper and the migration runner. Schemas are the numbered plain-SQL
+//! files under `sql/realtime` and `sql/warehouse` (runnable by hand with `psql -f`), embedded at
+//! build time and applied by refinery, which records what it applied and refuses a landed
+//! migration that was edited.
+
+use std::fmt;
+use std::time::Duration;
+
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
+use tokio_postgres::NoTls;
+use tracing::{info, warn};
+
+use crate::config::Secret;
+
+mod embedded {
+    pub mod realtime {
+        refinery::embed_migrations!("../../sql/realtime");
+    }
+    pub mod warehouse {
+        refinery::embed_migrations!("../../sql/warehouse");
+    }
+}
+
+/// The platform's two databases.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Db {
+    /// `globalmart_realtime`: raw events, catalogue, realtime metrics (port 5433).
+    Realtime,
+    /// `globalmart_warehouse`: star schema and analytics (port 5432).
+    Warehouse,
+}
+
+impl Db {
+    /// Lower-case name, used in flags (`--realtime-host`) and logs.
+    pub fn label(self) -> &'static str {
+        match self {
+            Db::Realtime => "realtime",
+            Db::Warehouse => "warehouse",
+        }
+    }
+
+    /// Prefix of the environment keys (`POSTGRES_REALTIME`).
+    pub fn env_prefix(self) -> &'static str {
+        match self {
+            Db::Realtime => "POSTGRES_REALTIME",
+            Db::Warehouse => "POSTGRES_WAREHOUSE",
+        }
+    }
+
+    /// The documented development port.
+    pub fn default_port(self) -> u16 {
+        match self {
+            Db::Realtime => 5433,
+            Db::Warehouse => 5432,
+        }
+    }
+
+    /// The documented development password.
+    pub fn default_password(self) -> &'static str {
+        match self {
+            Db::Realtime => "realtime_password",
+            Db::Warehouse => "warehouse_password",
+        }
+    }
+
+    /// The documented database name.
+    pub fn default_dbname(self) -> &'static str {
+        match self {
+            Db::Realtime => "globalmart_realtime",
+            Db::Warehouse => "globalmart_warehouse",
+        }
+    }
+
+    fn runner(self) -> refinery::Runner {
+        match self {
+            Db::Realtime => embedded::realtime::migrations::runner(),
+            Db::Warehouse => embedded::warehouse::migrations::runner(),
+        }
+    }
+
+    /// Key of the advisory lock that serialises migrations of this database, so instances
+    /// starting together do not race to create the same tables.
+    fn migration_lock(self) -> i64 {
+        match self {
+            Db::Realtime => 0x676d_7274,  // "gmrt"
+            Db::Warehouse => 0x676d_7768, // "gmwh"
+        }
+    }
+}
+
+/// Where and as whom to connect. `Display` and `Debug` never show the password.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PgSettings {
+    pub host: String,
+    pub port: u16,
+    pub user: String,
+    pub password: Secret,
+    pub dbname: String,
+}
+
+impl fmt::Display for PgSettings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "postgres://{}@{}:{}/{}",
+            self.user, self.host, self.port, self.dbname
+        )
+    }
+}
+
+/// A database operation that failed, with where it was going.
+#[derive(Debug, thiserror::Error)]
+pub enum DbError {
+    #[error("cannot build a connection pool for {target}: {source}")]
+    Pool {
+        target: String,
+        source: deadpool_postgres::BuildError,
+    },
+    #[error("{target} is not reachable after {waited:?}: {last_error}")]
+    Unreachable {
+        target: String,
+        waited: Duration,
+        last_error: String,
+    },
+    #[error("cannot get a connection to {target}: {source}")]
+    Connection {
+        target: String,
+        source: deadpool_postgres::PoolError,
+    },
+    #[error("migrating {db} failed: {source}")]
+    Migration {
+        db: &'static str,
+        source: refinery::Error,
+    },
+    #[error("{}", describe(.0))]
+    Postgres(#[from] tokio_postgres::Error),
+}
+
+/// tokio-postgres shows a server error as just "db error"; this adds what the server said.
+pub fn describe(error: &tokio_postgres::Error) -> String {
+    match error.as_db_error() {
+        Some(db) => {
+            let mut text = format!("{}: {} ({})", db.severity(), db.message(), db.code().code());
+            if let Some(detail) = db.detail() {
+                text.push_str(": ");
+                text.push_str(detail);
+            }
+            text
+        }
+        None => match std::error::Error::source(error) {
+            Some(source) => format!("{error}: {source}"),
+            None => error.to_string(),
+        },
+    }
+}
+
+impl PgSettings {
+    /// The same server and role, another database (used to create and drop test databases).
+    pub fn with_dbname(&self, dbname: &str) -> PgSettings {
+        PgSettings {
+            dbname: dbname.to_owned(),
+            ..self.clone()
+        }
+    }
+
+    /// The tokio-postgres configuration; `application_name` shows in `pg_stat_activity`.
+    pub fn pg_config(&self, application_name: &str) -> tokio_postgres::Config {
+        let mut config = tokio_postgres::Config::new();
+        config
+            .host(&self.host)
+            .port(self.port)
+            .user(&self.user)
+            .password(self.password.expose())
+            .dbname(&self.dbname)
+            .application_name(application_name)
+            .connect_timeout(Duration::from_secs(5));
+        config
+    }
+
+    /// A pool of up to `max_size` connections. Connections open lazily; use
+    /// [`wait_until_ready`] to find out whether the server answers.
+    pub fn pool(&self, application_name: &str, max_size: usize) -> Result<Pool, DbError> {
+        let manager = Manager::from_config(
+            self.pg_config(application_name),
+            NoTls,
+            ManagerConfig {
+                recycling_method: RecyclingMethod::Fast,
+            },
+        );
+        Pool::builder(manager)
+            .max_size(max_size)
+            .runtime(deadpool_postgres::Runtime::Tokio1)
+            .build()
+            .map_err(|source| DbError::Pool {
+                target: self.to_string(),
+                source,
+            })
+    }
+}
+
+/// Tries to get a connection until `max_wait` has passed, doubling the pause between tries
+/// (100 ms up to 5 s) and logging each failure, so a database that is still starting (or
+/// restarting) is waited for rather than treated as fatal.
+pub async fn wait_until_ready(
+    pool: &Pool,
+    target: &PgSettings,
+    max_wait: Duration,
+) -> Result<deadpool_postgres::Object, DbError> {
+    let started = tokio::time::Instant::now();
+    let mut pause = Duration::from_millis(100);
+    loop {
+        match pool.get().await {
+            Ok(client) => return Ok(client),
+            Err(e) if started.elapsed() + pause > max_wait => {
+                return Err(DbError::Unreachable {
+                    target: target.to_string(),
+                    waited: started.elapsed(),
+                    last_error: e.to_string(),
+                })
+            }
+            Err(e) => {
+                warn!(%target, error = %e, retry_in = ?pause, "database not reachable, retrying");
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(Duration::from_secs(5));
+            }
+        }
+    }
+}
+
+/// Applies the migrations of `db` that are not applied yet and returns their names.
+/// Idempotent; safe to run from several processes at once.
+pub async fn migrate(client: &mut tokio_postgres::Client, db: Db) -> Result<Vec<String>, DbError> {
+    let lock = db.migration_lock();
+    client
+        .execute("SELECT pg_advisory_lock($1)", &[&lock])
+        .await?;
+    let outcome = db.runner().run_async(client).await;
+    client
+        .execute("SELECT pg_advisory_unlock($1)", &[&lock])
+        .await?;
+    let report = outcome.map_err(|source| DbError::Migration {
+        db: db.label(),
+        source,
+    })?;
+    let applied: Vec<String> = report
+        .applied_migrations()
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    if applied.is_empty() {
+        info!(db = db.label(), "schema up to date");
+    } else {
+        info!(db = db.label(), migrations = ?applied, "applied migrations");
+    }
+    Ok(applied)
+}
+
+/// The usual start of a binary: a pool for `settings`, the server waited for (up to
+/// `max_wait`), and the migrations of `db` applied.
+pub async fn connect_and_migrate(
+    settings: &PgSettings,
+    db: Db,
+    application_name: &str,
+    max_size: usize,
+    max_wait: Duration,
+) -> Result<Pool, DbError> {
+    let pool = settings.pool(application_name, max_size)?;
+    let mut client = wait_until_ready(&pool, settings, max_wait).await?;
+    migrate(&mut client, db).await?;
+    Ok(pool)
+}

@@ -1,0 +1,334 @@
+//! The records that travel through Kafka (SPEC section 3), one JSON object per message. Field
+//! names follow the replaced platform so its producers and queries keep working. Money is
+//! `Decimal` (written as a JSON number with 2 decimals) so sums are exact all the way into
+//! PostgreSQL `numeric` columns.
+
+use chrono::{DateTime, Utc};
+use rust_decimal::Decimal;
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::domain::{CategoryGroup, Country, PaymentMethod};
+use crate::topics::Topic;
+use crate::validate::{self, Invalid};
+
+/// One line of an order or a checkout: a product, how many, at what unit price.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LineItem {
+    pub product_id: String,
+    pub quantity: i32,
+    pub price: Decimal,
+}
+
+/// `transactions-topic`: a completed order.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Transaction {
+    pub transaction_id: Uuid,
+    pub user_id: String,
+    /// The shopping session that checked out; absent in the replaced platform's events.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session_id: Option<String>,
+    #[serde(with = "crate::timestamp")]
+    pub timestamp: DateTime<Utc>,
+    pub products: Vec<LineItem>,
+    pub total_amount: Decimal,
+    pub payment_method: PaymentMethod,
+    pub country: Country,
+}
+
+impl Transaction {
+    /// The realtime primary key of line `index`: a UUID v5 of the line number in the
+    /// transaction's namespace. Derived, never random, so a replayed message maps to the same
+    /// rows and `ON CONFLICT DO NOTHING` skips them.
+    pub fn line_item_id(&self, index: usize) -> Uuid {
+        Uuid::new_v5(&self.transaction_id, index.to_string().as_bytes())
+    }
+}
+
+/// `cart-events-topic`: something a user did to a cart.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CartEvent {
+    pub event_id: Uuid,
+    #[serde(with = "crate::timestamp")]
+    pub timestamp: DateTime<Utc>,
+    pub user_id: String,
+    pub session_id: String,
+    pub country: Country,
+    #[serde(flatten)]
+    pub action: CartAction,
+}
+
+/// The kind of cart event, tagged by `event_type`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "event_type", rename_all = "snake_case")]
+pub enum CartAction {
+    AddToCart(CartItem),
+    RemoveFromCart(CartItem),
+    UpdateQuantity(QuantityChange),
+    Checkout(Checkout),
+}
+
+impl CartAction {
+    /// The `event_type` value.
+    pub fn event_type(&self) -> &'static str {
+        match self {
+            CartAction::AddToCart(_) => "add_to_cart",
+            CartAction::RemoveFromCart(_) => "remove_from_cart",
+            CartAction::UpdateQuantity(_) => "update_quantity",
+            CartAction::Checkout(_) => "checkout",
+        }
+    }
+}
+
+/// A product line in the cart, with the cart's size and value after the change.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CartItem {
+    pub product_id: String,
+    pub product_name: String,
+    pub category: String,
+    pub price: Decimal,
+    pub quantity: i32,
+    pub cart_size: i32,
+    pub cart_value: Decimal,
+}
+
+/// `update_quantity`: the line with its new quantity, and the quantity before.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct QuantityChange {
+    #[serde(flatten)]
+    pub item: CartItem,
+    pub old_quantity: i32,
+    pub new_quantity: i32,
+}
+
+/// `checkout`: the cart's contents as they are ordered.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Checkout {
+    pub items: Vec<LineItem>,
+    pub total_items: i32,
+    pub total_value: Decimal,
+    pub cart_size: i32,
+}
+
+/// `product-views-topic`: browsing.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ProductViewEvent {
+    pub event_id: Uuid,
+    #[serde(with = "crate::timestamp")]
+    pub timestamp: DateTime<Utc>,
+    pub user_id: String,
+    pub session_id: String,
+    pub country: Country,
+    #[serde(flatten)]
+    pub action: ViewAction,
+}
+
+/// The kind of browsing event, tagged by `event_type`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "event_type", rename_all = "snake_case")]
+pub enum ViewAction {
+    View(ProductView),
+    Search(Search),
+    Filter(Filter),
+    Compare(Compare),
+}
+
+impl ViewAction {
+    /// The `event_type` value.
+    pub fn event_type(&self) -> &'static str {
+        match self {
+            ViewAction::View(_) => "view",
+            ViewAction::Search(_) => "search",
+            ViewAction::Filter(_) => "filter",
+            ViewAction::Compare(_) => "compare",
+        }
+    }
+}
+
+/// A product page seen for `view_duration` seconds, maybe reached from a search.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ProductView {
+    pub product_id: String,
+    pub product_name: String,
+    pub category: String,
+    pub price: Decimal,
+    pub view_duration: i32,
+    #[serde(default)]
+    pub search_query: Option<String>,
+}
+
+/// A search and how many products it found.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Search {
+    pub search_query: String,
+    pub results_count: i32,
+}
+
+/// A category and price filter and how many products it left.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Filter {
+    pub filter_category: String,
+    pub min_price: Decimal,
+    pub max_price: Decimal,
+    pub results_count: i32,
+}
+
+/// Products compared side by side.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Compare {
+    pub product_ids: Vec<String>,
+    pub category: String,
+}
+
+/// `products-topic` (key product_id): the latest version of a product, re-sent on change.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Product {
+    pub product_id: String,
+    pub name: String,
+    pub category: String,
+    pub price: Decimal,
+    /// Units in stock.
+    pub inventory: i32,
+    pub rating: Decimal,
+    #[serde(with = "crate::timestamp")]
+    pub updated_at: DateTime<Utc>,
+}
+
+/// `users-topic` (key user_id): the latest version of a user, re-sent on change.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct User {
+    pub user_id: String,
+    pub email: String,
+    pub age: i32,
+    pub country: Country,
+    #[serde(with = "crate::timestamp")]
+    pub registration_date: DateTime<Utc>,
+    pub preferences: Vec<CategoryGroup>,
+    #[serde(with = "crate::timestamp")]
+    pub updated_at: DateTime<Utc>,
+}
+
+/// Any record of the platform, as read from or written to its topic.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Event {
+    Transaction(Transaction),
+    ProductView(ProductViewEvent),
+    Cart(CartEvent),
+    Product(Product),
+    User(User),
+}
+
+/// Why a message could not become an [`Event`]: the reason stored with a dead letter.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum Rejection {
+    #[error("payload of {size} bytes exceeds the {limit}-byte limit")]
+    TooLarge { size: usize, limit: usize },
+    #[error("payload is not valid UTF-8")]
+    NotUtf8,
+    #[error("malformed JSON: {0}")]
+    MalformedJson(String),
+    #[error("invalid {record}: {detail}")]
+    WrongShape {
+        record: &'static str,
+        detail: String,
+    },
+    #[error("{0} is not an event topic")]
+    UnknownTopic(String),
+    #[error(transparent)]
+    Invalid(#[from] Invalid),
+}
+
+/// Messages larger than this are rejected before parsing: no valid event comes near it, and a
+/// flood of huge payloads must not exhaust memory.
+pub const MAX_EVENT_BYTES: usize = 64 * 1024;
+
+impl Event {
+    /// The topic this record belongs on.
+    pub fn topic(&self) -> Topic {
+        match self {
+            Event::Transaction(_) => Topic::Transactions,
+            Event::ProductView(_) => Topic::ProductViews,
+            Event::Cart(_) => Topic::CartEvents,
+            Event::Product(_) => Topic::Products,
+            Event::User(_) => Topic::Users,
+        }
+    }
+
+    /// The message key: user_id for events, the record's id for the catalogue.
+    pub fn key(&self) -> &str {
+        match self {
+            Event::Transaction(e) => &e.user_id,
+            Event::ProductView(e) => &e.user_id,
+            Event::Cart(e) => &e.user_id,
+            Event::Product(p) => &p.product_id,
+            Event::User(u) => &u.user_id,
+        }
+    }
+
+    /// The JSON payload of the message.
+    pub fn to_json(&self) -> Vec<u8> {
+        // Serialising these types cannot fail: every field is a string, number, list or map
+        // with string keys.
+        let result = match self {
+            Event::Transaction(e) => serde_json::to_vec(e),
+            Event::ProductView(e) => serde_json::to_vec(e),
+            Event::Cart(e) => serde_json::to_vec(e),
+            Event::Product(p) => serde_json::to_vec(p),
+            Event::User(u) => serde_json::to_vec(u),
+        };
+        result.unwrap_or_default()
+    }
+
+    /// Parses a message of `topic` and validates it against `now`; the error is the reason a
+    /// dead letter is stored with.
+    pub fn parse(topic: Topic, payload: &[u8], now: DateTime<Utc>) -> Result<Event, Rejection> {
+        if payload.len() > MAX_EVENT_BYTES {
+            return Err(Rejection::TooLarge {
+                size: payload.len(),
+                limit: MAX_EVENT_BYTES,
+            });
+        }
+        let text = std::str::from_utf8(payload).map_err(|_| Rejection::NotUtf8)?;
+        let event = match topic {
+            Topic::Transactions => Event::Transaction(from_json(text, "transaction")?),
+            Topic::ProductViews => Event::ProductView(from_json(text, "product view event")?),
+            Topic::CartEvents => Event::Cart(from_json(text, "cart event")?),
+            Topic::Products => Event::Product(from_json(text, "product")?),
+            Topic::Users => Event::User(from_json(text, "user")?),
+            Topic::Alerts => return Err(Rejection::UnknownTopic(topic.name().to_owned())),
+        };
+        event.validate(now)?;
+        Ok(event)
+    }
+
+    /// Checks the rules of SPEC section 3; see [`crate::validate`].
+    pub fn validate(&self, now: DateTime<Utc>) -> Result<(), Invalid> {
+        match self {
+            Event::Transaction(e) => validate::transaction(e, now),
+            Event::ProductView(e) => validate::product_view(e, now),
+            Event::Cart(e) => validate::cart_event(e, now),
+            Event::Product(p) => validate::product(p, now),
+            Event::User(u) => validate::user(u, now),
+        }
+    }
+}
+
+/// Deserialises `text`, telling syntax errors (not JSON at all) from shape errors (JSON, but a
+/// missing field, a wrong type or an unknown enum value). Positions are left out of the reason
+/// so equal defects get equal reasons.
+fn from_json<T: serde::de::DeserializeOwned>(
+    text: &str,
+    record: &'static str,
+) -> Result<T, Rejection> {
+    serde_json::from_str(text).map_err(|e| {
+        let message = e.to_string();
+        let detail = match message.rsplit_once(" at line ") {
+            Some((head, _)) => head.to_owned(),
+            None => message,
+        };
+        match e.classify() {
+            serde_json::error::Category::Data => Rejection::WrongShape { record, detail },
+            _ => Rejection::MalformedJson(detail),
+        }
+    })
+}

@@ -1,0 +1,206 @@
+//! Migrations on the real local PostgreSQL servers: every table of SPEC sections 4 and 5 exists,
+//! and applying the migrations again, by the binaries' runner or by hand with `psql -f`,
+//! changes nothing.
+
+use std::process::Command;
+
+use anyhow::{ensure, Context, Result};
+use globalmart_core::db::{self, Db, PgSettings};
+use globalmart_testkit::{connect, TestStack};
+
+const REALTIME_TABLES: &[&str] = &[
+    "transactions",
+    "product_view_events",
+    "cart_events",
+    "products",
+    "product_history",
+    "users",
+    "user_history",
+    "product_stock",
+    "dead_letter_events",
+    "stream_offsets",
+    "sales_per_minute",
+    "sales_by_country",
+    "cart_metrics",
+    "abandoned_carts",
+    "trending_products",
+    "category_performance",
+    "high_value_anomalies",
+    "high_quantity_anomalies",
+    "suspicious_patterns",
+    "high_demand_alerts",
+    "restock_alerts",
+    "alerts",
+];
+
+const WAREHOUSE_TABLES: &[&str] = &[
+    "dim_date",
+    "dim_geography",
+    "dim_customers",
+    "dim_products",
+    "fact_sales",
+    "fact_product_views",
+    "fact_cart_events",
+    "product_performance",
+    "rfm_analysis",
+    "customer_segments",
+    "customer_segments_history",
+    "sales_trends",
+    "etl_watermarks",
+    "batch_runs",
+    "batch_run_steps",
+];
+
+/// Everything a migration could change: columns, constraints, indexes and grants, plus the
+/// reference rows of the warehouse, as one sorted text.
+async fn snapshot(settings: &PgSettings, db: Db) -> Result<String> {
+    let client = connect(settings).await?;
+    let schema = client
+        .query(
+            "SELECT 'column ' || table_name || '.' || column_name || ' ' || data_type || ' '
+                    || is_nullable || ' ' || coalesce(column_default, '')
+               FROM information_schema.columns WHERE table_schema = 'public'
+             UNION ALL
+             SELECT 'constraint ' || conrelid::regclass || ' ' || pg_get_constraintdef(oid)
+               FROM pg_constraint WHERE connamespace = 'public'::regnamespace
+             UNION ALL
+             SELECT 'index ' || indexdef FROM pg_indexes WHERE schemaname = 'public'
+             UNION ALL
+             SELECT 'grant ' || table_name || ' ' || grantee || ' ' || privilege_type
+               FROM information_schema.role_table_grants WHERE table_schema = 'public'
+             ORDER BY 1",
+            &[],
+        )
+        .await?;
+    let mut lines: Vec<String> = schema.iter().map(|r| r.get(0)).collect();
+    if db == Db::Warehouse {
+        let geography = client
+            .query(
+                "SELECT 'geography ' || geography_id || ' ' || country FROM dim_geography ORDER BY 1",
+                &[],
+            )
+            .await?;
+        lines.extend(geography.iter().map(|r| r.get::<_, String>(0)));
+    }
+    Ok(lines.join("\n"))
+}
+
+async fn tables(settings: &PgSettings) -> Result<Vec<String>> {
+    let client = connect(settings).await?;
+    let rows = client
+        .query(
+            "SELECT tablename FROM pg_tables WHERE schemaname = 'public' ORDER BY 1",
+            &[],
+        )
+        .await?;
+    Ok(rows.iter().map(|r| r.get(0)).collect())
+}
+
+/// Runs every migration file of `sql/<dir>` with psql, as a person would by hand.
+fn psql_apply(settings: &PgSettings, dir: &str) -> Result<()> {
+    let folder = concat!(env!("CARGO_MANIFEST_DIR"), "/../../sql/");
+    let mut files: Vec<_> = std::fs::read_dir(format!("{folder}{dir}"))?
+        .filter_map(|entry| entry.ok().map(|e| e.path()))
+        .filter(|path| path.extension().is_some_and(|ext| ext == "sql"))
+        .collect();
+    files.sort();
+    for file in files {
+        let output = Command::new("psql")
+            .args(["-X", "-q", "-v", "ON_ERROR_STOP=1", "-h", &settings.host])
+            .args(["-p", &settings.port.to_string(), "-U", &settings.user])
+            .args(["-d", &settings.dbname, "-f"])
+            .arg(&file)
+            .env("PGPASSWORD", settings.password.expose())
+            .env("PGOPTIONS", "-c client_min_messages=warning")
+            .output()
+            .context("running psql (scripts/dev-up.sh installs it)")?;
+        ensure!(
+            output.status.success(),
+            "psql -f {} failed: {}",
+            file.display(),
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    Ok(())
+}
+
+#[tokio::test]
+async fn every_table_of_the_spec_exists() -> Result<()> {
+    let stack = TestStack::new().await?;
+    let realtime = tables(&stack.realtime).await?;
+    for table in REALTIME_TABLES {
+        assert!(
+            realtime.iter().any(|t| t == table),
+            "realtime lacks {table}: {realtime:?}"
+        );
+    }
+    let warehouse = tables(&stack.warehouse).await?;
+    for table in WAREHOUSE_TABLES {
+        assert!(
+            warehouse.iter().any(|t| t == table),
+            "warehouse lacks {table}: {warehouse:?}"
+        );
+    }
+    Ok(())
+}
+
+#[tokio::test]
+async fn applying_migrations_again_changes_nothing() -> Result<()> {
+    let stack = TestStack::new().await?;
+    for (settings, db, dir) in [
+        (&stack.realtime, Db::Realtime, "realtime"),
+        (&stack.warehouse, Db::Warehouse, "warehouse"),
+    ] {
+        let before = snapshot(settings, db).await?;
+        assert!(
+            before.lines().count() > 50,
+            "suspiciously small schema:\n{before}"
+        );
+
+        let mut client = connect(settings).await?;
+        let applied = db::migrate(&mut client, db).await?;
+        assert!(applied.is_empty(), "{dir}: second run applied {applied:?}");
+        assert_eq!(
+            snapshot(settings, db).await?,
+            before,
+            "{dir}: runner changed the schema"
+        );
+
+        psql_apply(settings, dir)?;
+        assert_eq!(
+            snapshot(settings, db).await?,
+            before,
+            "{dir}: psql -f changed the schema"
+        );
+        let applied = db::migrate(&mut client, db).await?;
+        assert!(
+            applied.is_empty(),
+            "{dir}: runner after psql applied {applied:?}"
+        );
+    }
+    Ok(())
+}
+
+#[tokio::test]
+async fn the_reader_role_can_read_but_not_write() -> Result<()> {
+    let stack = TestStack::new().await?;
+    let mut reader = stack.warehouse.clone();
+    reader.user = "globalmart_reader".into();
+    reader.password = globalmart_core::config::Secret::new("reader_password");
+    let client = connect(&reader).await?;
+    let countries: i64 = client
+        .query_one("SELECT count(*) FROM dim_geography WHERE is_current", &[])
+        .await?
+        .get(0);
+    assert_eq!(countries, 5);
+    let write = client
+        .execute("DELETE FROM dim_geography WHERE country = 'USA'", &[])
+        .await;
+    let Err(e) = write else {
+        panic!("globalmart_reader must not be able to delete");
+    };
+    let reason = globalmart_core::db::describe(&e);
+    assert!(reason.contains("permission denied"), "{reason}");
+    drop(client);
+    Ok(())
+}

@@ -1,0 +1,77 @@
+//! Runs a workspace binary the way a user does: in an empty working directory (so the
+//! repository's own `.env`, if any, is not read), with a clean environment plus what the test
+//! sets, and optionally a `.env` file of the test's own.
+
+use std::fs;
+use std::path::PathBuf;
+use std::process::Command;
+
+use anyhow::{Context, Result};
+
+/// A command line to run.
+#[derive(Debug)]
+pub struct Cli {
+    command: Command,
+    dir: PathBuf,
+    dotenv: Option<String>,
+}
+
+/// What the run printed and how it ended.
+#[derive(Debug)]
+pub struct CliOutput {
+    /// The exit code (None if killed by a signal).
+    pub code: Option<i32>,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Cli {
+    /// `binary` is the path Cargo gives integration tests: `env!("CARGO_BIN_EXE_<name>")`.
+    pub fn new(binary: &str) -> Cli {
+        let dir = std::env::temp_dir().join(format!("gm-cli-{}", uuid::Uuid::new_v4().simple()));
+        let mut command = Command::new(binary);
+        command.env_clear().current_dir(&dir);
+        if let Some(path) = std::env::var_os("PATH") {
+            command.env("PATH", path);
+        }
+        Cli {
+            command,
+            dir,
+            dotenv: None,
+        }
+    }
+
+    /// Adds command-line arguments.
+    pub fn args<const N: usize>(mut self, args: [&str; N]) -> Cli {
+        self.command.args(args);
+        self
+    }
+
+    /// Sets an environment variable.
+    pub fn env(mut self, key: &str, value: &str) -> Cli {
+        self.command.env(key, value);
+        self
+    }
+
+    /// Writes a `.env` file with `contents` into the working directory.
+    pub fn dotenv(mut self, contents: &str) -> Cli {
+        self.dotenv = Some(contents.to_owned());
+        self
+    }
+
+    /// Runs to completion.
+    pub fn run(mut self) -> Result<CliOutput> {
+        fs::create_dir_all(&self.dir)?;
+        if let Some(contents) = &self.dotenv {
+            fs::write(self.dir.join(".env"), contents)?;
+        }
+        let output = self.command.output().context("running the binary")?;
+        // Best effort: a leftover empty temporary folder is harmless.
+        let _ = fs::remove_dir_all(&self.dir);
+        Ok(CliOutput {
+            code: output.status.code(),
+            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+        })
+    }
+}

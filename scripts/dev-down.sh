@@ -1,0 +1,79 @@
+#!/usr/bin/env bash
+# Stops what scripts/dev-up.sh started: the Kafka broker (by the pid dev-up recorded) and the
+# PostgreSQL clusters dev-up started. Data is kept, so dev-up.sh brings back the same topics,
+# messages and tables. --purge also deletes the Kafka data and the GlobalMart databases.
+set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/lib/common.sh"
+
+PURGE=0
+case "${1:-}" in
+    -h | --help)
+        say "usage: scripts/dev-down.sh [--purge]"
+        say "  Stops Kafka and the PostgreSQL clusters that dev-up.sh started; keeps the data."
+        say "  --purge  also deletes Kafka's data and drops the globalmart databases and the realtime cluster."
+        exit 0
+        ;;
+    --purge) PURGE=1 ;;
+    "") ;;
+    *) die "unknown argument: $1 (try --help)" ;;
+esac
+
+stop_kafka() {
+    local pid i
+    pid=$(read_pid "$KAFKA_PID_FILE")
+    if ! pid_alive "$pid"; then
+        say "kafka: not running"
+        rm -f "$KAFKA_PID_FILE"
+        return
+    fi
+    say "kafka: stopping pid $pid (controlled shutdown)..."
+    kill -TERM "$pid"
+    for i in $(seq 1 60); do
+        pid_alive "$pid" || break
+        sleep 0.5
+    done
+    if pid_alive "$pid"; then
+        warn "kafka pid $pid did not stop within 30 s; killing it"
+        kill -KILL "$pid"
+    fi
+    rm -f "$KAFKA_PID_FILE"
+    say "kafka: stopped"
+}
+
+# Stops every cluster dev-up.sh started (it leaves a marker in the run folder).
+stop_postgres() {
+    local marker name major cluster
+    for marker in "$GM_RUN"/postgres-*.started-by-dev-up; do
+        [ -e "$marker" ] || continue
+        name=$(basename "$marker" .started-by-dev-up)
+        name=${name#postgres-}
+        major=${name%%-*}
+        cluster=${name#*-}
+        say "postgres: stopping cluster $major/$cluster..."
+        as_root pg_ctlcluster "$major" "$cluster" stop || warn "could not stop cluster $major/$cluster"
+        rm -f "$marker"
+    done
+}
+
+purge() {
+    say "purging Kafka data in $KAFKA_DATA"
+    rm -rf "$KAFKA_DATA" "$KAFKA_HOME/config"
+    local major
+    major=$(ls /usr/lib/postgresql 2>/dev/null | sort -n | tail -n 1)
+    if [ -n "$major" ] && pg_lsclusters -h 2>/dev/null | awk '{print $2}' | grep -qx realtime; then
+        say "dropping PostgreSQL cluster $major/realtime"
+        as_root pg_dropcluster --stop "$major" realtime
+    fi
+    if pg_isready -q -h localhost -p "$PG_WAREHOUSE_PORT" ||
+        { [ -n "$major" ] && as_root pg_ctlcluster "$major" main start 2>/dev/null; }; then
+        say "dropping database $PG_WAREHOUSE_DB"
+        as_postgres psql -X -q -p "$PG_WAREHOUSE_PORT" -d postgres -c "DROP DATABASE IF EXISTS $PG_WAREHOUSE_DB WITH (FORCE)" ||
+            warn "could not drop $PG_WAREHOUSE_DB"
+    fi
+}
+
+stop_kafka
+[ "$PURGE" -eq 1 ] && purge
+stop_postgres
+say "local stack stopped"
+[ "$PURGE" -eq 1 ] && say "data purged: the next scripts/dev-up.sh starts from scratch" || true

@@ -1,0 +1,291 @@
+#!/usr/bin/env bash
+# Brings up GlobalMart's local stack on a machine without Docker (SPEC section 6) and prints a
+# status table:
+#   - PostgreSQL: globalmart_warehouse on 5432 and a second cluster with globalmart_realtime on
+#     5433, role globalmart_user with the documented passwords, migrations applied;
+#   - Apache Kafka (the real broker, single-node KRaft) on localhost:9092 from Maven Central jars
+#     cached in ~/.cache/globalmart, with the six topics, 3 partitions each;
+#   - kcat, to peek at topics.
+# Installs what is missing (Debian packages, Kafka jars). Idempotent: a second run changes
+# nothing and says so. Logs: logs/dev-up.log and logs/kafka.log in the repository.
+set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/lib/common.sh"
+
+usage() {
+    cat <<EOF
+usage: scripts/dev-up.sh [--help]
+
+Starts PostgreSQL (5432 warehouse, 5433 realtime) and Apache Kafka $KAFKA_VERSION (9092), creates
+the databases, role, schemas and topics, and prints a status table. Safe to run again.
+
+Environment: GLOBALMART_CACHE (default ~/.cache/globalmart) holds the Kafka jars and data.
+Stop with scripts/dev-down.sh (add --purge to delete the data too).
+EOF
+}
+case "${1:-}" in
+    -h | --help) usage; exit 0 ;;
+    "") ;;
+    *) usage >&2; die "unknown argument: $1" ;;
+esac
+
+SETUP_LOG=$GM_LOGS/dev-up.log
+: >"$SETUP_LOG"
+CHANGES=()
+changed() { CHANGES+=("$1"); say "  + $1"; }
+
+# Runs a step's command with its output in logs/dev-up.log; on failure shows the end of it.
+logged() {
+    if ! "$@" >>"$SETUP_LOG" 2>&1; then
+        tail -n 20 "$SETUP_LOG" >&2
+        die "failed: $* (full output in $SETUP_LOG)"
+    fi
+}
+
+# ------------------------------------------------------------------------------------------
+# Packages
+# ------------------------------------------------------------------------------------------
+ensure_packages() {
+    local missing=()
+    command -v pg_ctlcluster >/dev/null 2>&1 || missing+=(postgresql postgresql-contrib)
+    command -v psql >/dev/null 2>&1 || missing+=(postgresql-client)
+    command -v kcat >/dev/null 2>&1 || missing+=(kcat)
+    command -v java >/dev/null 2>&1 || missing+=(openjdk-17-jre-headless)
+    command -v mvn >/dev/null 2>&1 || missing+=(maven)
+    if [ ${#missing[@]} -gt 0 ]; then
+        say "installing ${missing[*]} from Debian's packages..."
+        logged as_root apt-get update
+        logged as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "${missing[@]}"
+        changed "installed ${missing[*]}"
+    fi
+}
+
+# ------------------------------------------------------------------------------------------
+# PostgreSQL
+# ------------------------------------------------------------------------------------------
+PG_MAJOR=""
+declare -A PG_NOTE
+
+pg_major() {
+    ls /usr/lib/postgresql 2>/dev/null | sort -n | tail -n 1
+}
+
+# The Debian cluster name serving $1, if any.
+cluster_on_port() {
+    pg_lsclusters -h 2>/dev/null | awk -v port="$1" '$3 == port { print $2; exit }'
+}
+
+# Makes a PostgreSQL server answer on port $1; creates cluster $2 when nothing is there.
+ensure_server() {
+    local port=$1 name=$2 cluster
+    cluster=$(cluster_on_port "$port")
+    if pg_isready -q -h localhost -p "$port"; then
+        PG_NOTE[$port]="cluster ${cluster:-(not managed here)}"
+        [ -n "$cluster" ] && PG_NOTE[$port]="cluster $PG_MAJOR/$cluster"
+        return
+    fi
+    if port_open "$port"; then
+        die "port $port is taken by something that is not PostgreSQL ($(port_owner "$port")); stop it or free the port"
+    fi
+    if [ -z "$cluster" ]; then
+        say "creating PostgreSQL cluster $PG_MAJOR/$name on port $port..."
+        logged as_root pg_createcluster "$PG_MAJOR" "$name" --port "$port"
+        cluster=$name
+        changed "created cluster $PG_MAJOR/$name (port $port)"
+    fi
+    say "starting PostgreSQL cluster $PG_MAJOR/$cluster on port $port..."
+    logged as_root pg_ctlcluster "$PG_MAJOR" "$cluster" start
+    local i
+    for i in $(seq 1 60); do
+        pg_isready -q -h localhost -p "$port" && break
+        sleep 0.5
+    done
+    pg_isready -q -h localhost -p "$port" ||
+        die "PostgreSQL on port $port did not become ready; see /var/log/postgresql/postgresql-$PG_MAJOR-$cluster.log"
+    touch "$GM_RUN/postgres-$PG_MAJOR-$cluster.started-by-dev-up"
+    changed "started cluster $PG_MAJOR/$cluster (port $port)"
+    PG_NOTE[$port]="cluster $PG_MAJOR/$cluster"
+}
+
+# Role globalmart_user with password $2 and database $3 on port $1.
+ensure_role_and_db() {
+    local port=$1 password=$2 db=$3 su_ok=1
+    as_postgres psql -X -q -p "$port" -d postgres -tAc 'SELECT 1' >/dev/null 2>&1 || su_ok=0
+    if [ $su_ok -eq 1 ]; then
+        local sql="psql -X -q -v ON_ERROR_STOP=1 -p $port -d postgres -tA"
+        if [ -z "$(as_postgres $sql -c "SELECT 1 FROM pg_roles WHERE rolname = '$PG_USER'")" ]; then
+            # CREATEDB: the test suite creates a database per test. CREATEROLE: the migrations
+            # create the read-only globalmart_reader role for Grafana.
+            logged as_postgres $sql -c "CREATE ROLE $PG_USER LOGIN CREATEDB CREATEROLE PASSWORD '$password'"
+            changed "created role $PG_USER on port $port"
+        elif ! PGPASSWORD=$password psql -X -h localhost -p "$port" -U "$PG_USER" -d postgres -tAc 'SELECT 1' >/dev/null 2>&1; then
+            logged as_postgres $sql -c "ALTER ROLE $PG_USER LOGIN CREATEDB CREATEROLE PASSWORD '$password'"
+            changed "reset the password of $PG_USER on port $port"
+        fi
+        # Lets the test suite drop its databases WITH (FORCE) while a read-only test client
+        # (another role) is still disconnecting.
+        if [ -z "$(as_postgres $sql -c "SELECT 1 FROM pg_auth_members m JOIN pg_roles r ON r.oid = m.roleid
+                 JOIN pg_roles u ON u.oid = m.member WHERE r.rolname = 'pg_signal_backend' AND u.rolname = '$PG_USER'")" ]; then
+            logged as_postgres $sql -c "GRANT pg_signal_backend TO $PG_USER"
+            changed "granted pg_signal_backend to $PG_USER on port $port"
+        fi
+        if [ -z "$(as_postgres $sql -c "SELECT 1 FROM pg_database WHERE datname = '$db'")" ]; then
+            logged as_postgres $sql -c "CREATE DATABASE $db OWNER $PG_USER"
+            changed "created database $db on port $port"
+        fi
+    elif ! PGPASSWORD=$password psql -X -h localhost -p "$port" -U "$PG_USER" -d "$db" -tAc 'SELECT 1' >/dev/null 2>&1; then
+        die "the PostgreSQL on port $port is not managed here and $PG_USER cannot log in to $db: create the role (password '$password', CREATEDB) and the database there, or free the port"
+    fi
+}
+
+# A fingerprint of the schema of database $2 on port $1, to tell whether migrations changed it.
+schema_fingerprint() {
+    gm_psql "$1" "$2" -tAc "SELECT md5(coalesce(string_agg(table_name || '.' || column_name || ':' || data_type, ',' ORDER BY table_name, column_name), ''))
+                           FROM information_schema.columns WHERE table_schema = 'public'"
+}
+
+# Applies every migration of sql/$3 to database $2 on port $1. The files are idempotent, so
+# this is safe whether or not a binary (refinery) applied them before.
+ensure_schema() {
+    local port=$1 db=$2 dir=$3 before after file
+    before=$(schema_fingerprint "$port" "$db")
+    for file in $(ls "$GM_ROOT/sql/$dir"/V*.sql | sort -V); do
+        logged gm_psql "$port" "$db" -f "$file"
+    done
+    after=$(schema_fingerprint "$port" "$db")
+    [ "$before" = "$after" ] || changed "applied sql/$dir migrations to $db"
+}
+
+# ------------------------------------------------------------------------------------------
+# Kafka
+# ------------------------------------------------------------------------------------------
+ensure_kafka_jars() {
+    if [ -f "$KAFKA_HOME/libs/kafka_2.13-$KAFKA_VERSION.jar" ]; then
+        return
+    fi
+    say "fetching Apache Kafka $KAFKA_VERSION from Maven Central into $KAFKA_HOME..."
+    rm -rf "$KAFKA_HOME.partial"
+    logged mvn -B -q -f "$GM_ROOT/scripts/kafka/pom.xml" dependency:copy-dependencies \
+        -DincludeScope=runtime -DoutputDirectory="$KAFKA_HOME.partial/libs"
+    mkdir -p "$KAFKA_HOME"
+    rm -rf "$KAFKA_HOME/libs"
+    mv "$KAFKA_HOME.partial/libs" "$KAFKA_HOME/libs"
+    rm -rf "$KAFKA_HOME.partial"
+    changed "fetched Kafka $KAFKA_VERSION jars ($(ls "$KAFKA_HOME/libs" | wc -l) files)"
+}
+
+ensure_kafka_config() {
+    local config=$KAFKA_HOME/config/server.properties rendered
+    mkdir -p "$KAFKA_HOME/config" "$KAFKA_DATA"
+    rendered=$(sed -e "s|@BROKER_PORT@|$KAFKA_PORT|g" -e "s|@CONTROLLER_PORT@|$KAFKA_CONTROLLER_PORT|g" \
+        -e "s|@LOG_DIR@|$KAFKA_DATA|g" "$GM_ROOT/scripts/kafka/server.properties")
+    if [ ! -f "$config" ] || [ "$(cat "$config")" != "$rendered" ]; then
+        printf '%s\n' "$rendered" >"$config"
+        changed "wrote $config"
+    fi
+    if [ ! -f "$KAFKA_DATA/meta.properties" ]; then
+        local cluster_id
+        cluster_id=$(kafka_java kafka.tools.StorageTool random-uuid 2>>"$SETUP_LOG")
+        logged kafka_java kafka.tools.StorageTool format --standalone -t "$cluster_id" -c "$config"
+        changed "formatted Kafka storage in $KAFKA_DATA (cluster $cluster_id)"
+    fi
+}
+
+kafka_answers() {
+    kcat -b "$KAFKA_BOOTSTRAP" -L -m 3 >/dev/null 2>&1
+}
+
+ensure_kafka_running() {
+    local pid
+    pid=$(read_pid "$KAFKA_PID_FILE")
+    if pid_alive "$pid" && kafka_answers; then
+        return
+    fi
+    if ! pid_alive "$pid" && port_open "$KAFKA_PORT"; then
+        die "port $KAFKA_PORT is taken by a process dev-up.sh did not start ($(port_owner "$KAFKA_PORT")); stop it or free the port"
+    fi
+    if ! pid_alive "$pid"; then
+        port_open "$KAFKA_CONTROLLER_PORT" &&
+            die "port $KAFKA_CONTROLLER_PORT (Kafka controller) is taken ($(port_owner "$KAFKA_CONTROLLER_PORT"))"
+        say "starting Apache Kafka $KAFKA_VERSION (KRaft) on $KAFKA_BOOTSTRAP..."
+        # setsid: the broker outlives this script and ignores the terminal's Ctrl+C.
+        setsid java -Xms256m -Xmx1g -XX:+UseG1GC \
+            -Dlog4j2.configurationFile="$GM_ROOT/scripts/kafka/log4j2.properties" \
+            -cp "$KAFKA_HOME/libs/*" kafka.Kafka "$KAFKA_HOME/config/server.properties" \
+            >>"$GM_LOGS/kafka.log" 2>&1 </dev/null &
+        pid=$!
+        echo "$pid" >"$KAFKA_PID_FILE"
+        changed "started Kafka (pid $pid)"
+    fi
+    local i
+    for i in $(seq 1 120); do
+        kafka_answers && return
+        pid_alive "$pid" || break
+        sleep 0.5
+    done
+    tail -n 30 "$GM_LOGS/kafka.log" >&2
+    die "Kafka did not answer on $KAFKA_BOOTSTRAP (pid $pid); see $GM_LOGS/kafka.log"
+}
+
+# Partition count of topic $1 (empty if it does not exist), from a kcat metadata listing in $2.
+topic_partitions() {
+    sed -n "s/^  topic \"$1\" with \([0-9]*\) partitions:/\1/p" <<<"$2"
+}
+
+ensure_topics() {
+    local listing topic
+    listing=$(kcat -b "$KAFKA_BOOTSTRAP" -L -m 10)
+    for topic in "${GM_EVENT_TOPICS[@]}" "${GM_COMPACTED_TOPICS[@]}"; do
+        [ -n "$(topic_partitions "$topic" "$listing")" ] && continue
+        local extra=()
+        [[ " ${GM_COMPACTED_TOPICS[*]} " == *" $topic "* ]] && extra=(--config cleanup.policy=compact)
+        logged kafka_java org.apache.kafka.tools.TopicCommand --bootstrap-server "$KAFKA_BOOTSTRAP" \
+            --create --if-not-exists --topic "$topic" --partitions "$GM_PARTITIONS" --replication-factor 1 "${extra[@]}"
+        changed "created topic $topic"
+    done
+}
+
+# ------------------------------------------------------------------------------------------
+# Status
+# ------------------------------------------------------------------------------------------
+print_status() {
+    local listing topic parts ok=0 total=0
+    listing=$(kcat -b "$KAFKA_BOOTSTRAP" -L -m 10 2>/dev/null || true)
+    say ""
+    printf '%-22s %-16s %s\n' COMPONENT ADDRESS STATUS
+    printf '%-22s %-16s %s\n' postgres-warehouse "localhost:$PG_WAREHOUSE_PORT" \
+        "$(pg_isready -q -h localhost -p "$PG_WAREHOUSE_PORT" && echo up || echo DOWN) (${PG_NOTE[$PG_WAREHOUSE_PORT]:-?}, db $PG_WAREHOUSE_DB)"
+    printf '%-22s %-16s %s\n' postgres-realtime "localhost:$PG_REALTIME_PORT" \
+        "$(pg_isready -q -h localhost -p "$PG_REALTIME_PORT" && echo up || echo DOWN) (${PG_NOTE[$PG_REALTIME_PORT]:-?}, db $PG_REALTIME_DB)"
+    printf '%-22s %-16s %s\n' kafka "$KAFKA_BOOTSTRAP" \
+        "$(kafka_answers && echo up || echo DOWN) (Apache Kafka $KAFKA_VERSION, KRaft, pid $(read_pid "$KAFKA_PID_FILE"))"
+    for topic in "${GM_EVENT_TOPICS[@]}" "${GM_COMPACTED_TOPICS[@]}"; do
+        parts=$(topic_partitions "$topic" "$listing")
+        total=$((total + 1))
+        [ -n "$parts" ] && ok=$((ok + 1))
+        printf '%-22s %-16s %s\n' "  $topic" "" "${parts:-MISSING} partitions"
+    done
+    say ""
+    say "logs: $GM_LOGS (dev-up.log, kafka.log); PostgreSQL: /var/log/postgresql/"
+    if [ ${#CHANGES[@]} -eq 0 ]; then
+        say "changes: none (everything was already up)"
+    else
+        say "changes: ${#CHANGES[@]}"
+    fi
+    [ "$ok" -eq "$total" ] || die "$((total - ok)) topic(s) missing"
+}
+
+say "GlobalMart local stack (cache: $GM_CACHE)"
+ensure_packages
+PG_MAJOR=$(pg_major)
+[ -n "$PG_MAJOR" ] || die "no PostgreSQL server found under /usr/lib/postgresql after installing"
+ensure_server "$PG_WAREHOUSE_PORT" main
+ensure_server "$PG_REALTIME_PORT" realtime
+ensure_role_and_db "$PG_WAREHOUSE_PORT" "$PG_WAREHOUSE_PASSWORD" "$PG_WAREHOUSE_DB"
+ensure_role_and_db "$PG_REALTIME_PORT" "$PG_REALTIME_PASSWORD" "$PG_REALTIME_DB"
+ensure_schema "$PG_WAREHOUSE_PORT" "$PG_WAREHOUSE_DB" warehouse
+ensure_schema "$PG_REALTIME_PORT" "$PG_REALTIME_DB" realtime
+ensure_kafka_jars
+ensure_kafka_config
+ensure_kafka_running
+ensure_topics
+print_status

@@ -1,0 +1,99 @@
+# Shared settings and helpers of the scripts/ commands. Source it; do not run it.
+#
+# Caches live outside the clone so a fresh clone (CI) reuses the compiled dependencies and the
+# Kafka jars: GLOBALMART_CACHE (default ~/.cache/globalmart) holds target/, kafka-<version>/,
+# kafka-data/ and run/ (pid files).
+
+GM_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+GM_CACHE=${GLOBALMART_CACHE:-$HOME/.cache/globalmart}
+GM_LOGS=$GM_ROOT/logs
+GM_RUN=$GM_CACHE/run
+export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$GM_CACHE/target}
+
+KAFKA_VERSION=$(sed -n 's:.*<kafka.version>\(.*\)</kafka.version>.*:\1:p' "$GM_ROOT/scripts/kafka/pom.xml")
+KAFKA_HOME=$GM_CACHE/kafka-$KAFKA_VERSION
+KAFKA_DATA=$GM_CACHE/kafka-data
+KAFKA_PORT=9092
+KAFKA_CONTROLLER_PORT=9093
+KAFKA_BOOTSTRAP=localhost:$KAFKA_PORT
+KAFKA_PID_FILE=$GM_RUN/kafka.pid
+
+# The documented development defaults (SPEC section 2); .env.example lists them.
+PG_WAREHOUSE_PORT=${POSTGRES_WAREHOUSE_PORT:-5432}
+PG_WAREHOUSE_DB=${POSTGRES_WAREHOUSE_DB:-globalmart_warehouse}
+PG_WAREHOUSE_PASSWORD=${POSTGRES_WAREHOUSE_PASSWORD:-warehouse_password}
+PG_REALTIME_PORT=${POSTGRES_REALTIME_PORT:-5433}
+PG_REALTIME_DB=${POSTGRES_REALTIME_DB:-globalmart_realtime}
+PG_REALTIME_PASSWORD=${POSTGRES_REALTIME_PASSWORD:-realtime_password}
+PG_USER=${POSTGRES_WAREHOUSE_USER:-globalmart_user}
+
+# Event topics, then catalogue topics (compacted). Keep in step with globalmart-core's topics.rs.
+GM_EVENT_TOPICS=(transactions-topic product-views-topic cart-events-topic alerts-topic)
+GM_COMPACTED_TOPICS=(products-topic users-topic)
+GM_PARTITIONS=3
+
+mkdir -p "$GM_LOGS" "$GM_RUN"
+
+say() { printf '%s\n' "$*"; }
+warn() { printf 'warning: %s\n' "$*" >&2; }
+die() {
+    printf 'error: %s\n' "$*" >&2
+    exit 1
+}
+
+# Runs a command as root: directly when we are root, through sudo otherwise.
+as_root() {
+    if [ "$(id -u)" -eq 0 ]; then
+        "$@"
+    elif command -v sudo >/dev/null 2>&1; then
+        sudo "$@"
+    else
+        die "need root to run: $* (no sudo here)"
+    fi
+}
+
+# Runs a command as the postgres OS user (peer authentication to the local clusters).
+as_postgres() {
+    if [ "$(id -un)" = postgres ]; then
+        "$@"
+    else
+        as_root runuser -u postgres -- "$@"
+    fi
+}
+
+# True when something accepts TCP connections on localhost:$1.
+port_open() {
+    timeout 1 bash -c "exec 3<>/dev/tcp/127.0.0.1/$1" 2>/dev/null
+}
+
+# Who listens on localhost:$1, for error messages.
+port_owner() {
+    if command -v ss >/dev/null 2>&1; then
+        ss -Hltnp "sport = :$1" 2>/dev/null | sed -n 's/.*users:((\(.*\)))/\1/p' | head -n 1
+    fi
+}
+
+# The Kafka classpath runner: java with the cached jars and our log4j2 config.
+kafka_java() {
+    java -Dlog4j2.configurationFile="$GM_ROOT/scripts/kafka/log4j2.properties" \
+        -cp "$KAFKA_HOME/libs/*" "$@"
+}
+
+# True when $1 is the pid of a live process.
+pid_alive() {
+    [ -n "${1:-}" ] && kill -0 "$1" 2>/dev/null
+}
+
+# The pid in file $1, or nothing.
+read_pid() {
+    [ -f "$1" ] && tr -dc '0-9' <"$1" || true
+}
+
+# psql as globalmart_user on port $1, database $2 (password from the defaults above).
+gm_psql() {
+    local port=$1 db=$2
+    shift 2
+    local password=$PG_WAREHOUSE_PASSWORD
+    [ "$port" = "$PG_REALTIME_PORT" ] && password=$PG_REALTIME_PASSWORD
+    PGPASSWORD=$password PGCONNECT_TIMEOUT=5 PGOPTIONS="-c client_min_messages=warning" psql -X -q -v ON_ERROR_STOP=1 -h localhost -p "$port" -U "$PG_USER" -d "$db" "$@"
+}

@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# The whole test suite, exactly what CI runs (.ci/run): brings up the local stack (installing
+# what is missing), checks the stack scripts themselves, then formatting, lints and every Rust
+# test against the real broker and PostgreSQL.
+set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/lib/common.sh"
+cd "$GM_ROOT"
+
+command -v cargo >/dev/null 2>&1 || die "cargo not found: install Rust stable (rustup) first"
+
+say "== local stack"
+scripts/dev-up.sh
+say "== stack scripts"
+scripts/tests/stack.sh
+say "== format and lints"
+cargo fmt --all --check
+cargo clippy --workspace --all-targets --locked -- -D warnings
+say "== tests"
+results=$GM_LOGS/cargo-test.log
+set +e
+cargo test --workspace --locked 2>&1 | tee "$results"
+status=${PIPESTATUS[0]}
+set -e
+# One closing line for the whole suite, summed over cargo's per-binary results.
+awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($i ~ /^passed;?$/) p += $(i-1); if ($i ~ /^failed;?$/) f += $(i-1) } }
+     END { printf "rust tests: %d passed, %d failed\n", p, f }' "$results"
+exit "$status"
