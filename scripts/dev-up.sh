@@ -13,23 +13,29 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib/common.sh"
 
 usage() {
     cat <<EOF
-usage: scripts/dev-up.sh [--help]
+usage: scripts/dev-up.sh [--with-prometheus] [--help]
 
 Starts PostgreSQL (5432 warehouse, 5433 realtime) and Apache Kafka $KAFKA_VERSION (9092), creates
 the databases, role, schemas and topics, and prints a status table. Safe to run again.
+
+  --with-prometheus  also install and start Prometheus on 127.0.0.1:$PROMETHEUS_PORT, scraping the
+                     binaries' /metrics as prometheus/prometheus.yml says.
 
 Environment: GLOBALMART_CACHE (default ~/.cache/globalmart) holds the Kafka jars and data.
 Stop with scripts/dev-down.sh (add --purge to delete the data too).
 EOF
 }
-case "${1:-}" in
-    -h | --help) usage; exit 0 ;;
-    "") ;;
-    *) usage >&2; die "unknown argument: $1" ;;
-esac
+WITH_PROMETHEUS=0
+for arg in "$@"; do
+    case "$arg" in
+        -h | --help) usage; exit 0 ;;
+        --with-prometheus) WITH_PROMETHEUS=1 ;;
+        *) usage >&2; die "unknown argument: $arg" ;;
+    esac
+done
 
 SETUP_LOG=$GM_LOGS/dev-up.log
-: >"$SETUP_LOG"
+printf '\n=== dev-up.sh %s ===\n' "$(date -u +%FT%TZ)" >>"$SETUP_LOG"
 CHANGES=()
 changed() { CHANGES+=("$1"); say "  + $1"; }
 
@@ -245,6 +251,46 @@ ensure_topics() {
 }
 
 # ------------------------------------------------------------------------------------------
+# Prometheus (only with --with-prometheus)
+# ------------------------------------------------------------------------------------------
+prometheus_ready() {
+    curl -fsS "http://127.0.0.1:$PROMETHEUS_PORT/-/ready" >/dev/null 2>&1
+}
+
+ensure_prometheus() {
+    if ! command -v prometheus >/dev/null 2>&1; then
+        say "installing prometheus from Debian's packages..."
+        logged as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends prometheus
+        # The package starts its own service (all interfaces, its own config); ours replaces it.
+        as_root invoke-rc.d prometheus stop >>"$SETUP_LOG" 2>&1 || true
+        as_root update-rc.d prometheus disable >>"$SETUP_LOG" 2>&1 || true
+        changed "installed prometheus"
+    fi
+    local pid
+    pid=$(read_pid "$PROMETHEUS_PID_FILE")
+    pid_alive "$pid" && prometheus_ready && return
+    if ! pid_alive "$pid"; then
+        port_open "$PROMETHEUS_PORT" &&
+            die "port $PROMETHEUS_PORT is taken by a process dev-up.sh did not start ($(port_owner "$PROMETHEUS_PORT"))"
+        mkdir -p "$PROMETHEUS_DATA"
+        setsid prometheus --config.file="$GM_ROOT/prometheus/prometheus.yml" \
+            --web.listen-address="127.0.0.1:$PROMETHEUS_PORT" --storage.tsdb.path="$PROMETHEUS_DATA" \
+            >>"$GM_LOGS/prometheus.log" 2>&1 </dev/null &
+        pid=$!
+        echo "$pid" >"$PROMETHEUS_PID_FILE"
+        changed "started Prometheus (pid $pid)"
+    fi
+    local i
+    for i in $(seq 1 60); do
+        prometheus_ready && return
+        pid_alive "$pid" || break
+        sleep 0.5
+    done
+    tail -n 20 "$GM_LOGS/prometheus.log" >&2
+    die "Prometheus did not become ready on 127.0.0.1:$PROMETHEUS_PORT; see $GM_LOGS/prometheus.log"
+}
+
+# ------------------------------------------------------------------------------------------
 # Status
 # ------------------------------------------------------------------------------------------
 print_status() {
@@ -258,6 +304,10 @@ print_status() {
         "$(pg_isready -q -h localhost -p "$PG_REALTIME_PORT" && echo up || echo DOWN) (${PG_NOTE[$PG_REALTIME_PORT]:-?}, db $PG_REALTIME_DB)"
     printf '%-22s %-16s %s\n' kafka "$KAFKA_BOOTSTRAP" \
         "$(kafka_answers && echo up || echo DOWN) (Apache Kafka $KAFKA_VERSION, KRaft, pid $(read_pid "$KAFKA_PID_FILE"))"
+    if [ "$WITH_PROMETHEUS" -eq 1 ]; then
+        printf '%-22s %-16s %s\n' prometheus "127.0.0.1:$PROMETHEUS_PORT" \
+            "$(prometheus_ready && echo up || echo DOWN) (pid $(read_pid "$PROMETHEUS_PID_FILE"), prometheus/prometheus.yml)"
+    fi
     for topic in "${GM_EVENT_TOPICS[@]}" "${GM_COMPACTED_TOPICS[@]}"; do
         parts=$(topic_partitions "$topic" "$listing")
         total=$((total + 1))
@@ -288,4 +338,5 @@ ensure_kafka_jars
 ensure_kafka_config
 ensure_kafka_running
 ensure_topics
+[ "$WITH_PROMETHEUS" -eq 1 ] && ensure_prometheus
 print_status

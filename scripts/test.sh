@@ -6,7 +6,7 @@ set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib/common.sh"
 cd "$GM_ROOT"
 
-command -v cargo >/dev/null 2>&1 || die "cargo not found: install Rust stable (rustup) first"
+require_cargo
 
 say "== local stack"
 scripts/dev-up.sh

@@ -17,6 +17,9 @@ KAFKA_PORT=9092
 KAFKA_CONTROLLER_PORT=9093
 KAFKA_BOOTSTRAP=localhost:$KAFKA_PORT
 KAFKA_PID_FILE=$GM_RUN/kafka.pid
+PROMETHEUS_PORT=9090
+PROMETHEUS_PID_FILE=$GM_RUN/prometheus.pid
+PROMETHEUS_DATA=$GM_CACHE/prometheus-data
 
 # The documented development defaults (SPEC section 2); .env.example lists them.
 PG_WAREHOUSE_PORT=${POSTGRES_WAREHOUSE_PORT:-5432}
@@ -39,6 +42,11 @@ warn() { printf 'warning: %s\n' "$*" >&2; }
 die() {
     printf 'error: %s\n' "$*" >&2
     exit 1
+}
+
+# Stops with a clear message when Rust is missing (the machines come with Rust stable).
+require_cargo() {
+    command -v cargo >/dev/null 2>&1 || die "cargo not found: install Rust stable (rustup) first"
 }
 
 # Runs a command as root: directly when we are root, through sudo otherwise.

@@ -45,9 +45,10 @@ impl Transaction {
     }
 }
 
-/// `cart-events-topic`: something a user did to a cart.
+/// An event of a shopping session: who, when, where, and what happened (`action`, whose
+/// `event_type` tag and fields sit beside these in the same JSON object).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct CartEvent {
+pub struct SessionEvent<A> {
     pub event_id: Uuid,
     #[serde(with = "crate::timestamp")]
     pub timestamp: DateTime<Utc>,
@@ -55,8 +56,11 @@ pub struct CartEvent {
     pub session_id: String,
     pub country: Country,
     #[serde(flatten)]
-    pub action: CartAction,
+    pub action: A,
 }
+
+/// `cart-events-topic`: something a user did to a cart.
+pub type CartEvent = SessionEvent<CartAction>;
 
 /// The kind of cart event, tagged by `event_type`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -111,17 +115,7 @@ pub struct Checkout {
 }
 
 /// `product-views-topic`: browsing.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct ProductViewEvent {
-    pub event_id: Uuid,
-    #[serde(with = "crate::timestamp")]
-    pub timestamp: DateTime<Utc>,
-    pub user_id: String,
-    pub session_id: String,
-    pub country: Country,
-    #[serde(flatten)]
-    pub action: ViewAction,
-}
+pub type ProductViewEvent = SessionEvent<ViewAction>;
 
 /// The kind of browsing event, tagged by `event_type`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -10,8 +10,8 @@ use uuid::Uuid;
 
 use crate::domain::IdKind;
 use crate::event::{
-    CartAction, CartEvent, CartItem, LineItem, Product, ProductViewEvent, Transaction, User,
-    ViewAction,
+    CartAction, CartEvent, CartItem, LineItem, Product, ProductViewEvent, SessionEvent,
+    Transaction, User, ViewAction,
 };
 
 /// A broken rule; its `Display` is the dead-letter reason.
@@ -89,10 +89,7 @@ pub fn transaction(e: &Transaction, now: DateTime<Utc>) -> Check {
 
 /// Checks a cart event.
 pub fn cart_event(e: &CartEvent, now: DateTime<Utc>) -> Check {
-    uuid_v4("event_id", e.event_id)?;
-    id("user_id", &e.user_id, IdKind::User)?;
-    not_empty("session_id", &e.session_id)?;
-    not_future("timestamp", e.timestamp, now)?;
+    session(e, now)?;
     match &e.action {
         CartAction::AddToCart(item) | CartAction::RemoveFromCart(item) => cart_item(item),
         CartAction::UpdateQuantity(change) => {
@@ -130,10 +127,7 @@ pub fn cart_event(e: &CartEvent, now: DateTime<Utc>) -> Check {
 
 /// Checks a browsing event.
 pub fn product_view(e: &ProductViewEvent, now: DateTime<Utc>) -> Check {
-    uuid_v4("event_id", e.event_id)?;
-    id("user_id", &e.user_id, IdKind::User)?;
-    not_empty("session_id", &e.session_id)?;
-    not_future("timestamp", e.timestamp, now)?;
+    session(e, now)?;
     match &e.action {
         ViewAction::View(v) => {
             id("product_id", &v.product_id, IdKind::Product)?;
@@ -193,6 +187,14 @@ pub fn user(u: &User, now: DateTime<Utc>) -> Check {
     range("preferences", u.preferences.len(), PREFERENCES)?;
     not_future("registration_date", u.registration_date, now)?;
     not_future("updated_at", u.updated_at, now)
+}
+
+/// The fields every session event has.
+fn session<A>(e: &SessionEvent<A>, now: DateTime<Utc>) -> Check {
+    uuid_v4("event_id", e.event_id)?;
+    id("user_id", &e.user_id, IdKind::User)?;
+    not_empty("session_id", &e.session_id)?;
+    not_future("timestamp", e.timestamp, now)
 }
 
 fn cart_item(item: &CartItem) -> Check {
