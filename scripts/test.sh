@@ -18,7 +18,7 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 say "== tests"
 results=$GM_LOGS/cargo-test.log
 set +e
-cargo test --workspace --locked 2>&1 | tee "$results"
+cargo test --workspace --locked --no-fail-fast 2>&1 | tee "$results"
 status=${PIPESTATUS[0]}
 set -e
 # One closing line for the whole suite, summed over cargo's per-binary results.

@@ -145,6 +145,21 @@ pub struct KafkaArgs {
         default_value = "localhost:9092"
     )]
     pub bootstrap_servers: String,
+
+    /// Prefix added to every topic name (isolated test runs, shared clusters).
+    #[arg(
+        long = "kafka-topic-prefix",
+        env = "KAFKA_TOPIC_PREFIX",
+        default_value = ""
+    )]
+    pub topic_prefix: String,
+}
+
+impl KafkaArgs {
+    /// The broker-side name of `topic`.
+    pub fn topic_name(&self, topic: crate::topics::Topic) -> String {
+        format!("{}{}", self.topic_prefix, topic.name())
+    }
 }
 
 /// Marks which database a [`DbArgs`] configures.

@@ -2,6 +2,7 @@
 //! metrics settings, all read by the one loader in globalmart-core.
 
 use std::net::SocketAddr;
+use std::time::Duration;
 
 use clap::Parser;
 use globalmart_core::config::KafkaArgs;
@@ -49,14 +50,106 @@ pub struct Config {
           value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
     pub products: u32,
 
+    /// Seed of the catalogue and the event sequence: the same seed gives the same catalogue and
+    /// the same events (timestamps aside). Without it the catalogue is the default shop (seed 42)
+    /// and the events are new each run, so reruns never repeat event ids.
+    #[arg(long, env = "GENERATOR_SEED")]
+    pub seed: Option<u64>,
+
+    /// Stop after this many events (views, cart events and transactions; the catalogue is extra).
+    #[arg(long, env = "GENERATOR_COUNT")]
+    pub count: Option<u64>,
+
+    /// Stop after this long: 90, 90s, 15m or 2h.
+    #[arg(long, env = "GENERATOR_DURATION", value_parser = parse_duration)]
+    pub duration: Option<Duration>,
+
+    /// Print the events as JSON lines ({"topic":..,"key":..,"value":{..}}) instead of producing.
+    #[arg(long, env = "GENERATOR_DRY_RUN")]
+    pub dry_run: bool,
+
+    /// Share of transactions that are anomalies (total >= 3000 or a line of 50+ units).
+    #[arg(long, env = "GENERATOR_ANOMALY_SHARE", default_value = "0.02", value_parser = share)]
+    pub anomaly_share: f64,
+
+    /// Catalogue changes (price change, restock, rename, user moves or changes email) per event.
+    #[arg(long, env = "GENERATOR_CATALOGUE_CHANGE_RATE", default_value = "0.005", value_parser = share)]
+    pub catalogue_change_rate: f64,
+
+    /// Shopping sessions in progress at the same time.
+    #[arg(long, env = "GENERATOR_ACTIVE_SESSIONS", default_value = "200",
+          value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub active_sessions: u32,
+
+    /// How long a record may wait for the broker (retried meanwhile) before it counts as lost.
+    #[arg(long, env = "GENERATOR_DELIVERY_TIMEOUT", default_value = "5m", value_parser = parse_duration)]
+    pub delivery_timeout: Duration,
+
+    /// How often to print the statistics line: 5s, 1m ...
+    #[arg(long, env = "GENERATOR_STATS_INTERVAL", default_value = "5s", value_parser = parse_duration)]
+    pub stats_interval: Duration,
+
     /// Where to serve Prometheus metrics (GET /metrics).
     #[arg(long, env = "METRICS_ADDR", default_value = "127.0.0.1:9101")]
     pub metrics_addr: SocketAddr,
 }
 
+/// The seed of the default shop, used when no --seed is given.
+pub const DEFAULT_CATALOGUE_SEED: u64 = 42;
+
+fn share(text: &str) -> Result<f64, String> {
+    match text.trim().parse::<f64>() {
+        Ok(x) if (0.0..=1.0).contains(&x) => Ok(x),
+        _ => Err("expected a fraction from 0 to 1, such as 0.02".into()),
+    }
+}
+
+/// Parses `90`, `90s`, `15m`, `2h` (and `500ms`).
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (digits, unit) = text.split_at(split);
+    let amount: u64 = digits
+        .parse()
+        .map_err(|_| "expected a duration such as 90s, 15m or 2h".to_owned())?;
+    let seconds = match unit {
+        "" | "s" => Some(amount),
+        "m" => amount.checked_mul(60),
+        "h" => amount.checked_mul(3600),
+        "ms" => return Ok(Duration::from_millis(amount)),
+        _ => None,
+    };
+    match seconds {
+        Some(s) if s > 0 => Ok(Duration::from_secs(s)),
+        _ => Err("expected a positive duration such as 90s, 15m or 2h".into()),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn durations_read_like_a_human_writes_them() {
+        assert_eq!(parse_duration("90"), Ok(Duration::from_secs(90)));
+        assert_eq!(parse_duration("60s"), Ok(Duration::from_secs(60)));
+        assert_eq!(parse_duration("15m"), Ok(Duration::from_secs(900)));
+        assert_eq!(parse_duration("2h"), Ok(Duration::from_secs(7200)));
+        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
+        for bad in ["", "0s", "fast", "10d", "-5s", "1.5m"] {
+            assert!(parse_duration(bad).is_err(), "{bad:?} must be refused");
+        }
+    }
+
+    #[test]
+    fn shares_are_fractions() {
+        assert_eq!(share("0.02"), Ok(0.02));
+        for bad in ["2", "-0.1", "two"] {
+            assert!(share(bad).is_err(), "{bad:?} must be refused");
+        }
+    }
 
     #[test]
     fn rate_accepts_positive_numbers_and_max() {

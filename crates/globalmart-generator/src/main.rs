@@ -1,14 +1,27 @@
 //! `globalmart-generator`: realistic e-commerce events into Kafka.
 
-mod config;
+use std::process::ExitCode;
 
-use tracing::info;
+use globalmart_generator::{config::Config, run};
+use tracing::error;
 
-fn main() -> anyhow::Result<()> {
-    let config: config::Config = globalmart_core::config::load();
+#[tokio::main]
+async fn main() -> ExitCode {
+    let config: Config = globalmart_core::config::load();
     globalmart_core::logging::init();
-    info!(?config, "configuration loaded");
-    anyhow::bail!(
-        "event generation is not built yet (issue #4): this build only checks its configuration"
-    )
+    match run::run(config).await {
+        Ok(delivery) if delivery.failed + delivery.in_flight() == 0 => ExitCode::SUCCESS,
+        Ok(delivery) => {
+            error!(
+                "{} of {} records were not delivered",
+                delivery.failed + delivery.in_flight(),
+                delivery.sent
+            );
+            ExitCode::FAILURE
+        }
+        Err(e) => {
+            error!("{e:#}");
+            ExitCode::FAILURE
+        }
+    }
 }

@@ -5,9 +5,6 @@ use anyhow::Result;
 use globalmart_testkit::Cli;
 
 const BIN: &str = env!("CARGO_BIN_EXE_globalmart-generator");
-/// What a run prints once its configuration is accepted (the generation itself is issue #4).
-const CONFIG_ACCEPTED: &str = "event generation is not built yet";
-
 #[test]
 fn help_lists_every_key_with_its_default() -> Result<()> {
     let out = Cli::new(BIN).args(["--help"]).run()?;
@@ -42,8 +39,17 @@ fn a_bad_environment_value_names_the_key() -> Result<()> {
     Ok(())
 }
 
+/// Records of `topic` in a bounded dry run's output.
+fn records(stdout: &str, topic: &str) -> usize {
+    stdout
+        .lines()
+        .filter(|l| l.starts_with(&format!("{{\"topic\":\"{topic}\"")))
+        .count()
+}
+
 #[test]
 fn precedence_is_flag_then_environment_then_dotenv() -> Result<()> {
+    let dry_run = ["--dry-run", "--count", "0", "--products", "3"];
     let from_dotenv = Cli::new(BIN).dotenv("DATA_GEN_NUM_USERS=0\n").run()?;
     assert_eq!(from_dotenv.code, Some(2));
     assert!(
@@ -54,29 +60,29 @@ fn precedence_is_flag_then_environment_then_dotenv() -> Result<()> {
         from_dotenv.stderr
     );
 
-    let env_beats_dotenv = Cli::new(BIN)
-        .dotenv("DATA_GEN_NUM_USERS=0\n")
-        .env("DATA_GEN_NUM_USERS", "25")
+    let dotenv_used = Cli::new(BIN)
+        .dotenv("DATA_GEN_NUM_USERS=7\n")
+        .env("METRICS_ADDR", "127.0.0.1:0")
+        .args(dry_run)
         .run()?;
-    assert!(
-        env_beats_dotenv.stderr.contains(CONFIG_ACCEPTED),
-        "{}",
-        env_beats_dotenv.stderr
-    );
-    assert!(
-        env_beats_dotenv.stderr.contains("users: 25"),
-        "{}",
-        env_beats_dotenv.stderr
-    );
+    assert_eq!(dotenv_used.code, Some(0), "{}", dotenv_used.stderr);
+    assert_eq!(records(&dotenv_used.stdout, "users-topic"), 7);
+
+    let env_beats_dotenv = Cli::new(BIN)
+        .dotenv("DATA_GEN_NUM_USERS=7\n")
+        .env("DATA_GEN_NUM_USERS", "25")
+        .env("METRICS_ADDR", "127.0.0.1:0")
+        .args(dry_run)
+        .run()?;
+    assert_eq!(records(&env_beats_dotenv.stdout, "users-topic"), 25);
 
     let flag_beats_env = Cli::new(BIN)
-        .env("DATA_GEN_NUM_PRODUCTS", "0")
-        .args(["--products", "7"])
+        .env("DATA_GEN_NUM_USERS", "25")
+        .env("METRICS_ADDR", "127.0.0.1:0")
+        .args(dry_run)
+        .args(["--users", "4"])
         .run()?;
-    assert!(
-        flag_beats_env.stderr.contains("products: 7"),
-        "{}",
-        flag_beats_env.stderr
-    );
+    assert_eq!(records(&flag_beats_env.stdout, "users-topic"), 4);
+    assert_eq!(records(&flag_beats_env.stdout, "products-topic"), 3);
     Ok(())
 }

@@ -4,9 +4,14 @@
 
 use std::fs;
 use std::path::PathBuf;
-use std::process::Command;
+use std::process::{Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
 
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
+
+/// The longest a command-line run may take.
+pub const MAX_RUN: Duration = Duration::from_secs(60);
 
 /// A command line to run.
 #[derive(Debug)]
@@ -59,13 +64,31 @@ impl Cli {
         self
     }
 
-    /// Runs to completion.
+    /// Runs to completion. A run still going after [`MAX_RUN`] is killed and reported as an
+    /// error, so a binary that never exits fails its test instead of hanging the suite.
     pub fn run(mut self) -> Result<CliOutput> {
         fs::create_dir_all(&self.dir)?;
         if let Some(contents) = &self.dotenv {
             fs::write(self.dir.join(".env"), contents)?;
         }
-        let output = self.command.output().context("running the binary")?;
+        let child = self
+            .command
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .context("running the binary")?;
+        let pid = child.id();
+        let (done, finished) = mpsc::channel();
+        std::thread::spawn(move || done.send(child.wait_with_output()));
+        let output = match finished.recv_timeout(MAX_RUN) {
+            Ok(output) => output?,
+            Err(_) => {
+                Command::new("kill")
+                    .args(["-KILL", &pid.to_string()])
+                    .status()?;
+                bail!("the binary was still running after {MAX_RUN:?}: killed pid {pid}");
+            }
+        };
         // Best effort: a leftover empty temporary folder is harmless.
         let _ = fs::remove_dir_all(&self.dir);
         Ok(CliOutput {

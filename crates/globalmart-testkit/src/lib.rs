@@ -81,7 +81,12 @@ impl TestStack {
 
     /// This test's name for `topic`.
     pub fn topic(&self, topic: Topic) -> String {
-        format!("{}-{}", self.id, topic.name())
+        format!("{}{}", self.topic_prefix(), topic.name())
+    }
+
+    /// The `KAFKA_TOPIC_PREFIX` that points a binary at this test's topics.
+    pub fn topic_prefix(&self) -> String {
+        format!("{}-", self.id)
     }
 
     /// Creates one more topic for this test (deleted with the others).

@@ -1,0 +1,86 @@
+//! One run of the generator: publish the catalogue, then events at the configured rate until
+//! --count, --duration or Ctrl+C/SIGTERM, then flush and report.
+
+use anyhow::Result;
+use chrono::Utc;
+use globalmart_core::{metrics, shutdown, timestamp};
+use rand::RngExt;
+use tokio::time::Instant;
+use tracing::info;
+
+use crate::config::{Config, DEFAULT_CATALOGUE_SEED};
+use crate::mix::{Mix, MixSettings};
+use crate::pace::Pacer;
+use crate::producer::{Delivery, Sink};
+use crate::report::{self, Monitor};
+
+/// Runs until done or interrupted; returns what was delivered.
+pub async fn run(config: Config) -> Result<Delivery> {
+    let shutdown = shutdown::on_signal()?;
+    metrics::serve(config.metrics_addr, shutdown.clone()).await?;
+    let seed = config.seed.unwrap_or_else(|| rand::rng().random());
+    let catalogue_seed = config.seed.unwrap_or(DEFAULT_CATALOGUE_SEED);
+    info!(
+        "=== GlobalMart Data Generation Started === (seed {seed}, catalogue seed {catalogue_seed})"
+    );
+    let settings = MixSettings {
+        users: config.users,
+        products: config.products,
+        anomaly_share: config.anomaly_share,
+        catalogue_change_rate: config.catalogue_change_rate,
+        active_sessions: config.active_sessions as usize,
+    };
+    let mut mix = Mix::new(
+        settings,
+        catalogue_seed,
+        seed,
+        timestamp::to_micros(Utc::now()),
+    );
+    let mut sink = if config.dry_run {
+        Sink::dry_run(&config.kafka.topic_prefix)
+    } else {
+        Sink::kafka(&config.kafka, config.delivery_timeout)?
+    };
+    let mut monitor = Monitor::new(config.stats_interval);
+    let started = Instant::now();
+
+    let mut catalogue = 0;
+    for record in mix.catalogue.events().collect::<Vec<_>>() {
+        monitor.observe(&record);
+        sink.send(&record).await?;
+        catalogue += 1;
+    }
+    info!(
+        "published the catalogue: {} products, {} users",
+        config.products, config.users
+    );
+
+    let deadline = config.duration.map(|d| started + d);
+    let mut pacer = Pacer::new(config.rate);
+    'run: loop {
+        let due = tokio::select! {
+            due = pacer.due() => due,
+            () = shutdown.cancelled() => break 'run,
+        };
+        for _ in 0..due {
+            if config.count.is_some_and(|n| mix.counts().events() >= n) {
+                break 'run;
+            }
+            let event = mix.next(timestamp::to_micros(Utc::now()));
+            monitor.observe(&event);
+            sink.send(&event).await?;
+        }
+        monitor.maybe_stats(mix.counts(), sink.progress());
+        if deadline.is_some_and(|d| Instant::now() >= d) || shutdown.is_cancelled() {
+            break;
+        }
+    }
+
+    // Every record in flight gets its full delivery timeout, then counts as lost.
+    let delivery = sink.finish(config.delivery_timeout).await?;
+    info!(
+        "{}",
+        report::summary(mix.counts(), catalogue, delivery, started.elapsed())
+    );
+    Ok(delivery)
+}

@@ -1,0 +1,226 @@
+//! The generator binary against the real local broker: it delivers exactly what --dry-run
+//! prints for the same seed, SIGTERM flushes everything in flight and exits 0, and records that
+//! cannot be delivered are counted and make the exit code non-zero.
+
+use std::collections::BTreeMap;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use anyhow::{ensure, Context, Result};
+use globalmart_core::topics::Topic;
+use globalmart_testkit::TestStack;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
+
+const BIN: &str = env!("CARGO_BIN_EXE_globalmart-generator");
+
+/// Per topic: the sorted (key, payload without timestamps) of every record.
+type Records = BTreeMap<String, Vec<(String, serde_json::Value)>>;
+
+fn generator(stack: &TestStack) -> Command {
+    let mut command = Command::new(BIN);
+    command
+        .env_clear()
+        .env("METRICS_ADDR", "127.0.0.1:0")
+        .env("KAFKA_BOOTSTRAP_SERVERS", &stack.bootstrap_servers)
+        .env("KAFKA_TOPIC_PREFIX", stack.topic_prefix())
+        .env("DATA_GEN_NUM_USERS", "300")
+        .env("DATA_GEN_NUM_PRODUCTS", "80");
+    command
+}
+
+/// Wall-clock fields differ between runs; everything else is determined by the seed.
+fn without_timestamps(mut value: serde_json::Value) -> serde_json::Value {
+    if let Some(object) = value.as_object_mut() {
+        for field in ["timestamp", "updated_at", "registration_date"] {
+            object.remove(field);
+        }
+    }
+    value
+}
+
+fn sorted(mut records: Records) -> Records {
+    for list in records.values_mut() {
+        list.sort_by(|a, b| (&a.0, a.1.to_string()).cmp(&(&b.0, b.1.to_string())));
+    }
+    records
+}
+
+/// Reads every topic of the stack from the beginning until `expected` records arrived
+/// (or 60 s passed), then 1 s more to catch extras.
+fn consume(stack: &TestStack, expected: usize) -> Result<Records> {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", &stack.bootstrap_servers)
+        .set("group.id", &stack.group_id)
+        .set("enable.auto.commit", "false")
+        .create()?;
+    let mut assignment = TopicPartitionList::new();
+    for topic in Topic::ALL {
+        for partition in 0..3 {
+            assignment.add_partition_offset(&stack.topic(topic), partition, Offset::Beginning)?;
+        }
+    }
+    consumer.assign(&assignment)?;
+    let mut records = Records::new();
+    let mut seen = 0;
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let mut quiet_until = None;
+    loop {
+        let now = std::time::Instant::now();
+        if now > deadline || quiet_until.is_some_and(|q| now > q) {
+            break;
+        }
+        let Some(message) = consumer.poll(Duration::from_millis(200)) else {
+            continue;
+        };
+        let message = message?;
+        let topic = message
+            .topic()
+            .trim_start_matches(&stack.topic_prefix())
+            .to_owned();
+        let key = String::from_utf8_lossy(message.key().unwrap_or_default()).into_owned();
+        let value: serde_json::Value =
+            serde_json::from_slice(message.payload().unwrap_or_default())?;
+        records
+            .entry(topic)
+            .or_default()
+            .push((key, without_timestamps(value)));
+        seen += 1;
+        if seen >= expected && quiet_until.is_none() {
+            quiet_until = Some(std::time::Instant::now() + Duration::from_secs(1));
+        }
+    }
+    Ok(sorted(records))
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_broker_receives_exactly_what_the_dry_run_prints() -> Result<()> {
+    let stack = TestStack::new().await?;
+    let args = ["--seed", "11", "--count", "3000", "--rate", "max"];
+    let dry = generator(&stack).args(args).arg("--dry-run").output()?;
+    ensure!(
+        dry.status.success(),
+        "{}",
+        String::from_utf8_lossy(&dry.stderr)
+    );
+    let mut printed = Records::new();
+    for line in String::from_utf8(dry.stdout)?.lines() {
+        let record: serde_json::Value = serde_json::from_str(line)?;
+        let topic = record["topic"].as_str().context("topic")?;
+        let topic = topic.trim_start_matches(&stack.topic_prefix()).to_owned();
+        let key = record["key"].as_str().context("key")?.to_owned();
+        printed
+            .entry(topic)
+            .or_default()
+            .push((key, without_timestamps(record["value"].clone())));
+    }
+    let printed = sorted(printed);
+    let total: usize = printed.values().map(Vec::len).sum();
+
+    let run = generator(&stack).args(args).output()?;
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    ensure!(run.status.success(), "{stderr}");
+    assert!(stderr.contains("generated: 3000 events"), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "{total} sent, {total} delivered, 0 failed, 0 undelivered"
+        )),
+        "{stderr}"
+    );
+
+    let received = tokio::task::block_in_place(|| consume(&stack, total))?;
+    assert_eq!(
+        received.keys().collect::<Vec<_>>(),
+        printed.keys().collect::<Vec<_>>()
+    );
+    for (topic, records) in &printed {
+        assert_eq!(received[topic].len(), records.len(), "{topic}: count");
+        assert!(
+            received[topic] == *records,
+            "{topic}: contents differ from the dry run"
+        );
+    }
+    // Events are keyed by their user, catalogue records by their id.
+    for (key, value) in &received["transactions-topic"] {
+        assert_eq!(value["user_id"].as_str(), Some(key.as_str()));
+    }
+    for (key, value) in &received["products-topic"] {
+        assert_eq!(value["product_id"].as_str(), Some(key.as_str()));
+    }
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sigterm_flushes_what_is_in_flight_and_exits_zero() -> Result<()> {
+    let stack = TestStack::new().await?;
+    let child = generator(&stack)
+        .args(["--rate", "400"])
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()?;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()?;
+    ensure!(status.success());
+    let output = child.wait_with_output()?;
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(0), "{stderr}");
+    assert!(stderr.contains("SIGTERM received"), "{stderr}");
+    let summary = stderr
+        .lines()
+        .find(|l| l.contains(" sent, "))
+        .context("no delivery summary")?;
+    let sent: usize = summary
+        .split_whitespace()
+        .find_map(|w| w.parse().ok())
+        .context("no count in the summary")?;
+    assert!(
+        summary.contains(&format!(
+            "{sent} sent, {sent} delivered, 0 failed, 0 undelivered"
+        )),
+        "{summary}"
+    );
+    // The catalogue (380 records) plus about 3 s of events at 400/s.
+    assert!(sent > 380 + 600, "{summary}");
+    let received = tokio::task::block_in_place(|| consume(&stack, sent))?;
+    assert_eq!(received.values().map(Vec::len).sum::<usize>(), sent);
+    Ok(())
+}
+
+#[tokio::test]
+async fn undeliverable_records_are_counted_and_fail_the_run() -> Result<()> {
+    // A port with nothing behind it: every record waits out its delivery timeout.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port();
+    let output = Command::new(BIN)
+        .env_clear()
+        .env("METRICS_ADDR", "127.0.0.1:0")
+        .env("KAFKA_BOOTSTRAP_SERVERS", format!("localhost:{port}"))
+        .args([
+            "--users",
+            "5",
+            "--products",
+            "5",
+            "--count",
+            "20",
+            "--rate",
+            "max",
+        ])
+        // No catalogue changes: exactly 10 catalogue records and 20 events are sent.
+        .args(["--delivery-timeout", "3s", "--catalogue-change-rate", "0"])
+        .output()?;
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("30 sent, 0 delivered"), "{stderr}");
+    assert!(
+        stderr.contains("30 of 30 records were not delivered"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("retrying with backoff"),
+        "the outage must be reported: {stderr}"
+    );
+    Ok(())
+}
