@@ -165,7 +165,11 @@ ensure_schema() {
 # Kafka
 # ------------------------------------------------------------------------------------------
 ensure_kafka_jars() {
-    if [ -f "$KAFKA_HOME/libs/kafka_2.13-$KAFKA_VERSION.jar" ]; then
+    # The jars are those of this exact pom: a change to it (a version, a logging binding)
+    # fetches them again.
+    local pom_sum
+    pom_sum=$(sha256sum "$GM_ROOT/scripts/kafka/pom.xml" | cut -d' ' -f1)
+    if [ -f "$KAFKA_HOME/libs/kafka_2.13-$KAFKA_VERSION.jar" ] && [ "$(cat "$KAFKA_HOME/pom.sha256" 2>/dev/null)" = "$pom_sum" ]; then
         return
     fi
     say "fetching Apache Kafka $KAFKA_VERSION from Maven Central into $KAFKA_HOME..."
@@ -176,6 +180,7 @@ ensure_kafka_jars() {
     rm -rf "$KAFKA_HOME/libs"
     mv "$KAFKA_HOME.partial/libs" "$KAFKA_HOME/libs"
     rm -rf "$KAFKA_HOME.partial"
+    echo "$pom_sum" >"$KAFKA_HOME/pom.sha256"
     changed "fetched Kafka $KAFKA_VERSION jars ($(ls "$KAFKA_HOME/libs" | wc -l) files)"
 }
 

@@ -164,17 +164,7 @@ async fn a_waiting_consumer_survives_a_broker_restart_without_loss() -> Result<(
     let mut broker = KafkaBroker::start()?;
     let bootstrap = broker.bootstrap_servers();
     let topic = "restart-topic";
-    let admin: rdkafka::admin::AdminClient<_> = ClientConfig::new()
-        .set("bootstrap.servers", &bootstrap)
-        .create()?;
-    let new_topic =
-        rdkafka::admin::NewTopic::new(topic, 3, rdkafka::admin::TopicReplication::Fixed(1));
-    for result in admin
-        .create_topics([&new_topic], &rdkafka::admin::AdminOptions::new())
-        .await?
-    {
-        result.map_err(|(name, code)| anyhow::anyhow!("creating {name}: {code}"))?;
-    }
+    globalmart_testkit::create_topic(&bootstrap, topic, 3, false).await?;
 
     let producer = producer(&bootstrap)?;
     let listener = consumer(&bootstrap, "restart-group")?;

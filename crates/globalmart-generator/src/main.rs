@@ -5,6 +5,11 @@ use std::process::ExitCode;
 use globalmart_generator::{config::Config, run};
 use tracing::error;
 
+/// Building an event allocates a handful of small strings; at a million events a second the
+/// system allocator is a fifth of the work, mimalloc much less.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main]
 async fn main() -> ExitCode {
     let config: Config = globalmart_core::config::load();

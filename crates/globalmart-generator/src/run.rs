@@ -46,7 +46,7 @@ pub async fn run(config: Config) -> Result<Delivery> {
 
     let mut catalogue = 0;
     for record in mix.catalogue.events().collect::<Vec<_>>() {
-        monitor.observe(&record);
+        monitor.observe(&record, Instant::now());
         sink.send(&record).await?;
         catalogue += 1;
     }
@@ -62,12 +62,13 @@ pub async fn run(config: Config) -> Result<Delivery> {
             due = pacer.due() => due,
             () = shutdown.cancelled() => break 'run,
         };
+        let batch_started = Instant::now();
         for _ in 0..due {
             if config.count.is_some_and(|n| mix.counts().events() >= n) {
                 break 'run;
             }
             let event = mix.next(timestamp::to_micros(Utc::now()));
-            monitor.observe(&event);
+            monitor.observe(&event, batch_started);
             sink.send(&event).await?;
         }
         monitor.maybe_stats(mix.counts(), sink.progress());

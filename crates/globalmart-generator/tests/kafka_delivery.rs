@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use anyhow::{ensure, Context, Result};
 use globalmart_core::topics::Topic;
-use globalmart_testkit::TestStack;
+use globalmart_testkit::{KafkaBroker, TestStack};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
 
@@ -46,18 +46,19 @@ fn sorted(mut records: Records) -> Records {
     records
 }
 
-/// Reads every topic of the stack from the beginning until `expected` records arrived
-/// (or 60 s passed), then 1 s more to catch extras.
-fn consume(stack: &TestStack, expected: usize) -> Result<Records> {
+/// Reads every platform topic (names with `prefix`) from the beginning until `expected`
+/// records arrived (or 60 s passed), then 1 s more to catch extras.
+fn consume(bootstrap: &str, prefix: &str, expected: usize) -> Result<Records> {
     let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", &stack.bootstrap_servers)
-        .set("group.id", &stack.group_id)
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", format!("{prefix}reader"))
         .set("enable.auto.commit", "false")
         .create()?;
     let mut assignment = TopicPartitionList::new();
     for topic in Topic::ALL {
         for partition in 0..3 {
-            assignment.add_partition_offset(&stack.topic(topic), partition, Offset::Beginning)?;
+            let name = format!("{prefix}{}", topic.name());
+            assignment.add_partition_offset(&name, partition, Offset::Beginning)?;
         }
     }
     consumer.assign(&assignment)?;
@@ -74,10 +75,7 @@ fn consume(stack: &TestStack, expected: usize) -> Result<Records> {
             continue;
         };
         let message = message?;
-        let topic = message
-            .topic()
-            .trim_start_matches(&stack.topic_prefix())
-            .to_owned();
+        let topic = message.topic().trim_start_matches(prefix).to_owned();
         let key = String::from_utf8_lossy(message.key().unwrap_or_default()).into_owned();
         let value: serde_json::Value =
             serde_json::from_slice(message.payload().unwrap_or_default())?;
@@ -128,7 +126,9 @@ async fn the_broker_receives_exactly_what_the_dry_run_prints() -> Result<()> {
         "{stderr}"
     );
 
-    let received = tokio::task::block_in_place(|| consume(&stack, total))?;
+    let received = tokio::task::block_in_place(|| {
+        consume(&stack.bootstrap_servers, &stack.topic_prefix(), total)
+    })?;
     assert_eq!(
         received.keys().collect::<Vec<_>>(),
         printed.keys().collect::<Vec<_>>()
@@ -167,23 +167,12 @@ async fn sigterm_flushes_what_is_in_flight_and_exits_zero() -> Result<()> {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(output.status.code(), Some(0), "{stderr}");
     assert!(stderr.contains("SIGTERM received"), "{stderr}");
-    let summary = stderr
-        .lines()
-        .find(|l| l.contains(" sent, "))
-        .context("no delivery summary")?;
-    let sent: usize = summary
-        .split_whitespace()
-        .find_map(|w| w.parse().ok())
-        .context("no count in the summary")?;
-    assert!(
-        summary.contains(&format!(
-            "{sent} sent, {sent} delivered, 0 failed, 0 undelivered"
-        )),
-        "{summary}"
-    );
+    let sent = all_delivered(&stderr)?;
     // The catalogue (380 records) plus about 3 s of events at 400/s.
-    assert!(sent > 380 + 600, "{summary}");
-    let received = tokio::task::block_in_place(|| consume(&stack, sent))?;
+    assert!(sent > 380 + 600, "{sent}");
+    let received = tokio::task::block_in_place(|| {
+        consume(&stack.bootstrap_servers, &stack.topic_prefix(), sent)
+    })?;
     assert_eq!(received.values().map(Vec::len).sum::<usize>(), sent);
     Ok(())
 }
@@ -222,5 +211,71 @@ async fn undeliverable_records_are_counted_and_fail_the_run() -> Result<()> {
         stderr.contains("retrying with backoff"),
         "the outage must be reported: {stderr}"
     );
+    Ok(())
+}
+
+/// The number in "N sent, N delivered, 0 failed, 0 undelivered", after checking that nothing
+/// was lost.
+fn all_delivered(stderr: &str) -> Result<usize> {
+    let summary = stderr
+        .lines()
+        .find(|l| l.contains(" sent, "))
+        .context("no delivery summary")?;
+    let sent: usize = summary
+        .split_whitespace()
+        .find_map(|w| w.parse().ok())
+        .context("no count in the summary")?;
+    ensure!(
+        summary.contains(&format!(
+            "{sent} sent, {sent} delivered, 0 failed, 0 undelivered"
+        )),
+        "{summary}"
+    );
+    Ok(sent)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_broker_restart_mid_run_loses_and_doubles_nothing() -> Result<()> {
+    // A private broker: this test kills it, and must never touch the shared one.
+    let mut broker = KafkaBroker::start()?;
+    let bootstrap = broker.bootstrap_servers();
+    globalmart_testkit::create_platform_topics(&bootstrap).await?;
+    let child = Command::new(BIN)
+        .env_clear()
+        .env("METRICS_ADDR", "127.0.0.1:0")
+        .env("KAFKA_BOOTSTRAP_SERVERS", &bootstrap)
+        .args([
+            "--users",
+            "100",
+            "--products",
+            "30",
+            "--rate",
+            "300",
+            "--duration",
+            "10s",
+        ])
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()?;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    broker.kill()?;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    // Kept in scope to the end: dropping the handle kills the broker.
+    let broker = tokio::task::spawn_blocking(move || broker.restart().map(|()| broker)).await??;
+
+    let output = tokio::task::spawn_blocking(move || child.wait_with_output()).await??;
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(0), "{stderr}");
+    assert!(
+        stderr.contains("retrying with backoff"),
+        "the outage must be reported: {stderr}"
+    );
+    let sent = all_delivered(&stderr)?;
+    // 130 catalogue records plus about 10 s at 300/s.
+    assert!(sent > 130 + 2_500, "{sent}");
+    let received = tokio::task::block_in_place(|| consume(&bootstrap, "", sent))?;
+    // Idempotent production: the retries after the restart added no duplicate.
+    assert_eq!(received.values().map(Vec::len).sum::<usize>(), sent);
+    drop(broker);
     Ok(())
 }

@@ -96,15 +96,7 @@ impl TestStack {
         partitions: i32,
         compacted: bool,
     ) -> Result<()> {
-        let admin = admin_client(&self.bootstrap_servers)?;
-        let mut topic = NewTopic::new(name, partitions, TopicReplication::Fixed(1));
-        if compacted {
-            topic = topic.set("cleanup.policy", "compact");
-        }
-        let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));
-        for result in admin.create_topics([&topic], &options).await? {
-            result.map_err(|(name, code)| anyhow::anyhow!("creating topic {name}: {code}"))?;
-        }
+        create_topic(&self.bootstrap_servers, name, partitions, compacted).await?;
         self.topics.push(name.to_owned());
         Ok(())
     }
@@ -195,6 +187,35 @@ async fn drop_database(settings: &PgSettings) -> Result<()> {
             Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
         }
     }
+}
+
+/// Creates topic `name` on the broker at `bootstrap_servers` (compacted: a catalogue topic).
+pub async fn create_topic(
+    bootstrap_servers: &str,
+    name: &str,
+    partitions: i32,
+    compacted: bool,
+) -> Result<()> {
+    let admin = admin_client(bootstrap_servers)?;
+    let mut topic = NewTopic::new(name, partitions, TopicReplication::Fixed(1));
+    if compacted {
+        topic = topic.set("cleanup.policy", "compact");
+    }
+    let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));
+    for result in admin.create_topics([&topic], &options).await? {
+        result.map_err(|(name, code)| anyhow::anyhow!("creating topic {name}: {code}"))?;
+    }
+    Ok(())
+}
+
+/// Creates every platform topic, 3 partitions each, under their plain names (for a private
+/// broker).
+pub async fn create_platform_topics(bootstrap_servers: &str) -> Result<()> {
+    for topic in Topic::ALL {
+        let (name, compacted) = (topic.name(), topic.is_compacted());
+        create_topic(bootstrap_servers, name, DEFAULT_PARTITIONS, compacted).await?;
+    }
+    Ok(())
 }
 
 fn admin_client(bootstrap_servers: &str) -> Result<AdminClient<DefaultClientContext>> {
