@@ -8,7 +8,8 @@
 #                                broker with acks=all vs kcat -P of the same messages; rate
 #                                accuracy from 10 to 50,000 events/s
 #   scripts/bench.sh all         every benchmark available
-# BENCH_GENERATOR_EVENTS (default 1000000) sets the number of events of the throughput runs.
+# BENCH_GENERATOR_EVENTS (default 1000000) sets the number of events of the throughput runs,
+# BENCH_ROUNDS (default 3) how many alternating runs of a delivery figure and its floor count.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib/common.sh"
 cd "$GM_ROOT"
@@ -64,25 +65,31 @@ for line in sys.stdin:
     record = json.loads(line)
     sys.stdout.write(record["key"] + "\t" + json.dumps(record["value"], separators=(",", ":")) + "\n")
 ' <"$WORK/messages.jsonl" >"$WORK/messages.tsv"
-    local messages start end
+    local messages round best_floor=0 best_ours=0 rate
     messages=$(wc -l <"$WORK/messages.tsv")
-    start=$(now)
-    kcat -P -b "$KAFKA_BOOTSTRAP" -t "${prefix}floor" -K $'\t' -z lz4 \
-        -X enable.idempotence=true -X acks=all -X linger.ms=5 -X queue.buffering.max.messages=500000 \
-        <"$WORK/messages.tsv"
-    end=$(now)
-    local floor_rate
-    floor_rate=$(awk -v m="$messages" -v t="$(elapsed "$start" "$end")" 'BEGIN { print m / t }')
+    # Both sides share the machine with the broker, and one run of each swings by half; so
+    # they take turns, ROUNDS times, and the best run of each side counts.
+    for round in $(seq 1 "${BENCH_ROUNDS:-3}"); do
+        start=$(now)
+        kcat -P -b "$KAFKA_BOOTSTRAP" -t "${prefix}floor" -K $'\t' -z lz4 \
+            -X enable.idempotence=true -X acks=all -X linger.ms=5 -X queue.buffering.max.messages=500000 \
+            <"$WORK/messages.tsv"
+        end=$(now)
+        rate=$(awk -v m="$messages" -v t="$(elapsed "$start" "$end")" 'BEGIN { print m / t }')
+        best_floor=$(awk -v a="$best_floor" -v b="$rate" 'BEGIN { print (b > a ? b : a) }')
 
-    # Ours: generate and deliver the same records (same seed and count), until every one is
-    # acknowledged.
-    start=$(now)
-    RUST_LOG=info "$gen" --rate max --count "$events" --seed 1 --kafka-topic-prefix "$prefix" "${quiet[@]}" \
-        2>"$WORK/deliver.log" || { tail -n 20 "$WORK/deliver.log"; die "the generator failed"; }
-    end=$(now)
-    grep -q " 0 failed, 0 undelivered" "$WORK/deliver.log" || die "records were lost: $(grep 'sent,' "$WORK/deliver.log")"
-    bench generator_deliver "$(awk -v m="$messages" -v t="$(elapsed "$start" "$end")" 'BEGIN { print m / t }')" \
-        events/s "$floor_rate"
+        # Ours: generate and deliver the same records (same seed and count), until every one
+        # is acknowledged.
+        start=$(now)
+        RUST_LOG=info "$gen" --rate max --count "$events" --seed 1 --kafka-topic-prefix "$prefix" "${quiet[@]}" \
+            2>"$WORK/deliver.log" || { tail -n 20 "$WORK/deliver.log"; die "the generator failed"; }
+        end=$(now)
+        grep -q " 0 failed, 0 undelivered" "$WORK/deliver.log" || die "records were lost: $(grep 'sent,' "$WORK/deliver.log")"
+        rate=$(awk -v m="$messages" -v t="$(elapsed "$start" "$end")" 'BEGIN { print m / t }')
+        best_ours=$(awk -v a="$best_ours" -v b="$rate" 'BEGIN { print (b > a ? b : a) }')
+        say "   round $round: kcat -P $(printf '%.0f' "$best_floor") best so far, generator $(printf '%.0f' "$rate")"
+    done
+    bench generator_deliver "$best_ours" events/s "$best_floor"
 
     say "== generator: rate accuracy over 10 s (--dry-run, so the broker does not pace it)"
     local rate
