@@ -1,11 +1,11 @@
-//! Delivery: to Kafka with an idempotent, acks=all, lz4-compressed FutureProducer keyed by
-//! user_id (catalogue records by their id), or, with --dry-run, as JSON lines on stdout. A
-//! collector task awaits every delivery report, so the summary counts exactly what the broker
-//! acknowledged, what it refused and what never got an answer.
+//! Delivery: to Kafka with an idempotent, acks=all, lz4-compressed producer keyed by user_id
+//! (catalogue records by their id), or, with --dry-run, as JSON lines on stdout. Sending never
+//! blocks: librdkafka queues the record and reports its fate to a delivery callback that counts
+//! it, so the summary counts exactly what the broker acknowledged, what it refused and what
+//! never got an answer.
 
 use std::io::Write;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::Duration;
 
 use anyhow::{Context, Result};
@@ -13,11 +13,9 @@ use globalmart_core::config::KafkaArgs;
 use globalmart_core::event::Event;
 use globalmart_core::topics::Topic;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
-use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer};
+use rdkafka::message::{DeliveryResult, Message};
+use rdkafka::producer::{BaseRecord, Producer, ProducerContext, ThreadedProducer};
 use rdkafka::{ClientConfig, ClientContext};
-use tokio::sync::mpsc;
-use tokio::task::JoinHandle;
-use tokio::time::Instant;
 use tracing::{info, warn};
 
 use crate::report;
@@ -40,14 +38,57 @@ impl Delivery {
     }
 }
 
-#[derive(Debug, Default)]
-struct Counters {
-    delivered: AtomicU64,
-    failed: AtomicU64,
-}
-
 /// One record in this many has its delivery latency measured.
 const LATENCY_SAMPLE: u64 = 64;
+
+/// librdkafka's callbacks: delivery reports are counted, errors (broker down, connection
+/// refused) are logged as what they mean to a user.
+#[derive(Debug)]
+pub struct Deliveries {
+    delivered: AtomicU64,
+    failed: AtomicU64,
+    failures_logged: AtomicU32,
+    /// The clock the sampled enqueue times (the delivery opaque, in µs) are read on.
+    started: std::time::Instant,
+    prefix: String,
+}
+
+impl ClientContext for Deliveries {
+    fn error(&self, error: KafkaError, reason: &str) {
+        warn!(%error, "Kafka: {reason}; retrying with backoff, messages wait in the producer queue");
+    }
+}
+
+impl ProducerContext for Deliveries {
+    /// Microseconds since `started` when the record was sent, for one record in
+    /// [`LATENCY_SAMPLE`]; 0 for the others.
+    type DeliveryOpaque = usize;
+
+    fn delivery(&self, result: &DeliveryResult<'_>, enqueued_micros: usize) {
+        match result {
+            Ok(_) => {
+                self.delivered.fetch_add(1, Ordering::Relaxed);
+                if enqueued_micros > 0 {
+                    let now = self.started.elapsed().as_micros() as usize;
+                    let seconds = now.saturating_sub(enqueued_micros) as f64 / 1e6;
+                    report::DELIVERY_LATENCY.observe(seconds);
+                }
+            }
+            Err((error, message)) => {
+                self.failed.fetch_add(1, Ordering::Relaxed);
+                let name = message
+                    .topic()
+                    .strip_prefix(&self.prefix)
+                    .unwrap_or(message.topic());
+                let topic = Topic::from_name(name).map_or("unknown", Topic::name);
+                report::DELIVERY_ERRORS.with_label_values(&[topic]).inc();
+                if self.failures_logged.fetch_add(1, Ordering::Relaxed) < 10 {
+                    warn!(topic, %error, "a message was not delivered");
+                }
+            }
+        }
+    }
+}
 
 /// Where records go.
 #[derive(Debug)]
@@ -68,11 +109,8 @@ impl ClientContext for ProducerLog {
 
 /// The Kafka side of [`Sink`].
 pub struct KafkaSink {
-    producer: FutureProducer<ProducerLog>,
+    producer: ThreadedProducer<Deliveries>,
     names: Vec<(Topic, String)>,
-    pending: mpsc::Sender<(Topic, Option<Instant>, DeliveryFuture)>,
-    collector: JoinHandle<()>,
-    counters: Arc<Counters>,
     sent: u64,
 }
 
@@ -96,7 +134,14 @@ impl Sink {
     /// A producer for `kafka` (connections open lazily; nothing is sent yet). A record is
     /// retried for `delivery_timeout` before it counts as failed.
     pub fn kafka(kafka: &KafkaArgs, delivery_timeout: Duration) -> Result<Sink> {
-        let producer: FutureProducer<ProducerLog> = ClientConfig::new()
+        let deliveries = Deliveries {
+            delivered: AtomicU64::new(0),
+            failed: AtomicU64::new(0),
+            failures_logged: AtomicU32::new(0),
+            started: std::time::Instant::now(),
+            prefix: kafka.topic_prefix.clone(),
+        };
+        let producer: ThreadedProducer<Deliveries> = ClientConfig::new()
             .set("bootstrap.servers", &kafka.bootstrap_servers)
             .set("client.id", "globalmart-generator")
             .set("enable.idempotence", "true")
@@ -109,21 +154,15 @@ impl Sink {
                 "message.timeout.ms",
                 delivery_timeout.as_millis().to_string(),
             )
-            .create_with_context(ProducerLog)
+            .create_with_context(deliveries)
             .context("creating the Kafka producer (KAFKA_BOOTSTRAP_SERVERS)")?;
         let names = Topic::ALL
             .into_iter()
             .map(|t| (t, kafka.topic_name(t)))
             .collect();
-        let counters = Arc::new(Counters::default());
-        let (pending, deliveries) = mpsc::channel(100_000);
-        let collector = tokio::spawn(collect(deliveries, Arc::clone(&counters)));
         Ok(Sink::Kafka(KafkaSink {
             producer,
             names,
-            pending,
-            collector,
-            counters,
             sent: 0,
         }))
     }
@@ -163,11 +202,7 @@ impl Sink {
     /// Where delivery stands now.
     pub fn progress(&self) -> Delivery {
         match self {
-            Sink::Kafka(sink) => Delivery {
-                sent: sink.sent,
-                delivered: sink.counters.delivered.load(Ordering::Relaxed),
-                failed: sink.counters.failed.load(Ordering::Relaxed),
-            },
+            Sink::Kafka(sink) => sink.delivery(),
             Sink::DryRun(dry) => Delivery {
                 sent: dry.sent,
                 delivered: dry.sent,
@@ -180,33 +215,18 @@ impl Sink {
     pub async fn finish(self, max_wait: Duration) -> Result<Delivery> {
         match self {
             Sink::Kafka(sink) => {
-                info!(in_flight = sink.sent, "flushing the producer");
-                let KafkaSink {
-                    producer,
-                    pending,
-                    collector,
-                    counters,
-                    sent,
-                    ..
-                } = sink;
-                drop(pending);
-                let flushed = tokio::task::spawn_blocking(move || producer.flush(max_wait)).await?;
-                if let Err(e) = flushed {
-                    warn!(error = %e, "the producer could not flush everything within {max_wait:?}");
-                }
-                // After a flush every report is in; if the flush gave up, stop waiting for
-                // the rest and count them as undelivered.
-                if tokio::time::timeout(Duration::from_secs(5), collector)
-                    .await
-                    .is_err()
-                {
-                    warn!("delivery reports still missing after the flush");
-                }
-                Ok(Delivery {
-                    sent,
-                    delivered: counters.delivered.load(Ordering::Relaxed),
-                    failed: counters.failed.load(Ordering::Relaxed),
+                info!(
+                    in_flight = sink.delivery().in_flight(),
+                    "flushing the producer"
+                );
+                let sink = tokio::task::spawn_blocking(move || {
+                    if let Err(e) = sink.producer.flush(max_wait) {
+                        warn!(error = %e, "the producer could not flush everything within {max_wait:?}");
+                    }
+                    sink
                 })
+                .await?;
+                Ok(sink.delivery())
             }
             Sink::DryRun(mut dry) => {
                 dry.out.flush()?;
@@ -221,6 +241,15 @@ impl Sink {
 }
 
 impl KafkaSink {
+    fn delivery(&self) -> Delivery {
+        let counts = self.producer.context();
+        Delivery {
+            sent: self.sent,
+            delivered: counts.delivered.load(Ordering::Relaxed),
+            failed: counts.failed.load(Ordering::Relaxed),
+        }
+    }
+
     async fn send(&mut self, event: &Event, payload: &[u8]) -> Result<()> {
         let topic = event.topic();
         let name = self
@@ -229,17 +258,19 @@ impl KafkaSink {
             .find(|(t, _)| *t == topic)
             .map(|(_, name)| name.as_str())
             .unwrap_or(topic.name());
-        let mut record = FutureRecord::to(name).key(event.key()).payload(payload);
+        // The latency histogram needs a sample, not a clock read per record.
+        let enqueued = if self.sent.is_multiple_of(LATENCY_SAMPLE) {
+            (self.producer.context().started.elapsed().as_micros() as usize).max(1)
+        } else {
+            0
+        };
+        let mut record = BaseRecord::with_opaque_to(name, enqueued)
+            .key(event.key())
+            .payload(payload);
         loop {
-            match self.producer.send_result(record) {
-                Ok(delivery) => {
+            match self.producer.send(record) {
+                Ok(()) => {
                     self.sent += 1;
-                    // The latency histogram needs a sample, not a clock read per record.
-                    let timed = self.sent.is_multiple_of(LATENCY_SAMPLE).then(Instant::now);
-                    self.pending
-                        .send((topic, timed, delivery))
-                        .await
-                        .context("the delivery collector stopped")?;
                     return Ok(());
                 }
                 Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), returned)) => {
@@ -249,39 +280,6 @@ impl KafkaSink {
                     tokio::time::sleep(Duration::from_millis(5)).await;
                 }
                 Err((e, _)) => return Err(e).context(format!("producing to {name}")),
-            }
-        }
-    }
-}
-
-/// Awaits each delivery report in order and counts it.
-async fn collect(
-    mut deliveries: mpsc::Receiver<(Topic, Option<Instant>, DeliveryFuture)>,
-    counters: Arc<Counters>,
-) {
-    let mut failures_logged = 0u32;
-    while let Some((topic, enqueued, delivery)) = deliveries.recv().await {
-        let outcome = match delivery.await {
-            Ok(Ok(_)) => Ok(()),
-            Ok(Err((e, _))) => Err(e.to_string()),
-            Err(_) => Err("the producer was dropped before answering".to_owned()),
-        };
-        match outcome {
-            Ok(()) => {
-                counters.delivered.fetch_add(1, Ordering::Relaxed);
-                if let Some(enqueued) = enqueued {
-                    report::DELIVERY_LATENCY.observe(enqueued.elapsed().as_secs_f64());
-                }
-            }
-            Err(reason) => {
-                counters.failed.fetch_add(1, Ordering::Relaxed);
-                report::DELIVERY_ERRORS
-                    .with_label_values(&[topic.name()])
-                    .inc();
-                if failures_logged < 10 {
-                    failures_logged += 1;
-                    warn!(topic = topic.name(), %reason, "a message was not delivered");
-                }
             }
         }
     }
