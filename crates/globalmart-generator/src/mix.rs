@@ -122,22 +122,22 @@ impl Mix {
         self.view(now)
     }
 
-    /// The kinds, the one furthest below its share first.
-    fn by_deficit(&self) -> [Kind; 3] {
+    /// How far each kind is below its share of the next event (negative: above it).
+    fn deficits(&self) -> [(Kind, f64); 3] {
         let c = &self.counts;
         let n = (c.events() + 1) as f64;
-        let mut kinds = [
+        [
             (Kind::View, SHARES[0] * n - c.views as f64),
             (Kind::Cart, SHARES[1] * n - c.cart_events as f64),
             (Kind::Transaction, SHARES[2] * n - c.transactions as f64),
-        ];
-        kinds.sort_by(|a, b| b.1.total_cmp(&a.1));
-        kinds.map(|(kind, _)| kind)
+        ]
     }
 
-    fn transaction_deficit(&self) -> f64 {
-        let c = &self.counts;
-        SHARES[2] * (c.events() + 1) as f64 - c.transactions as f64
+    /// The kinds, the one furthest below its share first.
+    fn by_deficit(&self) -> [Kind; 3] {
+        let mut kinds = self.deficits();
+        kinds.sort_by(|a, b| b.1.total_cmp(&a.1));
+        kinds.map(|(kind, _)| kind)
     }
 
     fn view(&mut self, now: DateTime<Utc>) -> Event {
@@ -167,7 +167,8 @@ impl Mix {
         if let Some(i) = self.anomalous.pop() {
             return Some(self.checkout(i, now));
         }
-        let needs_checkout = self.awaiting_payment.is_empty() && self.transaction_deficit() > 0.0;
+        let [_, _, (_, transactions_behind)] = self.deficits();
+        let needs_checkout = self.awaiting_payment.is_empty() && transactions_behind > 0.0;
         if needs_checkout {
             if let Some(i) = self.find(|s| !s.cart.is_empty()) {
                 if self.rng.random_bool(self.settings.anomaly_share) {
