@@ -1,0 +1,273 @@
+//! Saving batches into a real realtime database: every generated event lands once, a replayed
+//! batch adds nothing, bad messages become dead letters with their reason (once), the catalogue
+//! keeps each record's newest version and every version's history, and offsets only move
+//! forward.
+
+use std::collections::HashMap;
+
+use anyhow::Result;
+use chrono::{Duration, TimeZone, Utc};
+use globalmart_core::event::{Event, Product};
+use globalmart_core::topics::Topic;
+use globalmart_generator::mix::{Mix, MixSettings};
+use globalmart_stream::sink::{stored_offsets, Batch, Received, Saved};
+use globalmart_testkit::TestStack;
+
+const GROUP: &str = "sink-test";
+
+fn now() -> chrono::DateTime<Utc> {
+    Utc.with_ymd_and_hms(2025, 12, 7, 12, 0, 0)
+        .single()
+        .expect("valid date")
+}
+
+/// Messages as the broker would hand them over: JSON payloads, offsets per partition.
+fn messages(records: &[Event]) -> Vec<Received> {
+    let mut next: HashMap<(Topic, i32), i64> = HashMap::new();
+    records
+        .iter()
+        .map(|record| {
+            let partition = (record.key().bytes().map(i32::from).sum::<i32>()) % 3;
+            let offset = next.entry((record.topic(), partition)).or_insert(0);
+            *offset += 1;
+            Received {
+                topic: record.topic().name().to_owned(),
+                partition,
+                offset: *offset - 1,
+                key: Some(record.key().as_bytes().to_vec()),
+                payload: Some(record.to_json()),
+            }
+        })
+        .collect()
+}
+
+fn batch_of(messages: &[Received]) -> Batch {
+    let mut batch = Batch::default();
+    for m in messages {
+        let topic = Topic::from_name(&m.topic).expect("a platform topic");
+        let parsed = Event::parse(topic, m.payload.as_deref().unwrap_or_default(), now());
+        batch.add(m.clone(), parsed);
+    }
+    batch
+}
+
+async fn count(client: &tokio_postgres::Client, table: &str) -> Result<i64> {
+    Ok(client
+        .query_one(&format!("SELECT count(*) FROM {table}"), &[])
+        .await?
+        .get(0))
+}
+
+#[tokio::test]
+async fn generated_events_are_saved_once_and_a_replay_adds_nothing() -> Result<()> {
+    let stack = TestStack::new().await?;
+    let mut client = stack.realtime_client().await?;
+    let settings = MixSettings {
+        users: 200,
+        products: 50,
+        anomaly_share: 0.02,
+        catalogue_change_rate: 0.01,
+        active_sessions: 50,
+    };
+    let mut mix = Mix::new(settings, 1, 1, now());
+    let mut records: Vec<Event> = mix.catalogue.events().collect();
+    // A millisecond apart, as real records are: a catalogue change must not share its
+    // version's time with the record it changes.
+    records.extend((1..=5_000).map(|ms| mix.next(now() + Duration::milliseconds(ms))));
+    let messages = messages(&records);
+    let batch = batch_of(&messages);
+    assert_eq!(batch.len(), records.len());
+
+    let first = batch.save(&mut client, GROUP).await?;
+    let lines: usize = records
+        .iter()
+        .map(|r| match r {
+            Event::Transaction(t) => t.products.len(),
+            _ => 0,
+        })
+        .sum();
+    let of = |f: fn(&Event) -> bool| records.iter().filter(|r| f(r)).count() as i64;
+    assert_eq!(count(&client, "transactions").await?, lines as i64);
+    assert_eq!(
+        count(&client, "product_view_events").await?,
+        of(|r| matches!(r, Event::ProductView(_)))
+    );
+    assert_eq!(
+        count(&client, "cart_events").await?,
+        of(|r| matches!(r, Event::Cart(_)))
+    );
+    assert_eq!(
+        count(&client, "product_history").await?,
+        of(|r| matches!(r, Event::Product(_)))
+    );
+    assert_eq!(
+        count(&client, "user_history").await?,
+        of(|r| matches!(r, Event::User(_)))
+    );
+    assert_eq!(count(&client, "products").await?, 50);
+    assert_eq!(count(&client, "users").await?, 200);
+    assert_eq!(count(&client, "dead_letter_events").await?, 0);
+    assert_eq!(first.duplicates, 0);
+    assert_eq!(first.transaction_lines, lines as u64);
+
+    // Every partition resumes right after its last message.
+    let mut expected: HashMap<(String, i32), i64> = HashMap::new();
+    for m in &messages {
+        let next = expected.entry((m.topic.clone(), m.partition)).or_insert(0);
+        *next = (*next).max(m.offset + 1);
+    }
+    assert_eq!(stored_offsets(&client, GROUP).await?, expected);
+
+    // Money and timestamps survive exactly: the table's sum equals the events' sum.
+    let revenue: rust_decimal::Decimal = client
+        .query_one(
+            "SELECT coalesce(sum(quantity * price), 0) FROM transactions",
+            &[],
+        )
+        .await?
+        .get(0);
+    let expected_revenue: rust_decimal::Decimal = records
+        .iter()
+        .filter_map(|r| match r {
+            Event::Transaction(t) => Some(t.total_amount),
+            _ => None,
+        })
+        .sum();
+    assert_eq!(revenue, expected_revenue);
+
+    let replay = batch.save(&mut client, GROUP).await?;
+    let offered = first.transaction_lines
+        + first.product_views
+        + first.cart_events
+        + first.catalogue_versions;
+    assert_eq!(
+        replay,
+        Saved {
+            duplicates: offered,
+            ..Saved::default()
+        }
+    );
+    assert_eq!(count(&client, "transactions").await?, lines as i64);
+    Ok(())
+}
+
+#[tokio::test]
+async fn bad_messages_become_dead_letters_with_their_reason_once() -> Result<()> {
+    let stack = TestStack::new().await?;
+    let mut client = stack.realtime_client().await?;
+    let bad: Vec<(&[u8], &str)> = vec![
+        (b"{\"transaction_id\": ", "malformed JSON"),
+        (b"\xff\xfe not utf-8", "payload is not valid UTF-8"),
+        (b"{\"user_id\": 42}", "invalid transaction"),
+    ];
+    let messages: Vec<Received> = bad
+        .iter()
+        .enumerate()
+        .map(|(i, (payload, _))| Received {
+            topic: "transactions-topic".into(),
+            partition: 1,
+            offset: 100 + i as i64,
+            key: Some(b"USER_00000001".to_vec()),
+            payload: Some(payload.to_vec()),
+        })
+        .collect();
+    let batch = batch_of(&messages);
+    assert_eq!(batch.save(&mut client, GROUP).await?.dead_letters, 3);
+    let rows = client
+        .query(
+            "SELECT \"offset\", payload, reason FROM dead_letter_events ORDER BY \"offset\"",
+            &[],
+        )
+        .await?;
+    assert_eq!(rows.len(), 3);
+    for (row, (payload, reason)) in rows.iter().zip(&bad) {
+        assert_eq!(
+            row.get::<_, Vec<u8>>(1),
+            payload.to_vec(),
+            "the message is kept whole"
+        );
+        let stored: String = row.get(2);
+        assert!(
+            stored.starts_with(reason),
+            "{stored:?} should start with {reason:?}"
+        );
+    }
+    assert_eq!(batch.save(&mut client, GROUP).await?.dead_letters, 0);
+    assert_eq!(count(&client, "dead_letter_events").await?, 3);
+    assert_eq!(
+        stored_offsets(&client, GROUP)
+            .await?
+            .get(&("transactions-topic".into(), 1)),
+        Some(&103)
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn the_catalogue_keeps_the_newest_version_and_every_version_in_history() -> Result<()> {
+    let stack = TestStack::new().await?;
+    let mut client = stack.realtime_client().await?;
+    let product = |price: &str, hours: i64| Product {
+        product_id: "PROD_00000001".into(),
+        name: "Kettle".into(),
+        category: "Small Appliances".into(),
+        price: price.parse().expect("decimal"),
+        inventory: 10,
+        rating: "4.0".parse().expect("decimal"),
+        updated_at: now() - Duration::hours(hours),
+    };
+    let one = |p: Product, offset: i64| {
+        let mut batch = Batch::default();
+        let message = Received {
+            topic: "products-topic".into(),
+            partition: 0,
+            offset,
+            key: Some(p.product_id.as_bytes().to_vec()),
+            payload: None,
+        };
+        batch.add(message, Ok(Event::Product(p)));
+        batch
+    };
+    // The newer version arrives first, the older one after it (a late message).
+    one(product("25.00", 1), 0).save(&mut client, GROUP).await?;
+    one(product("20.00", 2), 1).save(&mut client, GROUP).await?;
+    let price: rust_decimal::Decimal = client
+        .query_one(
+            "SELECT price FROM products WHERE product_id = 'PROD_00000001'",
+            &[],
+        )
+        .await?
+        .get(0);
+    assert_eq!(price.to_string(), "25.00");
+    assert_eq!(count(&client, "product_history").await?, 2);
+    Ok(())
+}
+
+#[tokio::test]
+async fn stored_offsets_only_move_forward() -> Result<()> {
+    let stack = TestStack::new().await?;
+    let mut client = stack.realtime_client().await?;
+    let at = |offset: i64| {
+        let mut batch = Batch::default();
+        let message = Received {
+            topic: "cart-events-topic".into(),
+            partition: 2,
+            offset,
+            key: None,
+            payload: Some(b"not json".to_vec()),
+        };
+        let parsed = Event::parse(Topic::CartEvents, b"not json", now());
+        batch.add(message, parsed);
+        batch
+    };
+    at(10).save(&mut client, GROUP).await?;
+    // An instance that lost the partition saves an older batch late.
+    at(5).save(&mut client, GROUP).await?;
+    assert_eq!(
+        stored_offsets(&client, GROUP)
+            .await?
+            .get(&("cart-events-topic".into(), 2)),
+        Some(&11)
+    );
+    Ok(())
+}
