@@ -25,6 +25,25 @@ pub struct Config {
     )]
     pub group: String,
 
+    /// Most messages saved in one transaction.
+    #[arg(long, env = "STREAM_BATCH_SIZE", default_value = "5000",
+          value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub batch_size: u32,
+
+    /// Longest wait, in milliseconds, before a partial batch is saved.
+    #[arg(long, env = "STREAM_BATCH_WAIT_MS", default_value = "100",
+          value_parser = clap::value_parser!(u64).range(1..=60_000))]
+    pub batch_wait_ms: u64,
+
+    /// Exit 0 once caught up and idle for this many seconds (tests, benchmarks, one-shot loads).
+    #[arg(long, env = "STREAM_EXIT_WHEN_IDLE", value_parser = clap::value_parser!(u64).range(1..))]
+    pub exit_when_idle: Option<u64>,
+
+    /// How long to wait at start for the realtime database to answer, in seconds.
+    #[arg(long, env = "STREAM_DB_WAIT_SECONDS", default_value = "60",
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub db_wait_seconds: u64,
+
     /// Where to serve Prometheus metrics (GET /metrics).
     #[arg(long, env = "METRICS_ADDR", default_value = "127.0.0.1:9102")]
     pub metrics_addr: SocketAddr,

@@ -1,4 +1,7 @@
-//! globalmart-stream: Kafka topics into the realtime database, effectively once. `sink` saves a
-//! batch of messages, its dead letters and its offsets in one transaction.
+//! globalmart-stream: Kafka topics into the realtime database, effectively once. `consume`
+//! reads the topics in a consumer group and cuts batches; `sink` saves a batch, its dead letters
+//! and its offsets in one transaction.
 
+pub mod config;
+pub mod consume;
 pub mod sink;

@@ -1,14 +1,19 @@
 //! `globalmart-stream`: Kafka topics into the realtime database, effectively once.
 
-mod config;
+use std::process::ExitCode;
 
-use tracing::info;
+use globalmart_stream::{config::Config, consume};
+use tracing::error;
 
-fn main() -> anyhow::Result<()> {
-    let config: config::Config = globalmart_core::config::load();
+#[tokio::main]
+async fn main() -> ExitCode {
+    let config: Config = globalmart_core::config::load();
     globalmart_core::logging::init();
-    info!(?config, "configuration loaded");
-    anyhow::bail!(
-        "saving events is not built yet (issue #5): this build only checks its configuration"
-    )
+    match consume::run(config).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            error!("{e:#}");
+            ExitCode::FAILURE
+        }
+    }
 }

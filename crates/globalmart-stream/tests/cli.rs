@@ -43,14 +43,29 @@ fn a_bad_port_names_the_key_and_the_range() -> Result<()> {
 
 #[test]
 fn the_password_never_appears_in_the_output() -> Result<()> {
+    // Nothing listens on this port: the stream logs its configuration, waits 1 s for the
+    // database, and stops with an error that names the target, never the password.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port();
     let out = Cli::new(BIN)
         .env("POSTGRES_REALTIME_PASSWORD", "s3cret-Pa55")
+        .env("POSTGRES_REALTIME_PORT", &port.to_string())
+        .env("STREAM_DB_WAIT_SECONDS", "1")
+        .env("METRICS_ADDR", "127.0.0.1:0")
         .run()?;
+    assert_eq!(out.code, Some(1), "{}", out.stderr);
     assert!(
         out.stderr.contains("configuration loaded"),
         "{}",
         out.stderr
     );
+    assert!(
+        out.stderr.contains(&format!("localhost:{port}")),
+        "{}",
+        out.stderr
+    );
+    assert!(out.stderr.contains("not reachable"), "{}", out.stderr);
     assert!(!out.stderr.contains("s3cret-Pa55") && !out.stdout.contains("s3cret-Pa55"));
     let help = Cli::new(BIN)
         .env("POSTGRES_REALTIME_PASSWORD", "s3cret-Pa55")

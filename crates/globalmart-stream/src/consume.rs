@@ -1,0 +1,279 @@
+//! The consumer loop: read the event and catalogue topics in a consumer group, cut batches
+//! (by size or time), save each with [`Batch::save`], then commit the same offsets to Kafka so
+//! standard tools show the lag. The database is the source of truth for offsets: on assignment
+//! a partition resumes at its stored `stream_offsets`, and messages below it (already saved)
+//! are skipped. A failed save is retried with backoff and nothing is committed meanwhile; a
+//! malformed message becomes a dead letter and never stops the loop.
+
+use std::collections::HashMap;
+use std::sync::mpsc;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use chrono::Utc;
+use deadpool_postgres::Pool;
+use globalmart_core::config::KafkaArgs;
+use globalmart_core::db::{self, Db};
+use globalmart_core::event::Event;
+use globalmart_core::topics::Topic;
+use globalmart_core::{metrics, shutdown};
+use rdkafka::consumer::{
+    BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer,
+};
+use rdkafka::error::KafkaError;
+use rdkafka::message::{BorrowedMessage, Message};
+use rdkafka::{ClientConfig, ClientContext, Offset};
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+use crate::config::Config;
+use crate::sink::{self, Batch, Received, Saved};
+
+/// The topics the stream saves (alerts-topic is written, not read).
+const SAVED_TOPICS: [Topic; 5] = [
+    Topic::Transactions,
+    Topic::ProductViews,
+    Topic::CartEvents,
+    Topic::Products,
+    Topic::Users,
+];
+
+/// Tells the loop which partitions it was just given.
+#[derive(Debug)]
+pub struct Assignments {
+    assigned: mpsc::Sender<Vec<(String, i32)>>,
+}
+
+impl ClientContext for Assignments {
+    fn error(&self, error: KafkaError, reason: &str) {
+        warn!(%error, "Kafka: {reason}; reconnecting with backoff");
+    }
+}
+
+impl ConsumerContext for Assignments {
+    fn post_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        if let Rebalance::Assign(partitions) = rebalance {
+            let assigned = partitions
+                .elements()
+                .iter()
+                .map(|e| (e.topic().to_owned(), e.partition()))
+                .collect();
+            // The loop only goes away at shutdown, when assignments no longer matter.
+            let _ = self.assigned.send(assigned);
+        }
+    }
+}
+
+/// Runs until shutdown (or, with --exit-when-idle, until caught up and idle).
+pub async fn run(config: Config) -> Result<()> {
+    let shutdown = shutdown::on_signal()?;
+    metrics::serve(config.metrics_addr, shutdown.clone()).await?;
+    info!(?config, "configuration loaded");
+    let settings = &config.realtime.settings;
+    let pool = db::connect_and_migrate(
+        settings,
+        Db::Realtime,
+        "globalmart-stream",
+        4,
+        Duration::from_secs(config.db_wait_seconds),
+    )
+    .await?;
+    let (assigned, assignments) = mpsc::channel();
+    let consumer = consumer(&config.kafka, &config.group, Assignments { assigned })?;
+    info!(group = %config.group, "Starting stream processing jobs...");
+
+    let mut resume_at: HashMap<(String, i32), i64> = HashMap::new();
+    let mut idle_since = Instant::now();
+    let batch_wait = Duration::from_millis(config.batch_wait_ms);
+    loop {
+        let mut batch = Batch::default();
+        let deadline = Instant::now() + batch_wait;
+        while batch.len() < config.batch_size as usize {
+            let received = tokio::select! {
+                received = consumer.recv() => received,
+                () = tokio::time::sleep_until(deadline) => break,
+                () = shutdown.cancelled() => break,
+            };
+            // New partitions resume where the database says, not where Kafka says.
+            for partitions in assignments.try_iter() {
+                let stored = sink::stored_offsets(&*pool.get().await?, &config.group).await?;
+                for key in partitions {
+                    let at = stored.get(&key).copied().unwrap_or(0);
+                    resume_at.insert(key, at);
+                }
+            }
+            match received {
+                Ok(message) => {
+                    let key = (message.topic().to_owned(), message.partition());
+                    let floor = resume_at.get(&key).copied().unwrap_or(0);
+                    if message.offset() < floor {
+                        // Saved already: jump ahead (the skip alone is enough if the seek fails).
+                        let _ = consumer.seek(
+                            &key.0,
+                            key.1,
+                            Offset::Offset(floor),
+                            Duration::from_millis(0),
+                        );
+                        continue;
+                    }
+                    let (received, parsed) = parse(&message, &config.kafka);
+                    batch.add(received, parsed);
+                }
+                Err(e) => {
+                    warn!(error = %e, "Kafka consumer error; librdkafka reconnects by itself")
+                }
+            }
+        }
+        if !batch.is_empty() {
+            let saved = save_until_done(&pool, &batch, &config.group, &shutdown).await?;
+            log_saved(&saved);
+            // After the database: Kafka's committed offsets are for monitoring (lag) only.
+            if let Err(e) = consumer.commit_consumer_state(CommitMode::Async) {
+                warn!(error = %e, "could not commit offsets to Kafka (the database has them)");
+            }
+            idle_since = Instant::now();
+        }
+        if shutdown.is_cancelled() {
+            info!("stream processing stopped");
+            return Ok(());
+        }
+        if let Some(idle) = config.exit_when_idle {
+            if idle_since.elapsed() >= Duration::from_secs(idle) {
+                // Idle is not enough: partitions still held by a crashed member (until its
+                // session times out) may have messages nobody saved yet.
+                let stored = sink::stored_offsets(&*pool.get().await?, &config.group).await?;
+                if tokio::task::block_in_place(|| caught_up(&consumer, &stored))? {
+                    info!("caught up and idle for {idle} s: exiting");
+                    return Ok(());
+                }
+                idle_since = Instant::now();
+            }
+        }
+    }
+}
+
+/// Whether every partition of the subscribed topics has its stored offset at its end.
+fn caught_up(
+    consumer: &StreamConsumer<Assignments>,
+    stored: &HashMap<(String, i32), i64>,
+) -> Result<bool> {
+    let timeout = Duration::from_secs(10);
+    for topic in consumer.subscription()?.elements() {
+        let metadata = consumer.fetch_metadata(Some(topic.topic()), timeout)?;
+        for partition in metadata.topics().iter().flat_map(|t| t.partitions()) {
+            let (low, high) = consumer.fetch_watermarks(topic.topic(), partition.id(), timeout)?;
+            let key = (topic.topic().to_owned(), partition.id());
+            let at = stored.get(&key).copied().unwrap_or(0);
+            if at.max(low) < high {
+                return Ok(false);
+            }
+        }
+    }
+    Ok(true)
+}
+
+fn consumer(
+    kafka: &KafkaArgs,
+    group: &str,
+    context: Assignments,
+) -> Result<StreamConsumer<Assignments>> {
+    let consumer: StreamConsumer<Assignments> = ClientConfig::new()
+        .set("bootstrap.servers", &kafka.bootstrap_servers)
+        .set("group.id", group)
+        .set("client.id", "globalmart-stream")
+        .set("enable.auto.commit", "false")
+        .set("auto.offset.reset", "earliest")
+        .set("enable.partition.eof", "false")
+        // A crashed instance's partitions move to the others after 10 s, not the default 45.
+        .set("session.timeout.ms", "10000")
+        .create_with_context(context)
+        .context("creating the Kafka consumer (KAFKA_BOOTSTRAP_SERVERS)")?;
+    let topics: Vec<String> = SAVED_TOPICS.iter().map(|t| kafka.topic_name(*t)).collect();
+    let names: Vec<&str> = topics.iter().map(String::as_str).collect();
+    consumer
+        .subscribe(&names)
+        .context("subscribing to the topics")?;
+    Ok(consumer)
+}
+
+/// The message as kept, and the event it holds or why it holds none.
+fn parse(
+    message: &BorrowedMessage<'_>,
+    kafka: &KafkaArgs,
+) -> (Received, Result<Event, globalmart_core::event::Rejection>) {
+    let received = Received {
+        topic: message.topic().to_owned(),
+        partition: message.partition(),
+        offset: message.offset(),
+        key: message.key().map(<[u8]>::to_vec),
+        payload: message.payload().map(<[u8]>::to_vec),
+    };
+    let name = message
+        .topic()
+        .strip_prefix(kafka.topic_prefix.as_str())
+        .unwrap_or(message.topic());
+    let parsed = match Topic::from_name(name) {
+        Some(topic) => Event::parse(topic, message.payload().unwrap_or_default(), Utc::now()),
+        None => Err(globalmart_core::event::Rejection::UnknownTopic(
+            name.to_owned(),
+        )),
+    };
+    (received, parsed)
+}
+
+/// Saves the batch, retrying with backoff while the database is unreachable. Offsets move only
+/// once it is saved; at shutdown an unsaved batch is left to the next start, which reads it
+/// again from Kafka.
+async fn save_until_done(
+    pool: &Pool,
+    batch: &Batch,
+    group: &str,
+    shutdown: &CancellationToken,
+) -> Result<Saved> {
+    let mut pause = Duration::from_millis(100);
+    loop {
+        let attempt = async {
+            let mut client = pool.get().await.context("getting a database connection")?;
+            let saved = batch
+                .save(&mut client, group)
+                .await
+                .map_err(|e| anyhow::anyhow!(db::describe(&e)))?;
+            anyhow::Ok(saved)
+        };
+        match attempt.await {
+            Ok(saved) => return Ok(saved),
+            Err(e) if shutdown.is_cancelled() => {
+                return Err(e.context(
+                    "shutting down with a batch the database did not take; it will be read again",
+                ))
+            }
+            Err(e) => {
+                warn!(error = %format!("{e:#}"), retry_in = ?pause, "saving the batch failed; retrying");
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(Duration::from_secs(10));
+            }
+        }
+    }
+}
+
+/// The guide's monitoring lines, one per saver that saved something.
+fn log_saved(saved: &Saved) {
+    for (saver, records) in [
+        ("TransactionSaver", saved.transaction_lines),
+        ("ProductViewSaver", saved.product_views),
+        ("CartEventSaver", saved.cart_events),
+        ("CatalogueSaver", saved.catalogue_versions),
+        ("DeadLetterSaver", saved.dead_letters),
+    ] {
+        if records > 0 {
+            info!("[{saver}] Batch processed: {records} records");
+        }
+    }
+    if saved.duplicates > 0 {
+        info!(
+            "{} records were saved before (replay), skipped",
+            saved.duplicates
+        );
+    }
+}
