@@ -5,7 +5,7 @@
 //! are skipped. A failed save is retried with backoff and nothing is committed meanwhile; a
 //! malformed message becomes a dead letter and never stops the loop.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::mpsc;
 use std::time::Duration;
 
@@ -22,12 +22,13 @@ use rdkafka::consumer::{
 };
 use rdkafka::error::KafkaError;
 use rdkafka::message::{BorrowedMessage, Message};
-use rdkafka::{ClientConfig, ClientContext, Offset};
+use rdkafka::{ClientConfig, ClientContext, Offset, TopicPartitionList};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use crate::config::Config;
+use crate::report;
 use crate::sink::{self, Batch, Received, Saved};
 
 /// The topics the stream saves (alerts-topic is written, not read).
@@ -84,7 +85,10 @@ pub async fn run(config: Config) -> Result<()> {
     info!(group = %config.group, "Starting stream processing jobs...");
 
     let mut resume_at: HashMap<(String, i32), i64> = HashMap::new();
+    // Partitions assigned whose first message has not arrived yet.
+    let mut unchecked: HashSet<(String, i32)> = HashSet::new();
     let mut idle_since = Instant::now();
+    let mut last_lag = Instant::now();
     let batch_wait = Duration::from_millis(config.batch_wait_ms);
     loop {
         let mut batch = Batch::default();
@@ -100,21 +104,32 @@ pub async fn run(config: Config) -> Result<()> {
                 let stored = sink::stored_offsets(&*pool.get().await?, &config.group).await?;
                 for key in partitions {
                     let at = stored.get(&key).copied().unwrap_or(0);
-                    resume_at.insert(key, at);
+                    resume_at.insert(key.clone(), at);
+                    unchecked.insert(key);
                 }
             }
             match received {
                 Ok(message) => {
+                    report::CONSUMED.with_label_values(&[message.topic()]).inc();
                     let key = (message.topic().to_owned(), message.partition());
                     let floor = resume_at.get(&key).copied().unwrap_or(0);
-                    if message.offset() < floor {
-                        // Saved already: jump ahead (the skip alone is enough if the seek fails).
-                        let _ = consumer.seek(
+                    // The first message after an assignment shows where Kafka put us. Below
+                    // the stored offset: saved already, jump ahead. Beyond it: go back, the
+                    // gap was never saved (the keys absorb anything read twice).
+                    if unchecked.remove(&key) && message.offset() != floor {
+                        if let Err(e) = consumer.seek(
                             &key.0,
                             key.1,
                             Offset::Offset(floor),
-                            Duration::from_millis(0),
-                        );
+                            Duration::from_secs(5),
+                        ) {
+                            warn!(topic = %key.0, partition = key.1, error = %e, "could not seek to the stored offset");
+                        }
+                        if message.offset() > floor {
+                            continue;
+                        }
+                    }
+                    if message.offset() < floor {
                         continue;
                     }
                     let (received, parsed) = parse(&message, &config.kafka);
@@ -126,13 +141,31 @@ pub async fn run(config: Config) -> Result<()> {
             }
         }
         if !batch.is_empty() {
+            let started = std::time::Instant::now();
             let saved = save_until_done(&pool, &batch, &config.group, &shutdown).await?;
-            log_saved(&saved);
-            // After the database: Kafka's committed offsets are for monitoring (lag) only.
-            if let Err(e) = consumer.commit_consumer_state(CommitMode::Async) {
+            report::BATCH_SECONDS.observe(started.elapsed().as_secs_f64());
+            let committed = Utc::now();
+            for at in batch.event_times() {
+                let seconds = (committed - *at).num_microseconds().unwrap_or(0) as f64 / 1e6;
+                report::END_TO_END_SECONDS.observe(seconds.max(0.0));
+            }
+            report::saved(&saved);
+            // After the database, and exactly the saved offsets (not the consumer's position,
+            // which may already include the next batch): Kafka's offsets are for lag only.
+            let mut saved_offsets = TopicPartitionList::new();
+            for ((topic, partition), next) in batch.next_offsets() {
+                saved_offsets.add_partition_offset(topic, *partition, Offset::Offset(*next))?;
+            }
+            if let Err(e) = consumer.commit(&saved_offsets, CommitMode::Async) {
                 warn!(error = %e, "could not commit offsets to Kafka (the database has them)");
             }
             idle_since = Instant::now();
+        }
+        if last_lag.elapsed() >= LAG_EVERY {
+            if let Err(e) = tokio::task::block_in_place(|| measure_lag(&consumer, &resume_at)) {
+                warn!(error = %e, "could not measure the consumer lag");
+            }
+            last_lag = Instant::now();
         }
         if shutdown.is_cancelled() {
             info!("stream processing stopped");
@@ -151,6 +184,35 @@ pub async fn run(config: Config) -> Result<()> {
             }
         }
     }
+}
+
+/// How often the consumer lag gauge is refreshed.
+const LAG_EVERY: Duration = Duration::from_secs(10);
+
+/// Sets the lag gauge of each assigned partition: its end minus where this instance is.
+fn measure_lag(
+    consumer: &StreamConsumer<Assignments>,
+    resume_at: &HashMap<(String, i32), i64>,
+) -> Result<()> {
+    let positions = consumer.position()?;
+    for element in consumer.assignment()?.elements() {
+        let (topic, partition) = (element.topic(), element.partition());
+        let (_, high) = consumer.fetch_watermarks(topic, partition, Duration::from_secs(5))?;
+        let position = match positions
+            .find_partition(topic, partition)
+            .map(|p| p.offset())
+        {
+            Some(Offset::Offset(at)) => at,
+            _ => resume_at
+                .get(&(topic.to_owned(), partition))
+                .copied()
+                .unwrap_or(0),
+        };
+        report::LAG
+            .with_label_values(&[topic, &partition.to_string()])
+            .set((high - position).max(0));
+    }
+    Ok(())
 }
 
 /// Whether every partition of the subscribed topics has its stored offset at its end.
@@ -254,26 +316,5 @@ async fn save_until_done(
                 pause = (pause * 2).min(Duration::from_secs(10));
             }
         }
-    }
-}
-
-/// The guide's monitoring lines, one per saver that saved something.
-fn log_saved(saved: &Saved) {
-    for (saver, records) in [
-        ("TransactionSaver", saved.transaction_lines),
-        ("ProductViewSaver", saved.product_views),
-        ("CartEventSaver", saved.cart_events),
-        ("CatalogueSaver", saved.catalogue_versions),
-        ("DeadLetterSaver", saved.dead_letters),
-    ] {
-        if records > 0 {
-            info!("[{saver}] Batch processed: {records} records");
-        }
-    }
-    if saved.duplicates > 0 {
-        info!(
-            "{} records were saved before (replay), skipped",
-            saved.duplicates
-        );
     }
 }

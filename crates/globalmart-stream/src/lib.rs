@@ -1,7 +1,8 @@
 //! globalmart-stream: Kafka topics into the realtime database, effectively once. `consume`
 //! reads the topics in a consumer group and cuts batches; `sink` saves a batch, its dead letters
-//! and its offsets in one transaction.
+//! and its offsets in one transaction; `report` logs and counts what happened.
 
 pub mod config;
 pub mod consume;
+pub mod report;
 pub mod sink;

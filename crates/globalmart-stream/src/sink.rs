@@ -83,6 +83,20 @@ impl Batch {
         }
     }
 
+    /// The timestamps of the batch's events (for end-to-end latency).
+    pub fn event_times(&self) -> impl Iterator<Item = &DateTime<Utc>> {
+        let transactions = self.transactions.iter().map(|t| &t.timestamp);
+        let views = self.views.iter().map(|v| &v.timestamp);
+        transactions
+            .chain(views)
+            .chain(self.carts.iter().map(|c| &c.timestamp))
+    }
+
+    /// The offset each (topic, partition) of the batch resumes from once it is saved.
+    pub fn next_offsets(&self) -> impl Iterator<Item = (&(String, i32), &i64)> {
+        self.next_offsets.iter()
+    }
+
     /// Messages in the batch.
     pub fn len(&self) -> usize {
         self.messages

@@ -286,3 +286,96 @@ async fn kill_9_mid_flow_then_restart_gives_the_same_tables_as_no_crash() -> Res
     );
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn two_instances_in_one_group_save_what_one_saves() -> Result<()> {
+    let shared = TestStack::new().await?;
+    let single = TestStack::new().await?;
+    let records = produce_events(&shared, 20_000).await?;
+    produce_all(&single, &records).await?;
+    let (first, second) = (stream(&shared).spawn()?, stream(&shared).spawn()?);
+    let both = tokio::task::spawn_blocking(move || {
+        Ok::<_, anyhow::Error>((finish(first)?, finish(second)?))
+    });
+    let alone = tokio::task::spawn_blocking({
+        let child = stream(&single).spawn()?;
+        move || finish(child)
+    });
+    let (first_log, second_log) = both.await??;
+    alone.await??;
+    // Both took part: each saved some batches.
+    for log in [&first_log, &second_log] {
+        assert!(
+            log.contains("Batch processed"),
+            "an instance saved nothing: {log}"
+        );
+    }
+    assert_eq!(tables(&shared).await?, tables(&single).await?);
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sigterm_finishes_the_batch_in_flight_and_exits_zero() -> Result<()> {
+    let stack = TestStack::new().await?;
+    let records = produce_events(&stack, 10_000).await?;
+    let metrics_port = std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port();
+    let child = stream(&stack)
+        .env_remove("STREAM_EXIT_WHEN_IDLE")
+        .env("STREAM_BATCH_SIZE", "500")
+        .env("METRICS_ADDR", format!("127.0.0.1:{metrics_port}"))
+        .spawn()?;
+    let client = stack.realtime_client().await?;
+    let started = std::time::Instant::now();
+    while client
+        .query_one("SELECT count(*) FROM cart_events", &[])
+        .await?
+        .get::<_, i64>(0)
+        == 0
+    {
+        ensure!(
+            started.elapsed() < Duration::from_secs(60),
+            "the stream saved nothing in 60 s"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let metrics = scrape(metrics_port)?;
+    for expected in [
+        "globalmart_stream_messages_total{topic=",
+        "globalmart_stream_rows_inserted_total{table=\"cart_events\"}",
+        "globalmart_stream_batch_seconds_count",
+        "globalmart_stream_end_to_end_seconds_count",
+    ] {
+        assert!(metrics.contains(expected), "no {expected} in:\n{metrics}");
+    }
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()?;
+    ensure!(status.success());
+    let stderr = tokio::task::spawn_blocking(move || finish(child)).await??;
+    assert!(stderr.contains("SIGTERM received"), "{stderr}");
+    assert!(stderr.contains("stream processing stopped"), "{stderr}");
+    // A restart saves the rest: nothing was lost by stopping.
+    tokio::task::spawn_blocking({
+        let child = stream(&stack).spawn()?;
+        move || finish(child)
+    })
+    .await??;
+    let lines_saved: i64 = client
+        .query_one("SELECT count(*) FROM transactions", &[])
+        .await?
+        .get(0);
+    assert_eq!(lines_saved, lines(&records));
+    Ok(())
+}
+
+/// The /metrics text of a binary listening on `port`.
+fn scrape(port: u16) -> Result<String> {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port))?;
+    stream.write_all(b"GET /metrics HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response)?;
+    Ok(response)
+}
