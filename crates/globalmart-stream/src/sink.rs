@@ -15,6 +15,7 @@ use globalmart_core::event::{
 };
 use rust_decimal::Decimal;
 use serde_json::{json, Value};
+use tokio_postgres::types::ToSql;
 use tokio_postgres::{Client, Error, Transaction as DbTransaction};
 use uuid::Uuid;
 
@@ -117,10 +118,12 @@ impl Batch {
         });
         saved.count(self.save_views(&tx).await?, |s| &mut s.product_views);
         saved.count(self.save_carts(&tx).await?, |s| &mut s.cart_events);
-        saved.count(self.save_products(&tx).await?, |s| {
+        saved.count(save_versions(&tx, &self.products).await?, |s| {
             &mut s.catalogue_versions
         });
-        saved.count(self.save_users(&tx).await?, |s| &mut s.catalogue_versions);
+        saved.count(save_versions(&tx, &self.users).await?, |s| {
+            &mut s.catalogue_versions
+        });
         saved.count(self.save_dead_letters(&tx).await?, |s| &mut s.dead_letters);
         self.save_offsets(&tx, group).await?;
         tx.commit().await?;
@@ -323,67 +326,6 @@ impl Batch {
         Ok((inserted, c.event_id.len() as u64))
     }
 
-    /// Every version into product_history; each product's newest into products.
-    async fn save_products(&self, tx: &DbTransaction<'_>) -> Result<(u64, u64), Error> {
-        const COLUMNS: &str = "product_id, name, category, price, inventory, rating, updated_at";
-        const ROWS: &str = "SELECT * FROM unnest($1::text[], $2::text[], $3::text[],
-                            $4::numeric[], $5::int4[], $6::numeric[], $7::timestamptz[])";
-        let all = ProductColumns::from(self.products.iter());
-        let inserted = tx
-            .execute(
-                &format!("INSERT INTO product_history ({COLUMNS}) {ROWS} ON CONFLICT DO NOTHING"),
-                &all.params(),
-            )
-            .await?;
-        // DO UPDATE may touch a row once per statement: only each product's newest version.
-        let newest =
-            ProductColumns::from(newest_by(&self.products, |p| (&p.product_id, p.updated_at)));
-        tx.execute(
-            &format!(
-                "INSERT INTO products ({COLUMNS}) {ROWS}
-                 ON CONFLICT (product_id) DO UPDATE SET name = EXCLUDED.name,
-                     category = EXCLUDED.category, price = EXCLUDED.price,
-                     inventory = EXCLUDED.inventory, rating = EXCLUDED.rating,
-                     updated_at = EXCLUDED.updated_at
-                 WHERE products.updated_at < EXCLUDED.updated_at"
-            ),
-            &newest.params(),
-        )
-        .await?;
-        Ok((inserted, self.products.len() as u64))
-    }
-
-    /// Every version into user_history; each user's newest into users.
-    async fn save_users(&self, tx: &DbTransaction<'_>) -> Result<(u64, u64), Error> {
-        const COLUMNS: &str =
-            "user_id, email, age, country, registration_date, preferences, updated_at";
-        // Preferences travel as JSON arrays: PostgreSQL has no array of arrays of text lengths.
-        const ROWS: &str = "SELECT u, e, a, c, r, ARRAY(SELECT jsonb_array_elements_text(p)), t
-                            FROM unnest($1::text[], $2::text[], $3::int4[], $4::text[],
-                                 $5::timestamptz[], $6::jsonb[], $7::timestamptz[])
-                                 AS x(u, e, a, c, r, p, t)";
-        let all = UserColumns::from(self.users.iter());
-        let inserted = tx
-            .execute(
-                &format!("INSERT INTO user_history ({COLUMNS}) {ROWS} ON CONFLICT DO NOTHING"),
-                &all.params(),
-            )
-            .await?;
-        let newest = UserColumns::from(newest_by(&self.users, |u| (&u.user_id, u.updated_at)));
-        tx.execute(
-            &format!(
-                "INSERT INTO users ({COLUMNS}) {ROWS}
-                 ON CONFLICT (user_id) DO UPDATE SET email = EXCLUDED.email, age = EXCLUDED.age,
-                     country = EXCLUDED.country, registration_date = EXCLUDED.registration_date,
-                     preferences = EXCLUDED.preferences, updated_at = EXCLUDED.updated_at
-                 WHERE users.updated_at < EXCLUDED.updated_at"
-            ),
-            &newest.params(),
-        )
-        .await?;
-        Ok((inserted, self.users.len() as u64))
-    }
-
     /// Keyed by (topic, partition, offset): a replayed bad message is not stored twice.
     async fn save_dead_letters(&self, tx: &DbTransaction<'_>) -> Result<(u64, u64), Error> {
         let letters = &self.dead_letters;
@@ -423,6 +365,118 @@ impl Batch {
         .await?;
         Ok(())
     }
+}
+
+/// A catalogue record: every version goes to its history table, each record's newest version
+/// to its latest-version table (only when newer than what the table has).
+trait Versioned: Sized {
+    /// The columns of both tables.
+    type Columns: for<'a> From<Vec<&'a Self>>;
+    const LATEST: &'static str;
+    const HISTORY: &'static str;
+    const KEY: &'static str;
+    const COLUMNS: &'static str;
+    /// A SELECT over the column arrays $1..$7.
+    const ROWS: &'static str;
+    /// The SET list of the upsert.
+    const UPDATES: &'static str;
+    fn id_and_time(&self) -> (&String, DateTime<Utc>);
+    fn params(columns: &Self::Columns) -> [&(dyn ToSql + Sync); 7];
+}
+
+impl Versioned for Product {
+    type Columns = ProductColumns;
+    const LATEST: &'static str = "products";
+    const HISTORY: &'static str = "product_history";
+    const KEY: &'static str = "product_id";
+    const COLUMNS: &'static str =
+        "product_id, name, category, price, inventory, rating, updated_at";
+    const ROWS: &'static str = "SELECT * FROM unnest($1::text[], $2::text[], $3::text[],
+        $4::numeric[], $5::int4[], $6::numeric[], $7::timestamptz[])";
+    const UPDATES: &'static str = "name = EXCLUDED.name, category = EXCLUDED.category,
+        price = EXCLUDED.price, inventory = EXCLUDED.inventory, rating = EXCLUDED.rating,
+        updated_at = EXCLUDED.updated_at";
+    fn id_and_time(&self) -> (&String, DateTime<Utc>) {
+        (&self.product_id, self.updated_at)
+    }
+    fn params(c: &ProductColumns) -> [&(dyn ToSql + Sync); 7] {
+        [
+            &c.product_id,
+            &c.name,
+            &c.category,
+            &c.price,
+            &c.inventory,
+            &c.rating,
+            &c.updated_at,
+        ]
+    }
+}
+
+impl Versioned for User {
+    type Columns = UserColumns;
+    const LATEST: &'static str = "users";
+    const HISTORY: &'static str = "user_history";
+    const KEY: &'static str = "user_id";
+    const COLUMNS: &'static str =
+        "user_id, email, age, country, registration_date, preferences, updated_at";
+    // Preferences travel as JSON arrays: unnest cannot take an array of text arrays.
+    const ROWS: &'static str = "SELECT u, e, a, c, r, ARRAY(SELECT jsonb_array_elements_text(p)), t
+        FROM unnest($1::text[], $2::text[], $3::int4[], $4::text[], $5::timestamptz[],
+             $6::jsonb[], $7::timestamptz[]) AS x(u, e, a, c, r, p, t)";
+    const UPDATES: &'static str = "email = EXCLUDED.email, age = EXCLUDED.age,
+        country = EXCLUDED.country, registration_date = EXCLUDED.registration_date,
+        preferences = EXCLUDED.preferences, updated_at = EXCLUDED.updated_at";
+    fn id_and_time(&self) -> (&String, DateTime<Utc>) {
+        (&self.user_id, self.updated_at)
+    }
+    fn params(c: &UserColumns) -> [&(dyn ToSql + Sync); 7] {
+        [
+            &c.user_id,
+            &c.email,
+            &c.age,
+            &c.country,
+            &c.registration_date,
+            &c.preferences,
+            &c.updated_at,
+        ]
+    }
+}
+
+/// Saves catalogue records; returns (history rows inserted, records offered). The statements
+/// are built from the constants above, never from input.
+async fn save_versions<T: Versioned>(
+    tx: &DbTransaction<'_>,
+    records: &[T],
+) -> Result<(u64, u64), Error> {
+    let all = T::Columns::from(records.iter().collect());
+    let inserted = tx
+        .execute(
+            &format!(
+                "INSERT INTO {} ({}) {} ON CONFLICT DO NOTHING",
+                T::HISTORY,
+                T::COLUMNS,
+                T::ROWS
+            ),
+            &T::params(&all),
+        )
+        .await?;
+    // DO UPDATE may touch a row once per statement: only each record's newest version.
+    let newest = T::Columns::from(newest_by(records, T::id_and_time));
+    tx.execute(
+        &format!(
+            "INSERT INTO {latest} ({columns}) {rows}
+             ON CONFLICT ({key}) DO UPDATE SET {updates}
+             WHERE {latest}.updated_at < EXCLUDED.updated_at",
+            latest = T::LATEST,
+            columns = T::COLUMNS,
+            rows = T::ROWS,
+            key = T::KEY,
+            updates = T::UPDATES,
+        ),
+        &T::params(&newest),
+    )
+    .await?;
+    Ok((inserted, records.len() as u64))
 }
 
 /// The stored next offsets of consumer group `group`, per (topic, partition): where its
@@ -564,8 +618,8 @@ struct ProductColumns {
     updated_at: Vec<DateTime<Utc>>,
 }
 
-impl<'a, I: IntoIterator<Item = &'a Product>> From<I> for ProductColumns {
-    fn from(products: I) -> Self {
+impl From<Vec<&Product>> for ProductColumns {
+    fn from(products: Vec<&Product>) -> Self {
         let mut c = ProductColumns {
             product_id: Vec::new(),
             name: Vec::new(),
@@ -588,20 +642,6 @@ impl<'a, I: IntoIterator<Item = &'a Product>> From<I> for ProductColumns {
     }
 }
 
-impl ProductColumns {
-    fn params(&self) -> [&(dyn tokio_postgres::types::ToSql + Sync); 7] {
-        [
-            &self.product_id,
-            &self.name,
-            &self.category,
-            &self.price,
-            &self.inventory,
-            &self.rating,
-            &self.updated_at,
-        ]
-    }
-}
-
 /// The columns of `users` and `user_history`.
 struct UserColumns {
     user_id: Vec<String>,
@@ -613,8 +653,8 @@ struct UserColumns {
     updated_at: Vec<DateTime<Utc>>,
 }
 
-impl<'a, I: IntoIterator<Item = &'a User>> From<I> for UserColumns {
-    fn from(users: I) -> Self {
+impl From<Vec<&User>> for UserColumns {
+    fn from(users: Vec<&User>) -> Self {
         let mut c = UserColumns {
             user_id: Vec::new(),
             email: Vec::new(),
@@ -634,19 +674,5 @@ impl<'a, I: IntoIterator<Item = &'a User>> From<I> for UserColumns {
             c.updated_at.push(u.updated_at);
         }
         c
-    }
-}
-
-impl UserColumns {
-    fn params(&self) -> [&(dyn tokio_postgres::types::ToSql + Sync); 7] {
-        [
-            &self.user_id,
-            &self.email,
-            &self.age,
-            &self.country,
-            &self.registration_date,
-            &self.preferences,
-            &self.updated_at,
-        ]
     }
 }
