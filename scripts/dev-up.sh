@@ -47,6 +47,31 @@ logged() {
     fi
 }
 
+# Starts "$@" detached, output appended to log $2, its pid recorded in file $1 (what
+# dev-down.sh stops); prints the pid. setsid: it outlives this script and ignores the
+# terminal's Ctrl+C.
+start_recorded() {
+    local pid_file=$1 log=$2
+    shift 2
+    setsid "$@" >>"$log" 2>&1 </dev/null &
+    echo "$!" >"$pid_file"
+    echo "$!"
+}
+
+# Waits up to $4 seconds for "${@:5}" to succeed while pid $2 lives; otherwise shows the end
+# of log $3 and stops, naming $1.
+await_ready() {
+    local name=$1 pid=$2 log=$3 seconds=$4 i
+    shift 4
+    for i in $(seq 1 $((seconds * 2))); do
+        "$@" && return
+        pid_alive "$pid" || break
+        sleep 0.5
+    done
+    tail -n 30 "$log" >&2
+    die "$name did not become ready (pid $pid); see $log"
+}
+
 # ------------------------------------------------------------------------------------------
 # Packages
 # ------------------------------------------------------------------------------------------
@@ -218,23 +243,12 @@ ensure_kafka_running() {
         port_open "$KAFKA_CONTROLLER_PORT" &&
             die "port $KAFKA_CONTROLLER_PORT (Kafka controller) is taken ($(port_owner "$KAFKA_CONTROLLER_PORT"))"
         say "starting Apache Kafka $KAFKA_VERSION (KRaft) on $KAFKA_BOOTSTRAP..."
-        # setsid: the broker outlives this script and ignores the terminal's Ctrl+C.
-        setsid java -Xms256m -Xmx1g -XX:+UseG1GC \
+        pid=$(start_recorded "$KAFKA_PID_FILE" "$GM_LOGS/kafka.log" java -Xms256m -Xmx1g -XX:+UseG1GC \
             -Dlog4j2.configurationFile="$GM_ROOT/scripts/kafka/log4j2.properties" \
-            -cp "$KAFKA_HOME/libs/*" kafka.Kafka "$KAFKA_HOME/config/server.properties" \
-            >>"$GM_LOGS/kafka.log" 2>&1 </dev/null &
-        pid=$!
-        echo "$pid" >"$KAFKA_PID_FILE"
+            -cp "$KAFKA_HOME/libs/*" kafka.Kafka "$KAFKA_HOME/config/server.properties")
         changed "started Kafka (pid $pid)"
     fi
-    local i
-    for i in $(seq 1 120); do
-        kafka_answers && return
-        pid_alive "$pid" || break
-        sleep 0.5
-    done
-    tail -n 30 "$GM_LOGS/kafka.log" >&2
-    die "Kafka did not answer on $KAFKA_BOOTSTRAP (pid $pid); see $GM_LOGS/kafka.log"
+    await_ready "Kafka on $KAFKA_BOOTSTRAP" "$pid" "$GM_LOGS/kafka.log" 60 kafka_answers
 }
 
 # Partition count of topic $1 (empty if it does not exist), from a kcat metadata listing in $2.
@@ -278,21 +292,12 @@ ensure_prometheus() {
         port_open "$PROMETHEUS_PORT" &&
             die "port $PROMETHEUS_PORT is taken by a process dev-up.sh did not start ($(port_owner "$PROMETHEUS_PORT"))"
         mkdir -p "$PROMETHEUS_DATA"
-        setsid prometheus --config.file="$GM_ROOT/prometheus/prometheus.yml" \
-            --web.listen-address="127.0.0.1:$PROMETHEUS_PORT" --storage.tsdb.path="$PROMETHEUS_DATA" \
-            >>"$GM_LOGS/prometheus.log" 2>&1 </dev/null &
-        pid=$!
-        echo "$pid" >"$PROMETHEUS_PID_FILE"
+        pid=$(start_recorded "$PROMETHEUS_PID_FILE" "$GM_LOGS/prometheus.log" prometheus \
+            --config.file="$GM_ROOT/prometheus/prometheus.yml" \
+            --web.listen-address="127.0.0.1:$PROMETHEUS_PORT" --storage.tsdb.path="$PROMETHEUS_DATA")
         changed "started Prometheus (pid $pid)"
     fi
-    local i
-    for i in $(seq 1 60); do
-        prometheus_ready && return
-        pid_alive "$pid" || break
-        sleep 0.5
-    done
-    tail -n 20 "$GM_LOGS/prometheus.log" >&2
-    die "Prometheus did not become ready on 127.0.0.1:$PROMETHEUS_PORT; see $GM_LOGS/prometheus.log"
+    await_ready "Prometheus on 127.0.0.1:$PROMETHEUS_PORT" "$pid" "$GM_LOGS/prometheus.log" 30 prometheus_ready
 }
 
 # ------------------------------------------------------------------------------------------

@@ -264,13 +264,6 @@ fn parse(
     message: &BorrowedMessage<'_>,
     kafka: &KafkaArgs,
 ) -> (Received, Result<Event, globalmart_core::event::Rejection>) {
-    let received = Received {
-        topic: message.topic().to_owned(),
-        partition: message.partition(),
-        offset: message.offset(),
-        key: message.key().map(<[u8]>::to_vec),
-        payload: message.payload().map(<[u8]>::to_vec),
-    };
     let name = message
         .topic()
         .strip_prefix(kafka.topic_prefix.as_str())
@@ -280,6 +273,16 @@ fn parse(
         None => Err(globalmart_core::event::Rejection::UnknownTopic(
             name.to_owned(),
         )),
+    };
+    // Only a dead letter keeps the raw key and payload: copying them for every valid event
+    // would be wasted work on the hot path.
+    let keep = parsed.is_err();
+    let received = Received {
+        topic: message.topic().to_owned(),
+        partition: message.partition(),
+        offset: message.offset(),
+        key: message.key().filter(|_| keep).map(<[u8]>::to_vec),
+        payload: message.payload().filter(|_| keep).map(<[u8]>::to_vec),
     };
     (received, parsed)
 }

@@ -26,6 +26,7 @@ pub struct Received {
     pub topic: String,
     pub partition: i32,
     pub offset: i64,
+    /// Key and payload: needed only when the message becomes a dead letter.
     pub key: Option<Vec<u8>>,
     pub payload: Option<Vec<u8>>,
 }
