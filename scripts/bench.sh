@@ -7,9 +7,13 @@
 #   scripts/bench.sh generator   events/s built and serialised; events/s delivered to the local
 #                                broker with acks=all vs kcat -P of the same messages; rate
 #                                accuracy from 10 to 50,000 events/s
+#   scripts/bench.sh stream      events/s from the topics into the realtime tables vs psql \copy
+#                                of the same rows into the same tables; end-to-end latency
+#                                p50/p99 at 500 and 5,000 events/s (goal: p99 under 250 ms)
 #   scripts/bench.sh all         every benchmark available
-# BENCH_GENERATOR_EVENTS (default 1000000) sets the number of events of the throughput runs,
-# BENCH_ROUNDS (default 3) how many alternating runs of a delivery figure and its floor count.
+# BENCH_GENERATOR_EVENTS (default 1000000) and BENCH_STREAM_EVENTS (default 300000) set the
+# number of events of the throughput runs, BENCH_ROUNDS (default 3) how many alternating runs
+# of the generator's delivery figure and its floor count.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib/common.sh"
 cd "$GM_ROOT"
@@ -17,7 +21,16 @@ require_cargo
 
 TARGET=${1:-all}
 WORK=$(mktemp -d)
-trap 'rm -rf "$WORK"' EXIT
+# Commands that undo what a benchmark set up (topics, databases, processes), run at exit.
+CLEANUP=()
+cleanup() {
+    local undo
+    for undo in "${CLEANUP[@]}"; do
+        eval "$undo" >/dev/null 2>&1 || true
+    done
+    rm -rf "$WORK"
+}
+trap cleanup EXIT
 
 # bench NAME VALUE UNIT FLOOR: prints the line (rates: ratio = value / floor).
 bench() {
@@ -25,12 +38,18 @@ bench() {
         'BEGIN { printf "BENCH %s %.0f %s floor=%.0f ratio=%.2f\n", n, v, u, f, (f > 0 ? v / f : 0) }'
 }
 
+# bench_time NAME VALUE UNIT FLOOR: the same for durations (ratio = floor / value).
+bench_time() {
+    awk -v n="$1" -v v="$2" -v u="$3" -v f="$4" \
+        'BEGIN { printf "BENCH %s %.1f %s floor=%.1f ratio=%.2f\n", n, v, u, f, (v > 0 ? f / v : 0) }'
+}
+
 now() { date +%s.%N; }
 elapsed() { awk -v a="$1" -v b="$2" 'BEGIN { print b - a }'; }
 
 # The exact rate in a generator summary ("generated: N events in S s (R/s)") in file $1.
 generated_rate() {
-    sed -n 's/.*generated: [0-9]* events in [0-9.]* s (\([0-9]*\)\/s).*/\1/p' "$1" | tail -n 1
+    sed -n 's/.*generated: [0-9]* events in [0-9.]* s (\([0-9]*\)\/s.*
 }
 
 bench_generator() {
@@ -51,11 +70,7 @@ bench_generator() {
     scripts/dev-up.sh >/dev/null
     local prefix="bench-$$-" topic
     say "== generator: delivery to $KAFKA_BOOTSTRAP (acks=all), topics ${prefix}*"
-    for topic in "${GM_EVENT_TOPICS[@]}" "${GM_COMPACTED_TOPICS[@]}" floor; do
-        kafka_java org.apache.kafka.tools.TopicCommand --bootstrap-server "$KAFKA_BOOTSTRAP" --create \
-            --topic "$prefix$topic" --partitions "$GM_PARTITIONS" --replication-factor 1 >/dev/null
-    done
-    trap 'kafka_java org.apache.kafka.tools.TopicCommand --bootstrap-server "$KAFKA_BOOTSTRAP" --delete --topic "'"$prefix"'.*" >/dev/null 2>&1 || true; rm -rf "$WORK"' EXIT
+    bench_topics "$prefix" floor
 
     # Floor: kcat -P of the same pre-built messages (key<TAB>value), idempotent, acks=all, lz4.
     "$gen" --dry-run --rate max --count "$events" --seed 1 "${quiet[@]}" >"$WORK/messages.jsonl"
@@ -99,19 +114,167 @@ for line in sys.stdin:
     done
 }
 
+# bench_topics PREFIX [EXTRA...]: creates the platform topics (and EXTRA ones) under PREFIX,
+# deleted again when the benchmark exits.
+bench_topics() {
+    local prefix=$1 topic
+    shift
+    for topic in "${GM_EVENT_TOPICS[@]}" "${GM_COMPACTED_TOPICS[@]}" "$@"; do
+        kafka_java org.apache.kafka.tools.TopicCommand --bootstrap-server "$KAFKA_BOOTSTRAP" --create \
+            --topic "$prefix$topic" --partitions "$GM_PARTITIONS" --replication-factor 1 >/dev/null
+    done
+    CLEANUP+=("kafka_java org.apache.kafka.tools.TopicCommand --bootstrap-server $KAFKA_BOOTSTRAP --delete --topic '$prefix.*'")
+}
+
+# The tables the stream writes, in the order the floor loads them.
+STREAM_TABLES=(transactions product_view_events cart_events products users product_history user_history dead_letter_events)
+
+# The columns the stream writes to table $2 of database $1 (not the ones the database fills).
+written_columns() {
+    gm_psql "$PG_REALTIME_PORT" "$1" -At -c "SELECT string_agg(quote_ident(column_name), ',' ORDER BY ordinal_position)
+        FROM information_schema.columns WHERE table_name = '$2' AND is_identity = 'NO'
+        AND column_name NOT IN ('created_at', 'received_at')"
+}
+
+# Row counts of the stream's tables in database $1, one "table count" per line.
+stream_rows() {
+    local table
+    for table in "${STREAM_TABLES[@]}"; do
+        printf '%s %s\n' "$table" "$(gm_psql "$PG_REALTIME_PORT" "$1" -At -c "SELECT count(*) FROM $table")"
+    done
+}
+
+# The /metrics page served on localhost:$1.
+scrape() {
+    python3 -c 'import sys, urllib.request; sys.stdout.write(urllib.request.urlopen(sys.argv[1], timeout=5).read().decode())' \
+        "http://127.0.0.1:$1/metrics" || die "nothing answered on http://127.0.0.1:$1/metrics"
+}
+
+# p50 and p99 in ms of the end-to-end histogram between two /metrics scrapes $1 and $2,
+# interpolated within a bucket as Prometheus' histogram_quantile does.
+latency_quantiles() {
+    python3 - "$1" "$2" <<'PY'
+import re, sys
+def buckets(path):
+    found = {}
+    for line in open(path):
+        m = re.match(r'globalmart_stream_end_to_end_seconds_bucket\{le="([^"]+)"\} (\S+)', line)
+        if m:
+            found[float(m.group(1))] = float(m.group(2))
+    return found
+before, after = buckets(sys.argv[1]), buckets(sys.argv[2])
+bounds = sorted(after)
+counts = [after[b] - before.get(b, 0) for b in bounds]
+total = counts[-1]
+if total <= 0:
+    sys.exit("no event was saved between the two scrapes")
+def quantile(q):
+    rank, lower, below = q * total, 0.0, 0.0
+    for bound, cumulative in zip(bounds, counts):
+        if cumulative >= rank:
+            if bound == float("inf"):
+                return lower
+            return lower + (bound - lower) * (rank - below) / max(cumulative - below, 1)
+        lower, below = bound, cumulative
+    return lower
+print(f"{quantile(0.5) * 1000:.1f} {quantile(0.99) * 1000:.1f} {int(total)}")
+PY
+}
+
+bench_stream() {
+    local events=${BENCH_STREAM_EVENTS:-300000}
+    say "== stream: release build"
+    cargo build --release --locked -p globalmart-generator -p globalmart-stream
+    local gen=$CARGO_TARGET_DIR/release/globalmart-generator
+    local stream=$CARGO_TARGET_DIR/release/globalmart-stream
+    scripts/dev-up.sh >/dev/null
+
+    local prefix="bench-stream-$$-" db="gm_bench_stream_$$" floor_db="gm_bench_floor_$$"
+    bench_topics "$prefix"
+    gm_psql "$PG_REALTIME_PORT" postgres -c "CREATE DATABASE $db" -c "CREATE DATABASE $floor_db"
+    CLEANUP+=("gm_psql $PG_REALTIME_PORT postgres -c 'DROP DATABASE IF EXISTS $db WITH (FORCE)' -c 'DROP DATABASE IF EXISTS $floor_db WITH (FORCE)'")
+    local metrics_port
+    metrics_port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+    export KAFKA_TOPIC_PREFIX=$prefix POSTGRES_REALTIME_DB=$db STREAM_CONSUMER_GROUP=bench RUST_LOG=warn
+    export GENERATOR_STATS_INTERVAL=1h METRICS_ADDR=127.0.0.1:0
+
+    say "== stream: $events events into ${prefix}*, then saved from the backlog into $db"
+    "$gen" --rate max --count "$events" --seed 1 2>"$WORK/backlog.log" || { tail -n 20 "$WORK/backlog.log"; die "the generator failed"; }
+    # Like the generator's delivery figure: both sides take turns, the best run of each counts.
+    local round summary messages rate best=0 best_floor=0 load="$WORK/floor.sql" start end floor
+    for round in $(seq 1 "${BENCH_ROUNDS:-3}"); do
+        gm_psql "$PG_REALTIME_PORT" postgres -c "DROP DATABASE IF EXISTS $db WITH (FORCE)" -c "CREATE DATABASE $db"
+        RUST_LOG=info "$stream" --exit-when-idle 1 2>"$WORK/ingest.log" || { tail -n 20 "$WORK/ingest.log"; die "the stream failed"; }
+        summary=$(grep 'saved: ' "$WORK/ingest.log" | tail -n 1)
+        messages=$(sed -n 's/.*saved: \([0-9]*\) messages.*/\1/p' <<<"$summary")
+        rate=$(sed -n 's/.*saved: [0-9]* messages in [0-9.]* s (\([0-9]*\)\/s.*/\1/p' <<<"$summary")
+        best=$(awk -v a="$best" -v b="$rate" 'BEGIN { print (b > a ? b : a) }')
+        if [ "$round" = 1 ]; then
+            say "   rows: $(stream_rows "$db" | tr '\n' ' ')"
+            # Floor: the rows the stream wrote, copied out, then \copy'd by psql into the same
+            # schema (same columns, keys and indexes) in one transaction.
+            local table columns
+            echo "BEGIN;" >"$load"
+            for table in "${STREAM_TABLES[@]}"; do
+                columns=$(written_columns "$db" "$table")
+                gm_psql "$PG_REALTIME_PORT" "$db" -c "\\copy (SELECT $columns FROM $table) TO '$WORK/$table.copy'"
+                echo "\\copy $table ($columns) FROM '$WORK/$table.copy'" >>"$load"
+            done
+            echo "COMMIT;" >>"$load"
+        fi
+        gm_psql "$PG_REALTIME_PORT" postgres -c "DROP DATABASE IF EXISTS $floor_db WITH (FORCE)" -c "CREATE DATABASE $floor_db"
+        local migration
+        for migration in $(ls sql/realtime/V*.sql | sort -V); do
+            gm_psql "$PG_REALTIME_PORT" "$floor_db" -f "$migration"
+        done
+        start=$(now)
+        gm_psql "$PG_REALTIME_PORT" "$floor_db" -f "$load"
+        end=$(now)
+        floor=$(awk -v m="$messages" -v t="$(elapsed "$start" "$end")" 'BEGIN { print m / t }')
+        best_floor=$(awk -v a="$best_floor" -v b="$floor" 'BEGIN { print (b > a ? b : a) }')
+        [ "$(stream_rows "$db")" = "$(stream_rows "$floor_db")" ] || die "the floor did not load the same rows"
+        say "   round $round: stream ${summary#*saved: }"
+        say "            psql \\copy of the same rows: $(printf '%.2f' "$(elapsed "$start" "$end")") s ($(printf '%.0f' "$floor")/s)"
+    done
+    bench stream_ingest "$best" events/s "$best_floor"
+
+    say "== stream: end-to-end latency (event timestamp to row committed), steady state"
+    METRICS_ADDR=127.0.0.1:$metrics_port "$stream" 2>"$WORK/latency.log" &
+    local stream_pid=$! target
+    CLEANUP+=("kill $stream_pid")
+    for target in 500 5000; do
+        # The first 5 s are left out: a generator starts by publishing its whole catalogue.
+        "$gen" --rate "$target" --duration 35s 2>"$WORK/latency-gen.log" &
+        local gen_pid=$!
+        sleep 5
+        scrape "$metrics_port" >"$WORK/before.prom"
+        wait "$gen_pid" || { tail -n 20 "$WORK/latency-gen.log"; die "the generator failed"; }
+        sleep 1
+        scrape "$metrics_port" >"$WORK/after.prom"
+        local p50 p99 observed
+        read -r p50 p99 observed < <(latency_quantiles "$WORK/before.prom" "$WORK/after.prom")
+        say "   $target events/s: $observed events over 30 s"
+        bench_time "stream_latency_p50_$target" "$p50" ms 250
+        bench_time "stream_latency_p99_$target" "$p99" ms 250
+    done
+    say "   (floor for the latency figures: the goal of 250 ms, not a measured tool)"
+    kill "$stream_pid"
+    wait "$stream_pid" || die "the stream did not stop cleanly: $(tail -n 5 "$WORK/latency.log")"
+}
+
 not_yet() {
     say "scripts/bench.sh $1: not available yet ($2)"
 }
 
 case "$TARGET" in
     generator) bench_generator ;;
-    stream) not_yet stream "the stream savers arrive with issue #5"; exit 2 ;;
+    stream) bench_stream ;;
     batch) not_yet batch "the batch ETL arrives with issue #7"; exit 2 ;;
     all)
         bench_generator
-        not_yet stream "the stream savers arrive with issue #5"
+        bench_stream
         not_yet batch "the batch ETL arrives with issue #7"
         ;;
-    -h | --help) sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h | --help) sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) die "unknown benchmark: $TARGET (generator, stream, batch or all)" ;;
 esac

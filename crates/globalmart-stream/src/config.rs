@@ -5,6 +5,9 @@ use std::net::SocketAddr;
 
 use clap::Parser;
 use globalmart_core::config::{DbArgs, KafkaArgs, Realtime};
+use rust_decimal::Decimal;
+
+use crate::tally::Thresholds;
 
 /// Consumes the event and catalogue topics and saves every event exactly once into the realtime
 /// database, keeping the realtime metrics and alerts.
@@ -44,7 +47,26 @@ pub struct Config {
           value_parser = clap::value_parser!(u64).range(1..))]
     pub db_wait_seconds: u64,
 
+    /// A transaction total at or above this is a high-value anomaly.
+    #[arg(long, env = "STREAM_HIGH_VALUE_THRESHOLD", default_value = "3000")]
+    pub high_value_threshold: Decimal,
+
+    /// A line quantity at or above this is a high-quantity anomaly.
+    #[arg(long, env = "STREAM_HIGH_QUANTITY_THRESHOLD", default_value = "50",
+          value_parser = clap::value_parser!(i32).range(1..))]
+    pub high_quantity_threshold: i32,
+
     /// Where to serve Prometheus metrics (GET /metrics).
     #[arg(long, env = "METRICS_ADDR", default_value = "127.0.0.1:9102")]
     pub metrics_addr: SocketAddr,
+}
+
+impl Config {
+    /// The anomaly thresholds.
+    pub fn thresholds(&self) -> Thresholds {
+        Thresholds {
+            high_value: self.high_value_threshold,
+            high_quantity: self.high_quantity_threshold,
+        }
+    }
 }

@@ -6,11 +6,12 @@
 //! malformed message becomes a dead letter and never stops the loop.
 
 use std::collections::{HashMap, HashSet};
+use std::future::Future;
 use std::sync::mpsc;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use deadpool_postgres::Pool;
 use globalmart_core::config::KafkaArgs;
 use globalmart_core::db::{self, Db};
@@ -23,6 +24,7 @@ use rdkafka::consumer::{
 use rdkafka::error::KafkaError;
 use rdkafka::message::{BorrowedMessage, Message};
 use rdkafka::{ClientConfig, ClientContext, Offset, TopicPartitionList};
+use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
@@ -30,6 +32,7 @@ use tracing::{info, warn};
 use crate::config::Config;
 use crate::report;
 use crate::sink::{self, Batch, Received, Saved};
+use crate::tally::Thresholds;
 
 /// The topics the stream saves (alerts-topic is written, not read).
 const SAVED_TOPICS: [Topic; 5] = [
@@ -90,26 +93,50 @@ pub async fn run(config: Config) -> Result<()> {
     let mut idle_since = Instant::now();
     let mut last_lag = Instant::now();
     let batch_wait = Duration::from_millis(config.batch_wait_ms);
+    let mut totals = report::Totals::default();
+    let mut in_flight: Option<JoinHandle<Result<Done>>> = None;
     loop {
         let mut batch = Batch::default();
-        let deadline = Instant::now() + batch_wait;
+        // One timer per batch, not one per message.
+        let deadline = tokio::time::sleep(batch_wait);
+        tokio::pin!(deadline);
         while batch.len() < config.batch_size as usize {
             let received = tokio::select! {
-                received = consumer.recv() => received,
-                () = tokio::time::sleep_until(deadline) => break,
-                () = shutdown.cancelled() => break,
+                received = consumer.recv() => Some(received),
+                () = &mut deadline => None,
+                () = shutdown.cancelled() => None,
             };
-            // New partitions resume where the database says, not where Kafka says.
+            // New partitions resume where the database says, not where Kafka says. Checked
+            // after every wait, message or not: with Kafka's offsets ahead of the database's,
+            // no message may ever arrive until the seek below.
             for partitions in assignments.try_iter() {
-                let stored = sink::stored_offsets(&*pool.get().await?, &config.group).await?;
+                let stored = stored_offsets(&pool, &config.group, &shutdown).await?;
+                info!(
+                    partitions = partitions.len(),
+                    "partitions assigned: resuming each at its offset stored in the database"
+                );
+                let mut seeks = TopicPartitionList::new();
                 for key in partitions {
                     let at = stored.get(&key).copied().unwrap_or(0);
+                    seeks.add_partition_offset(&key.0, key.1, Offset::Offset(at))?;
                     resume_at.insert(key.clone(), at);
                     unchecked.insert(key);
                 }
+                let sought = tokio::task::block_in_place(|| {
+                    consumer.seek_partitions(seeks, Duration::from_secs(5))
+                });
+                let failed = match sought {
+                    Ok(list) => list.elements().iter().find_map(|e| e.error().err()),
+                    Err(e) => Some(e),
+                };
+                if let Some(e) = failed {
+                    warn!(error = %e, "could not seek to the stored offsets yet; will on the first message");
+                }
             }
+            let Some(received) = received else { break };
             match received {
                 Ok(message) => {
+                    totals.received();
                     report::CONSUMED.with_label_values(&[message.topic()]).inc();
                     let key = (message.topic().to_owned(), message.partition());
                     let floor = resume_at.get(&key).copied().unwrap_or(0);
@@ -141,25 +168,26 @@ pub async fn run(config: Config) -> Result<()> {
             }
         }
         if !batch.is_empty() {
-            let started = std::time::Instant::now();
-            let saved = save_until_done(&pool, &batch, &config.group, &shutdown).await?;
-            report::BATCH_SECONDS.observe(started.elapsed().as_secs_f64());
-            let committed = Utc::now();
-            for at in batch.event_times() {
-                let seconds = (committed - *at).num_microseconds().unwrap_or(0) as f64 / 1e6;
-                report::END_TO_END_SECONDS.observe(seconds.max(0.0));
+            // One batch saves while the next one is read and parsed; batches still commit in
+            // order, as each waits for the one before.
+            if let Some(previous) = in_flight.take() {
+                finish(&consumer, &mut totals, previous.await??);
             }
-            report::saved(&saved);
-            // After the database, and exactly the saved offsets (not the consumer's position,
-            // which may already include the next batch): Kafka's offsets are for lag only.
-            let mut saved_offsets = TopicPartitionList::new();
-            for ((topic, partition), next) in batch.next_offsets() {
-                saved_offsets.add_partition_offset(topic, *partition, Offset::Offset(*next))?;
-            }
-            if let Err(e) = consumer.commit(&saved_offsets, CommitMode::Async) {
-                warn!(error = %e, "could not commit offsets to Kafka (the database has them)");
-            }
+            in_flight = Some(tokio::spawn(save_until_done(
+                pool.clone(),
+                batch,
+                config.group.clone(),
+                config.thresholds(),
+                shutdown.clone(),
+            )));
             idle_since = Instant::now();
+        } else if in_flight
+            .as_ref()
+            .is_some_and(|saving| saving.is_finished())
+        {
+            if let Some(previous) = in_flight.take() {
+                finish(&consumer, &mut totals, previous.await??);
+            }
         }
         if last_lag.elapsed() >= LAG_EVERY {
             if let Err(e) = tokio::task::block_in_place(|| measure_lag(&consumer, &resume_at)) {
@@ -168,17 +196,33 @@ pub async fn run(config: Config) -> Result<()> {
             last_lag = Instant::now();
         }
         if shutdown.is_cancelled() {
+            if let Some(previous) = in_flight.take() {
+                finish(&consumer, &mut totals, previous.await??);
+            }
             info!("stream processing stopped");
+            totals.log();
             return Ok(());
         }
         if let Some(idle) = config.exit_when_idle {
-            if idle_since.elapsed() >= Duration::from_secs(idle) {
+            if idle_since.elapsed() >= Duration::from_secs(idle) && in_flight.is_none() {
                 // Idle is not enough: partitions still held by a crashed member (until its
                 // session times out) may have messages nobody saved yet.
-                let stored = sink::stored_offsets(&*pool.get().await?, &config.group).await?;
-                if tokio::task::block_in_place(|| caught_up(&consumer, &stored))? {
-                    info!("caught up and idle for {idle} s: exiting");
-                    return Ok(());
+                // The database or the broker being away means not caught up: wait for them.
+                let done = async {
+                    let client = pool.get().await?;
+                    let stored = sink::stored_offsets(&client, &config.group).await?;
+                    tokio::task::block_in_place(|| caught_up(&consumer, &stored))
+                };
+                match done.await {
+                    Ok(true) => {
+                        info!("caught up and idle for {idle} s: exiting");
+                        totals.log();
+                        return Ok(());
+                    }
+                    Ok(false) => {}
+                    Err(e) => {
+                        warn!(error = %format!("{e:#}"), "could not check whether everything is saved")
+                    }
                 }
                 idle_since = Instant::now();
             }
@@ -287,37 +331,97 @@ fn parse(
     (received, parsed)
 }
 
-/// Saves the batch, retrying with backoff while the database is unreachable. Offsets move only
-/// once it is saved; at shutdown an unsaved batch is left to the next start, which reads it
-/// again from Kafka.
-async fn save_until_done(
-    pool: &Pool,
-    batch: &Batch,
-    group: &str,
-    shutdown: &CancellationToken,
-) -> Result<Saved> {
+/// Runs `attempt` until it succeeds, logging each failure and waiting with backoff (0.1 s,
+/// doubling up to 10 s) while the database is unreachable; at shutdown the error is returned.
+async fn retrying<T, F, Fut>(what: &str, shutdown: &CancellationToken, mut attempt: F) -> Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T>>,
+{
     let mut pause = Duration::from_millis(100);
     loop {
-        let attempt = async {
-            let mut client = pool.get().await.context("getting a database connection")?;
-            let saved = batch
-                .save(&mut client, group)
-                .await
-                .map_err(|e| anyhow::anyhow!(db::describe(&e)))?;
-            anyhow::Ok(saved)
-        };
-        match attempt.await {
-            Ok(saved) => return Ok(saved),
-            Err(e) if shutdown.is_cancelled() => {
-                return Err(e.context(
-                    "shutting down with a batch the database did not take; it will be read again",
-                ))
-            }
+        match attempt().await {
+            Ok(done) => return Ok(done),
+            Err(e) if shutdown.is_cancelled() => return Err(e),
             Err(e) => {
-                warn!(error = %format!("{e:#}"), retry_in = ?pause, "saving the batch failed; retrying");
+                warn!(error = %format!("{e:#}"), retry_in = ?pause, "{what} failed; retrying");
                 tokio::time::sleep(pause).await;
                 pause = (pause * 2).min(Duration::from_secs(10));
             }
         }
+    }
+}
+
+/// The stored offsets of `group`: new partitions cannot be read before the database says
+/// where they resume.
+async fn stored_offsets(
+    pool: &Pool,
+    group: &str,
+    shutdown: &CancellationToken,
+) -> Result<HashMap<(String, i32), i64>> {
+    retrying("reading the stored offsets", shutdown, || async {
+        let client = pool.get().await.context("getting a database connection")?;
+        sink::stored_offsets(&client, group)
+            .await
+            .map_err(|e| anyhow::anyhow!(db::describe(&e)))
+    })
+    .await
+}
+
+/// A batch saved, with what saving it took.
+struct Done {
+    batch: Batch,
+    saved: Saved,
+    saving: Duration,
+    committed: DateTime<Utc>,
+}
+
+/// Saves the batch. Offsets move only once it is saved; at shutdown an unsaved batch is left
+/// to the next start, which reads it again from Kafka.
+async fn save_until_done(
+    pool: Pool,
+    batch: Batch,
+    group: String,
+    thresholds: Thresholds,
+    shutdown: CancellationToken,
+) -> Result<Done> {
+    let started = std::time::Instant::now();
+    let saved = retrying("saving the batch", &shutdown, || async {
+        let mut client = pool.get().await.context("getting a database connection")?;
+        batch
+            .save(&mut client, &group, &thresholds)
+            .await
+            .map_err(|e| anyhow::anyhow!(db::describe(&e)))
+    })
+    .await
+    .context("shutting down with a batch the database did not take; it will be read again")?;
+    Ok(Done {
+        batch,
+        saved,
+        saving: started.elapsed(),
+        committed: Utc::now(),
+    })
+}
+
+/// Reports a saved batch, then commits the same offsets to Kafka: after the database, and
+/// exactly the saved offsets (not the consumer's position, which is further on); Kafka's
+/// offsets are for lag tools only.
+fn finish(consumer: &StreamConsumer<Assignments>, totals: &mut report::Totals, done: Done) {
+    report::BATCH_SECONDS.observe(done.saving.as_secs_f64());
+    for at in done.batch.event_times() {
+        let seconds = (done.committed - *at).num_microseconds().unwrap_or(0) as f64 / 1e6;
+        report::END_TO_END_SECONDS.observe(seconds.max(0.0));
+    }
+    report::saved(&done.saved);
+    totals.committed(done.batch.len(), &done.saved, done.saving);
+    let mut saved_offsets = TopicPartitionList::new();
+    for ((topic, partition), next) in done.batch.next_offsets() {
+        if let Err(e) = saved_offsets.add_partition_offset(topic, *partition, Offset::Offset(*next))
+        {
+            warn!(error = %e, "could not list an offset to commit to Kafka (the database has it)");
+        }
+    }
+    if let Err(e) = consumer.commit(&saved_offsets, CommitMode::Async) {
+        warn!(error = %e, "could not commit offsets to Kafka (the database has them)");
     }
 }

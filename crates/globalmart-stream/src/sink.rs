@@ -4,20 +4,27 @@
 //! keys and are inserted with ON CONFLICT DO NOTHING, so saving a batch again (a replay after a
 //! crash, or another instance that read the same messages) adds nothing; the stored offsets
 //! are where the consumer resumes, so no message is skipped either. Each table is written by one
-//! statement whose columns are arrays (`unnest`), whatever the batch size.
+//! statement: a binary COPY for the events, or with their columns as arrays (`unnest`).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::future::Future;
+use std::pin::Pin;
 
 use chrono::{DateTime, Utc};
 use globalmart_core::event::{
-    CartAction, CartEvent, CartItem, Event, Product, ProductViewEvent, Rejection, Transaction,
-    User, ViewAction,
+    CartAction, CartEvent, CartItem, Event, Product, ProductViewEvent, Rejection, SessionEvent,
+    Transaction, User, ViewAction,
 };
 use rust_decimal::Decimal;
 use serde_json::{json, Value};
-use tokio_postgres::types::ToSql;
+use tokio_postgres::binary_copy::BinaryCopyInWriter;
+use tokio_postgres::error::SqlState;
+use tokio_postgres::types::{ToSql, Type};
 use tokio_postgres::{Client, Error, Transaction as DbTransaction};
+use tracing::debug;
 use uuid::Uuid;
+
+use crate::tally::{was_inserted, Keys, Tally, Thresholds};
 
 /// A message as read from Kafka.
 #[derive(Debug, Clone, PartialEq)]
@@ -110,221 +117,59 @@ impl Batch {
     }
 
     /// Saves the batch and the offsets it reaches for consumer group `group`, in one
-    /// transaction: all of it or, on any error, none of it.
-    pub async fn save(&self, client: &mut Client, group: &str) -> Result<Saved, Error> {
+    /// transaction: all of it or, on any error, none of it. Events go in by binary COPY; when
+    /// some of them are there already (a replay after a crash or a rebalance), that fails on
+    /// their keys and the batch is saved again skipping them.
+    /// The realtime metrics of the events it inserts are added in the same transaction.
+    pub async fn save(
+        &self,
+        client: &mut Client,
+        group: &str,
+        thresholds: &Thresholds,
+    ) -> Result<Saved, Error> {
+        match self.save_as(client, group, thresholds, Insert::Copy).await {
+            Err(e) if e.code() == Some(&SqlState::UNIQUE_VIOLATION) => {
+                debug!("the batch holds events saved before (a replay): skipping them");
+                self.save_as(client, group, thresholds, Insert::SkipExisting)
+                    .await
+            }
+            saved => saved,
+        }
+    }
+
+    async fn save_as(
+        &self,
+        client: &mut Client,
+        group: &str,
+        thresholds: &Thresholds,
+        how: Insert,
+    ) -> Result<Saved, Error> {
         let tx = client.transaction().await?;
-        let mut saved = Saved::default();
-        saved.count(self.save_transactions(&tx).await?, |s| {
-            &mut s.transaction_lines
-        });
-        saved.count(self.save_views(&tx).await?, |s| &mut s.product_views);
-        saved.count(self.save_carts(&tx).await?, |s| &mut s.cart_events);
-        saved.count(save_versions(&tx, &self.products).await?, |s| {
-            &mut s.catalogue_versions
-        });
-        saved.count(save_versions(&tx, &self.users).await?, |s| {
-            &mut s.catalogue_versions
-        });
-        saved.count(self.save_dead_letters(&tx).await?, |s| &mut s.dead_letters);
-        self.save_offsets(&tx, group).await?;
+        // Sent together (tokio-postgres pipelines concurrent queries on one connection), so
+        // the round trips overlap; a COPY holds the connection, so those go one after another.
+        let (products, users, dead_letters, ()) = tokio::try_join!(
+            save_versions(&tx, &self.products),
+            save_versions(&tx, &self.users),
+            self.save_dead_letters(&tx),
+            self.save_offsets(&tx, group),
+        )?;
+        let lines = insert(&tx, &Lines(&self.transactions), how).await?;
+        let views = insert(&tx, &Sessions(&self.views), how).await?;
+        let carts = insert(&tx, &Sessions(&self.carts), how).await?;
+        let mut tally = Tally::default();
+        tally.transactions(&self.transactions, was_inserted(&lines.keys), thresholds);
+        tally.views(&self.views, was_inserted(&views.keys));
+        tally.carts(&self.carts, was_inserted(&carts.keys));
+        tally.save(&tx).await?;
         tx.commit().await?;
+        let mut saved = Saved::default();
+        saved.count(lines.counts(), |s| &mut s.transaction_lines);
+        saved.count(views.counts(), |s| &mut s.product_views);
+        saved.count(carts.counts(), |s| &mut s.cart_events);
+        saved.count(products, |s| &mut s.catalogue_versions);
+        saved.count(users, |s| &mut s.catalogue_versions);
+        saved.count(dead_letters, |s| &mut s.dead_letters);
         Ok(saved)
-    }
-
-    /// One row per line item, keyed by the derived line_item_id. Returns (inserted, offered).
-    async fn save_transactions(&self, tx: &DbTransaction<'_>) -> Result<(u64, u64), Error> {
-        let mut c = LineColumns::default();
-        for t in &self.transactions {
-            for i in 0..t.products.len() {
-                c.push(t, i);
-            }
-        }
-        let inserted = tx
-            .execute(
-                "INSERT INTO transactions (line_item_id, transaction_id, line_number, user_id,
-                     session_id, product_id, quantity, price, total_amount, payment_method, country,
-                     \"timestamp\")
-                 SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::int2[], $4::text[], $5::text[],
-                     $6::text[], $7::int4[], $8::numeric[], $9::numeric[], $10::text[], $11::text[],
-                     $12::timestamptz[])
-                 ON CONFLICT DO NOTHING",
-                &[
-                    &c.line_item_id,
-                    &c.transaction_id,
-                    &c.line_number,
-                    &c.user_id,
-                    &c.session_id,
-                    &c.product_id,
-                    &c.quantity,
-                    &c.price,
-                    &c.total_amount,
-                    &c.payment_method,
-                    &c.country,
-                    &c.timestamp,
-                ],
-            )
-            .await?;
-        Ok((inserted, c.line_item_id.len() as u64))
-    }
-
-    async fn save_views(&self, tx: &DbTransaction<'_>) -> Result<(u64, u64), Error> {
-        let mut c = EventColumns::default();
-        for v in &self.views {
-            c.envelope(
-                v.event_id,
-                v.action.event_type(),
-                v.timestamp,
-                &v.user_id,
-                &v.session_id,
-            );
-            c.country.push(v.country.as_str());
-            match &v.action {
-                ViewAction::View(p) => c.details(
-                    Some(p.product_id.clone()),
-                    Some(p.product_name.clone()),
-                    Some(p.category.clone()),
-                    Some(p.price),
-                    Some(p.view_duration),
-                    p.search_query.clone(),
-                    json!({}),
-                ),
-                ViewAction::Search(s) => c.details(
-                    None,
-                    None,
-                    None,
-                    None,
-                    None,
-                    Some(s.search_query.clone()),
-                    json!({ "results_count": s.results_count }),
-                ),
-                ViewAction::Filter(f) => c.details(
-                    None,
-                    None,
-                    Some(f.filter_category.clone()),
-                    None,
-                    None,
-                    None,
-                    json!({ "min_price": f.min_price, "max_price": f.max_price,
-                            "results_count": f.results_count }),
-                ),
-                ViewAction::Compare(k) => c.details(
-                    None,
-                    None,
-                    Some(k.category.clone()),
-                    None,
-                    None,
-                    None,
-                    json!({ "product_ids": k.product_ids }),
-                ),
-            }
-        }
-        let inserted = tx
-            .execute(
-                "INSERT INTO product_view_events (event_id, event_type, \"timestamp\", user_id,
-                     session_id, country, product_id, product_name, category, price, view_duration,
-                     search_query, attributes)
-                 SELECT * FROM unnest($1::uuid[], $2::text[], $3::timestamptz[], $4::text[],
-                     $5::text[], $6::text[], $7::text[], $8::text[], $9::text[], $10::numeric[],
-                     $11::int4[], $12::text[], $13::jsonb[])
-                 ON CONFLICT DO NOTHING",
-                &[
-                    &c.event_id,
-                    &c.event_type,
-                    &c.timestamp,
-                    &c.user_id,
-                    &c.session_id,
-                    &c.country,
-                    &c.product_id,
-                    &c.product_name,
-                    &c.category,
-                    &c.price,
-                    &c.number,
-                    &c.text,
-                    &c.attributes,
-                ],
-            )
-            .await?;
-        Ok((inserted, c.event_id.len() as u64))
-    }
-
-    async fn save_carts(&self, tx: &DbTransaction<'_>) -> Result<(u64, u64), Error> {
-        let mut c = EventColumns::default();
-        for e in &self.carts {
-            c.envelope(
-                e.event_id,
-                e.action.event_type(),
-                e.timestamp,
-                &e.user_id,
-                &e.session_id,
-            );
-            c.country.push(e.country.as_str());
-            let item = |c: &mut EventColumns, i: &CartItem, attributes: Value| {
-                c.details(
-                    Some(i.product_id.clone()),
-                    Some(i.product_name.clone()),
-                    Some(i.category.clone()),
-                    Some(i.price),
-                    Some(i.quantity),
-                    None,
-                    attributes,
-                );
-                c.cart_size.push(Some(i.cart_size));
-                c.cart_value.push(Some(i.cart_value));
-            };
-            match &e.action {
-                CartAction::AddToCart(i) | CartAction::RemoveFromCart(i) => {
-                    item(&mut c, i, json!({}))
-                }
-                CartAction::UpdateQuantity(q) => item(
-                    &mut c,
-                    &q.item,
-                    json!({ "old_quantity": q.old_quantity, "new_quantity": q.new_quantity }),
-                ),
-                // Checkout keeps total_items in quantity and total_value in cart_value, as
-                // the replaced platform did; its lines go to attributes.
-                CartAction::Checkout(k) => {
-                    c.details(
-                        None,
-                        None,
-                        None,
-                        None,
-                        Some(k.total_items),
-                        None,
-                        json!({ "items": k.items }),
-                    );
-                    c.cart_size.push(Some(k.cart_size));
-                    c.cart_value.push(Some(k.total_value));
-                }
-            }
-        }
-        let inserted = tx
-            .execute(
-                "INSERT INTO cart_events (event_id, event_type, \"timestamp\", user_id, session_id,
-                     country, product_id, product_name, category, price, quantity, cart_size,
-                     cart_value, attributes)
-                 SELECT * FROM unnest($1::uuid[], $2::text[], $3::timestamptz[], $4::text[],
-                     $5::text[], $6::text[], $7::text[], $8::text[], $9::text[], $10::numeric[],
-                     $11::int4[], $12::int4[], $13::numeric[], $14::jsonb[])
-                 ON CONFLICT DO NOTHING",
-                &[
-                    &c.event_id,
-                    &c.event_type,
-                    &c.timestamp,
-                    &c.user_id,
-                    &c.session_id,
-                    &c.country,
-                    &c.product_id,
-                    &c.product_name,
-                    &c.category,
-                    &c.price,
-                    &c.number,
-                    &c.cart_size,
-                    &c.cart_value,
-                    &c.attributes,
-                ],
-            )
-            .await?;
-        Ok((inserted, c.event_id.len() as u64))
     }
 
     /// Keyed by (topic, partition, offset): a replayed bad message is not stored twice.
@@ -513,98 +358,339 @@ fn newest_by<'a, T>(
     newest.into_values().map(|(_, record)| record).collect()
 }
 
-/// The `transactions` columns.
-#[derive(Default)]
-struct LineColumns {
-    line_item_id: Vec<Uuid>,
-    transaction_id: Vec<Uuid>,
-    line_number: Vec<i16>,
-    user_id: Vec<String>,
-    session_id: Vec<Option<String>>,
-    product_id: Vec<String>,
-    quantity: Vec<i32>,
-    price: Vec<Decimal>,
-    total_amount: Vec<Decimal>,
-    payment_method: Vec<&'static str>,
-    country: Vec<&'static str>,
-    timestamp: Vec<DateTime<Utc>>,
+/// How a table's rows go in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Insert {
+    /// Binary COPY into the table: the fastest way, failing on the first key already there.
+    Copy,
+    /// Binary COPY into a staging table, then INSERT ... ON CONFLICT DO NOTHING from it:
+    /// skips the keys already there.
+    SkipExisting,
 }
 
-impl LineColumns {
-    fn push(&mut self, t: &Transaction, i: usize) {
-        let line = &t.products[i];
-        self.line_item_id.push(t.line_item_id(i));
-        self.transaction_id.push(t.transaction_id);
-        // Validation allows no more lines than fit (at most 100 units per line, far fewer lines).
-        self.line_number.push(i16::try_from(i).unwrap_or(i16::MAX));
-        self.user_id.push(t.user_id.clone());
-        self.session_id.push(t.session_id.clone());
-        self.product_id.push(line.product_id.clone());
-        self.quantity.push(line.quantity);
-        self.price.push(line.price);
-        self.total_amount.push(t.total_amount);
-        self.payment_method.push(t.payment_method.as_str());
-        self.country.push(t.country.as_str());
-        self.timestamp.push(t.timestamp);
+/// What an insert added.
+struct Inserted {
+    rows: u64,
+    offered: u64,
+    /// The keys of the rows added, when not every row offered was.
+    keys: Keys,
+}
+
+impl Inserted {
+    /// (inserted, offered).
+    fn counts(&self) -> (u64, u64) {
+        (self.rows, self.offered)
     }
 }
 
-/// The columns of `product_view_events` and `cart_events`.
-#[derive(Default)]
-struct EventColumns {
-    event_id: Vec<Uuid>,
-    event_type: Vec<&'static str>,
-    timestamp: Vec<DateTime<Utc>>,
-    user_id: Vec<String>,
-    session_id: Vec<String>,
-    country: Vec<&'static str>,
-    product_id: Vec<Option<String>>,
-    product_name: Vec<Option<String>>,
-    category: Vec<Option<String>>,
-    price: Vec<Option<Decimal>>,
-    /// view_duration of views, quantity of cart events.
-    number: Vec<Option<i32>>,
-    /// search_query of views.
-    text: Vec<Option<String>>,
-    cart_size: Vec<Option<i32>>,
-    cart_value: Vec<Option<Decimal>>,
-    attributes: Vec<Value>,
+/// A table's new rows, written straight from the events into a binary COPY.
+trait Rows {
+    const TABLE: &'static str;
+    /// The key column (a uuid).
+    const KEY: &'static str;
+    /// Name and type of each column, in the order rows are written.
+    fn columns() -> Vec<(&'static str, Type)>;
+    /// Rows offered.
+    fn count(&self) -> usize;
+    fn write(
+        &self,
+        writer: Pin<&mut BinaryCopyInWriter>,
+    ) -> impl Future<Output = Result<(), Error>> + Send;
 }
 
-impl EventColumns {
-    fn envelope(
-        &mut self,
-        id: Uuid,
-        kind: &'static str,
-        at: DateTime<Utc>,
-        user: &str,
-        session: &str,
-    ) {
-        self.event_id.push(id);
-        self.event_type.push(kind);
-        self.timestamp.push(at);
-        self.user_id.push(user.to_owned());
-        self.session_id.push(session.to_owned());
+/// Inserts the rows. The statements are built from the constants of [`Rows`], never from
+/// input.
+async fn insert<R: Rows + Sync>(
+    tx: &DbTransaction<'_>,
+    rows: &R,
+    how: Insert,
+) -> Result<Inserted, Error> {
+    let offered = rows.count() as u64;
+    if offered == 0 {
+        return Ok(Inserted {
+            rows: 0,
+            offered,
+            keys: None,
+        });
     }
+    let columns = R::columns();
+    let names: Vec<String> = columns.iter().map(|(n, _)| format!("\"{n}\"")).collect();
+    let names = names.join(", ");
+    let into = match how {
+        Insert::Copy => R::TABLE,
+        Insert::SkipExisting => {
+            tx.batch_execute(&format!(
+                "CREATE TEMP TABLE staging ON COMMIT DROP AS SELECT {names} FROM {} WITH NO DATA",
+                R::TABLE
+            ))
+            .await?;
+            "staging"
+        }
+    };
+    let sink = tx
+        .copy_in(&format!("COPY {into} ({names}) FROM STDIN (FORMAT binary)"))
+        .await?;
+    let types: Vec<Type> = columns.into_iter().map(|(_, t)| t).collect();
+    let writer = BinaryCopyInWriter::new(sink, &types);
+    tokio::pin!(writer);
+    rows.write(writer.as_mut()).await?;
+    let copied = writer.finish().await?;
+    match how {
+        Insert::Copy => Ok(Inserted {
+            rows: copied,
+            offered,
+            keys: None,
+        }),
+        Insert::SkipExisting => {
+            let statement = format!(
+                "INSERT INTO {} ({names}) SELECT {names} FROM staging ON CONFLICT DO NOTHING
+                 RETURNING {}",
+                R::TABLE,
+                R::KEY
+            );
+            let keys: HashSet<Uuid> = tx
+                .query(&statement, &[])
+                .await?
+                .iter()
+                .map(|row| row.get(0))
+                .collect();
+            tx.batch_execute("DROP TABLE staging").await?;
+            Ok(Inserted {
+                rows: keys.len() as u64,
+                offered,
+                keys: Some(keys),
+            })
+        }
+    }
+}
 
-    #[allow(clippy::too_many_arguments)]
-    fn details(
-        &mut self,
-        product_id: Option<String>,
-        product_name: Option<String>,
-        category: Option<String>,
-        price: Option<Decimal>,
-        number: Option<i32>,
-        text: Option<String>,
-        attributes: Value,
-    ) {
-        self.product_id.push(product_id);
-        self.product_name.push(product_name);
-        self.category.push(category);
-        self.price.push(price);
-        self.number.push(number);
-        self.text.push(text);
-        self.attributes.push(attributes);
+/// `transactions`: one row per line item, keyed by the derived line_item_id.
+struct Lines<'a>(&'a [Transaction]);
+
+impl Rows for Lines<'_> {
+    const TABLE: &'static str = "transactions";
+    const KEY: &'static str = "line_item_id";
+    fn columns() -> Vec<(&'static str, Type)> {
+        vec![
+            ("line_item_id", Type::UUID),
+            ("transaction_id", Type::UUID),
+            ("line_number", Type::INT2),
+            ("user_id", Type::TEXT),
+            ("session_id", Type::TEXT),
+            ("product_id", Type::TEXT),
+            ("quantity", Type::INT4),
+            ("price", Type::NUMERIC),
+            ("total_amount", Type::NUMERIC),
+            ("payment_method", Type::TEXT),
+            ("country", Type::TEXT),
+            ("timestamp", Type::TIMESTAMPTZ),
+        ]
+    }
+    fn count(&self) -> usize {
+        self.0.iter().map(|t| t.products.len()).sum()
+    }
+    async fn write(&self, mut writer: Pin<&mut BinaryCopyInWriter>) -> Result<(), Error> {
+        for t in self.0 {
+            let (method, country) = (t.payment_method.as_str(), t.country.as_str());
+            for (i, line) in t.products.iter().enumerate() {
+                // Validation allows no more lines than fit.
+                let number = i16::try_from(i).unwrap_or(i16::MAX);
+                let id = t.line_item_id(i);
+                writer
+                    .as_mut()
+                    .write(&[
+                        &id,
+                        &t.transaction_id,
+                        &number,
+                        &t.user_id,
+                        &t.session_id,
+                        &line.product_id,
+                        &line.quantity,
+                        &line.price,
+                        &t.total_amount,
+                        &method,
+                        &country,
+                        &t.timestamp,
+                    ])
+                    .await?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// `product_view_events` or `cart_events`: one row per event.
+struct Sessions<'a, A>(&'a [SessionEvent<A>]);
+
+/// What the two event tables need of an event's action.
+trait Action: Sync {
+    const TABLE: &'static str;
+    /// The table's columns after the ones both tables have.
+    fn own_columns() -> Vec<(&'static str, Type)>;
+    fn event_type(&self) -> &'static str;
+    fn row(&self) -> EventRow<'_>;
+    /// The values of [`Action::own_columns`].
+    fn own<'r>(row: &'r EventRow<'_>) -> Vec<&'r (dyn ToSql + Sync)>;
+}
+
+/// The columns of an event row that depend on its action; NULL where it has none.
+#[derive(Default)]
+struct EventRow<'a> {
+    product_id: Option<&'a str>,
+    product_name: Option<&'a str>,
+    category: Option<&'a str>,
+    price: Option<Decimal>,
+    /// view_duration of a view, quantity of a cart event.
+    number: Option<i32>,
+    search_query: Option<&'a str>,
+    cart_size: Option<i32>,
+    cart_value: Option<Decimal>,
+    attributes: Value,
+}
+
+impl<A: Action> Rows for Sessions<'_, A> {
+    const TABLE: &'static str = A::TABLE;
+    const KEY: &'static str = "event_id";
+    fn columns() -> Vec<(&'static str, Type)> {
+        let mut columns = vec![
+            ("event_id", Type::UUID),
+            ("event_type", Type::TEXT),
+            ("timestamp", Type::TIMESTAMPTZ),
+            ("user_id", Type::TEXT),
+            ("session_id", Type::TEXT),
+            ("country", Type::TEXT),
+            ("product_id", Type::TEXT),
+            ("product_name", Type::TEXT),
+            ("category", Type::TEXT),
+            ("price", Type::NUMERIC),
+        ];
+        columns.extend(A::own_columns());
+        columns
+    }
+    fn count(&self) -> usize {
+        self.0.len()
+    }
+    async fn write(&self, mut writer: Pin<&mut BinaryCopyInWriter>) -> Result<(), Error> {
+        for e in self.0 {
+            let row = e.action.row();
+            let (kind, country) = (e.action.event_type(), e.country.as_str());
+            let mut values: Vec<&(dyn ToSql + Sync)> = vec![
+                &e.event_id,
+                &kind,
+                &e.timestamp,
+                &e.user_id,
+                &e.session_id,
+                &country,
+                &row.product_id,
+                &row.product_name,
+                &row.category,
+                &row.price,
+            ];
+            values.extend(A::own(&row));
+            writer.as_mut().write(&values).await?;
+        }
+        Ok(())
+    }
+}
+
+impl Action for ViewAction {
+    const TABLE: &'static str = "product_view_events";
+    fn own_columns() -> Vec<(&'static str, Type)> {
+        vec![
+            ("view_duration", Type::INT4),
+            ("search_query", Type::TEXT),
+            ("attributes", Type::JSONB),
+        ]
+    }
+    fn event_type(&self) -> &'static str {
+        ViewAction::event_type(self)
+    }
+    fn row(&self) -> EventRow<'_> {
+        match self {
+            ViewAction::View(p) => EventRow {
+                product_id: Some(&p.product_id),
+                product_name: Some(&p.product_name),
+                category: Some(&p.category),
+                price: Some(p.price),
+                number: Some(p.view_duration),
+                search_query: p.search_query.as_deref(),
+                attributes: json!({}),
+                ..EventRow::default()
+            },
+            ViewAction::Search(s) => EventRow {
+                search_query: Some(&s.search_query),
+                attributes: json!({ "results_count": s.results_count }),
+                ..EventRow::default()
+            },
+            ViewAction::Filter(f) => EventRow {
+                category: Some(&f.filter_category),
+                attributes: json!({ "min_price": f.min_price, "max_price": f.max_price,
+                                    "results_count": f.results_count }),
+                ..EventRow::default()
+            },
+            ViewAction::Compare(k) => EventRow {
+                category: Some(&k.category),
+                attributes: json!({ "product_ids": k.product_ids }),
+                ..EventRow::default()
+            },
+        }
+    }
+    fn own<'r>(row: &'r EventRow<'_>) -> Vec<&'r (dyn ToSql + Sync)> {
+        vec![&row.number, &row.search_query, &row.attributes]
+    }
+}
+
+impl Action for CartAction {
+    const TABLE: &'static str = "cart_events";
+    fn own_columns() -> Vec<(&'static str, Type)> {
+        vec![
+            ("quantity", Type::INT4),
+            ("cart_size", Type::INT4),
+            ("cart_value", Type::NUMERIC),
+            ("attributes", Type::JSONB),
+        ]
+    }
+    fn event_type(&self) -> &'static str {
+        CartAction::event_type(self)
+    }
+    fn row(&self) -> EventRow<'_> {
+        fn item(i: &CartItem, attributes: Value) -> EventRow<'_> {
+            EventRow {
+                product_id: Some(&i.product_id),
+                product_name: Some(&i.product_name),
+                category: Some(&i.category),
+                price: Some(i.price),
+                number: Some(i.quantity),
+                cart_size: Some(i.cart_size),
+                cart_value: Some(i.cart_value),
+                attributes,
+                ..EventRow::default()
+            }
+        }
+        match self {
+            CartAction::AddToCart(i) | CartAction::RemoveFromCart(i) => item(i, json!({})),
+            CartAction::UpdateQuantity(q) => item(
+                &q.item,
+                json!({ "old_quantity": q.old_quantity, "new_quantity": q.new_quantity }),
+            ),
+            // Checkout keeps total_items in quantity and total_value in cart_value, as the
+            // replaced platform did; its lines go to attributes.
+            CartAction::Checkout(k) => EventRow {
+                number: Some(k.total_items),
+                cart_size: Some(k.cart_size),
+                cart_value: Some(k.total_value),
+                attributes: json!({ "items": k.items }),
+                ..EventRow::default()
+            },
+        }
+    }
+    fn own<'r>(row: &'r EventRow<'_>) -> Vec<&'r (dyn ToSql + Sync)> {
+        vec![
+            &row.number,
+            &row.cart_size,
+            &row.cart_value,
+            &row.attributes,
+        ]
     }
 }
 

@@ -3,142 +3,24 @@
 //! valid messages are saved once, and a kill -9 in the middle of a flow followed by a restart
 //! leaves the same tables as an uninterrupted run.
 
-use std::process::{Child, Command, Stdio};
+mod common;
+
+use std::process::Command;
 use std::time::Duration;
 
 use anyhow::{ensure, Result};
-use chrono::Utc;
+use common::{
+    finish, lines, produce_all, produce_events, producer, rows, run, scrape, send, stream, tables,
+    wait_for_rows,
+};
 use globalmart_core::event::Event;
-use globalmart_generator::mix::{Mix, MixSettings};
 use globalmart_testkit::TestStack;
-use rdkafka::producer::{FutureProducer, FutureRecord};
-use rdkafka::ClientConfig;
-
-const BIN: &str = env!("CARGO_BIN_EXE_globalmart-stream");
-
-fn stream(stack: &TestStack) -> Command {
-    let db = &stack.realtime;
-    let mut command = Command::new(BIN);
-    command
-        .env_clear()
-        .env("METRICS_ADDR", "127.0.0.1:0")
-        .env("KAFKA_BOOTSTRAP_SERVERS", &stack.bootstrap_servers)
-        .env("KAFKA_TOPIC_PREFIX", stack.topic_prefix())
-        .env("STREAM_CONSUMER_GROUP", &stack.group_id)
-        .env("POSTGRES_REALTIME_HOST", &db.host)
-        .env("POSTGRES_REALTIME_PORT", db.port.to_string())
-        .env("POSTGRES_REALTIME_USER", &db.user)
-        .env("POSTGRES_REALTIME_PASSWORD", db.password.expose())
-        .env("POSTGRES_REALTIME_DB", &db.dbname)
-        .env("STREAM_EXIT_WHEN_IDLE", "3")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped());
-    command
-}
-
-fn producer(stack: &TestStack) -> Result<FutureProducer> {
-    Ok(ClientConfig::new()
-        .set("bootstrap.servers", &stack.bootstrap_servers)
-        .set("enable.idempotence", "true")
-        .set("message.max.bytes", "2000000")
-        .create()?)
-}
-
-async fn send(producer: &FutureProducer, topic: &str, key: &[u8], payload: &[u8]) -> Result<()> {
-    producer
-        .send(
-            FutureRecord::to(topic).key(key).payload(payload),
-            Duration::from_secs(30),
-        )
-        .await
-        .map_err(|(e, _)| anyhow::anyhow!("producing to {topic}: {e}"))?;
-    Ok(())
-}
-
-/// Produces every record to the stack's topics, all in flight at once.
-async fn produce_all(stack: &TestStack, records: &[Event]) -> Result<()> {
-    let producer = producer(stack)?;
-    let topics: Vec<String> = records.iter().map(|r| stack.topic(r.topic())).collect();
-    let payloads: Vec<Vec<u8>> = records.iter().map(Event::to_json).collect();
-    let deliveries = records
-        .iter()
-        .zip(&topics)
-        .zip(&payloads)
-        .map(|((record, topic), payload)| send(&producer, topic, record.key().as_bytes(), payload));
-    futures::future::try_join_all(deliveries).await?;
-    Ok(())
-}
-
-/// `n` generated events plus the catalogue, produced to the stack's topics.
-async fn produce_events(stack: &TestStack, n: usize) -> Result<Vec<Event>> {
-    let settings = MixSettings {
-        users: 300,
-        products: 60,
-        anomaly_share: 0.02,
-        catalogue_change_rate: 0.005,
-        active_sessions: 50,
-    };
-    let mut mix = Mix::new(settings, 5, 5, Utc::now());
-    let mut records: Vec<Event> = mix.catalogue.events().collect();
-    for _ in 0..n {
-        records.push(mix.next(globalmart_core::timestamp::to_micros(Utc::now())));
-    }
-    produce_all(stack, &records).await?;
-    Ok(records)
-}
-
-/// (row count, checksum) of the realtime tables: what "the same tables" means here.
-async fn tables(stack: &TestStack) -> Result<Vec<(String, i64, String)>> {
-    let client = stack.realtime_client().await?;
-    let mut out = Vec::new();
-    for (table, key) in [
-        ("transactions", "line_item_id::text || quantity || price"),
-        ("product_view_events", "event_id::text"),
-        (
-            "cart_events",
-            "event_id::text || coalesce(cart_value::text, '')",
-        ),
-        ("products", "product_id || price || updated_at"),
-        ("users", "user_id || email || country"),
-        ("dead_letter_events", "topic || \"offset\" || reason"),
-    ] {
-        let row = client
-            .query_one(
-                &format!("SELECT count(*), coalesce(md5(string_agg({key}, ',' ORDER BY {key})), '') FROM {table}"),
-                &[],
-            )
-            .await?;
-        out.push((table.to_owned(), row.get(0), row.get(1)));
-    }
-    Ok(out)
-}
-
-fn finish(child: Child) -> Result<String> {
-    let output = child.wait_with_output()?;
-    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
-    ensure!(output.status.success(), "the stream failed: {stderr}");
-    Ok(stderr)
-}
-
-fn lines(records: &[Event]) -> i64 {
-    records
-        .iter()
-        .map(|r| match r {
-            Event::Transaction(t) => t.products.len() as i64,
-            _ => 0,
-        })
-        .sum()
-}
 
 #[tokio::test(flavor = "multi_thread")]
 async fn generated_events_become_exactly_the_expected_rows() -> Result<()> {
     let stack = TestStack::new().await?;
     let records = produce_events(&stack, 3_000).await?;
-    let stderr = tokio::task::spawn_blocking({
-        let child = stream(&stack).spawn()?;
-        move || finish(child)
-    })
-    .await??;
+    let stderr = run(stream(&stack)).await?;
     assert!(
         stderr.contains("[TransactionSaver] Batch processed:"),
         "{stderr}"
@@ -171,7 +53,7 @@ async fn a_malformed_flood_becomes_dead_letters_and_the_valid_messages_are_saved
 {
     let stack = TestStack::new().await?;
     let records = produce_events(&stack, 500).await?;
-    let producer = producer(&stack)?;
+    let producer = producer(&stack.bootstrap_servers)?;
     let topic = stack.topic(globalmart_core::topics::Topic::Transactions);
     let cart_topic = stack.topic(globalmart_core::topics::Topic::CartEvents);
     let huge = vec![b'x'; 900_000];
@@ -199,11 +81,7 @@ async fn a_malformed_flood_becomes_dead_letters_and_the_valid_messages_are_saved
         )
         .await?;
     }
-    tokio::task::spawn_blocking({
-        let child = stream(&stack).spawn()?;
-        move || finish(child)
-    })
-    .await??;
+    run(stream(&stack)).await?;
     let client = stack.realtime_client().await?;
     let reasons: Vec<String> = client
         .query(
@@ -246,34 +124,13 @@ async fn kill_9_mid_flow_then_restart_gives_the_same_tables_as_no_crash() -> Res
     let mut victim = stream(&crashed).env("STREAM_BATCH_SIZE", "500").spawn()?;
     // Kill as soon as the first batches are in: mid-flow, not after it.
     let client = crashed.realtime_client().await?;
-    let views_saved = || async {
-        let row = client
-            .query_one("SELECT count(*) FROM product_view_events", &[])
-            .await?;
-        anyhow::Ok(row.get::<_, i64>(0))
-    };
-    let started = std::time::Instant::now();
-    while views_saved().await? == 0 {
-        ensure!(
-            started.elapsed() < Duration::from_secs(60),
-            "the stream saved nothing in 60 s"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    wait_for_rows(&client, "product_view_events").await?;
     // SIGKILL of the process this test started, by its pid.
     victim.kill()?;
     victim.wait()?;
-    let partial = views_saved().await?;
-    tokio::task::spawn_blocking({
-        let child = stream(&crashed).spawn()?;
-        move || finish(child)
-    })
-    .await??;
-    tokio::task::spawn_blocking({
-        let child = stream(&clean).spawn()?;
-        move || finish(child)
-    })
-    .await??;
+    let partial = rows(&client, "product_view_events").await?;
+    run(stream(&crashed)).await?;
+    run(stream(&clean)).await?;
     let after_crash = tables(&crashed).await?;
     assert_eq!(after_crash, tables(&clean).await?);
     let views = records
@@ -302,12 +159,9 @@ async fn two_instances_in_one_group_save_what_one_saves() -> Result<()> {
     let both = tokio::task::spawn_blocking(move || {
         Ok::<_, anyhow::Error>((finish(first)?, finish(second)?))
     });
-    let alone = tokio::task::spawn_blocking({
-        let child = stream(&single).spawn()?;
-        move || finish(child)
-    });
+    let alone = run(stream(&single));
     let (first_log, second_log) = both.await??;
-    alone.await??;
+    alone.await?;
     for log in [&first_log, &second_log] {
         assert!(
             log.contains("Batch processed"),
@@ -331,26 +185,21 @@ async fn sigterm_finishes_the_batch_in_flight_and_exits_zero() -> Result<()> {
         .env("METRICS_ADDR", format!("127.0.0.1:{metrics_port}"))
         .spawn()?;
     let client = stack.realtime_client().await?;
-    let started = std::time::Instant::now();
-    while client
-        .query_one("SELECT count(*) FROM cart_events", &[])
-        .await?
-        .get::<_, i64>(0)
-        == 0
-    {
-        ensure!(
-            started.elapsed() < Duration::from_secs(60),
-            "the stream saved nothing in 60 s"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    let metrics = scrape(metrics_port)?;
-    for expected in [
+    wait_for_rows(&client, "cart_events").await?;
+    // A batch is reported once committed, right after its rows become visible: poll briefly.
+    let expected = [
         "globalmart_stream_messages_total{topic=",
         "globalmart_stream_rows_inserted_total{table=\"cart_events\"}",
         "globalmart_stream_batch_seconds_count",
         "globalmart_stream_end_to_end_seconds_count",
-    ] {
+    ];
+    let started = std::time::Instant::now();
+    let mut metrics = scrape(metrics_port)?;
+    while !expected.iter().all(|e| metrics.contains(e)) && started.elapsed().as_secs() < 10 {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        metrics = scrape(metrics_port)?;
+    }
+    for expected in expected {
         assert!(metrics.contains(expected), "no {expected} in:\n{metrics}");
     }
     let status = Command::new("kill")
@@ -361,25 +210,11 @@ async fn sigterm_finishes_the_batch_in_flight_and_exits_zero() -> Result<()> {
     assert!(stderr.contains("SIGTERM received"), "{stderr}");
     assert!(stderr.contains("stream processing stopped"), "{stderr}");
     // A restart saves the rest: nothing was lost by stopping.
-    tokio::task::spawn_blocking({
-        let child = stream(&stack).spawn()?;
-        move || finish(child)
-    })
-    .await??;
+    run(stream(&stack)).await?;
     let lines_saved: i64 = client
         .query_one("SELECT count(*) FROM transactions", &[])
         .await?
         .get(0);
     assert_eq!(lines_saved, lines(&records));
     Ok(())
-}
-
-/// The /metrics text of a binary listening on `port`.
-fn scrape(port: u16) -> Result<String> {
-    use std::io::{Read, Write};
-    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port))?;
-    stream.write_all(b"GET /metrics HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")?;
-    let mut response = String::new();
-    stream.read_to_string(&mut response)?;
-    Ok(response)
 }

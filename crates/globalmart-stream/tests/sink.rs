@@ -3,6 +3,8 @@
 //! keeps each record's newest version and every version's history, and offsets only move
 //! forward.
 
+mod common;
+
 use std::collections::HashMap;
 
 use anyhow::Result;
@@ -11,7 +13,10 @@ use globalmart_core::event::{Event, Product};
 use globalmart_core::topics::Topic;
 use globalmart_generator::mix::{Mix, MixSettings};
 use globalmart_stream::sink::{stored_offsets, Batch, Received, Saved};
+use globalmart_stream::tally::Thresholds;
 use globalmart_testkit::TestStack;
+
+use common::assert_metrics_match_recounts;
 
 const GROUP: &str = "sink-test";
 
@@ -22,7 +27,7 @@ fn now() -> chrono::DateTime<Utc> {
 }
 
 /// Messages as the broker would hand them over: JSON payloads, offsets per partition.
-fn messages(records: &[Event]) -> Vec<Received> {
+fn messages_of(records: &[Event]) -> Vec<Received> {
     let mut next: HashMap<(Topic, i32), i64> = HashMap::new();
     records
         .iter()
@@ -74,11 +79,13 @@ async fn generated_events_are_saved_once_and_a_replay_adds_nothing() -> Result<(
     // A millisecond apart, as real records are: a catalogue change must not share its
     // version's time with the record it changes.
     records.extend((1..=5_000).map(|ms| mix.next(now() + Duration::milliseconds(ms))));
-    let messages = messages(&records);
+    let messages = messages_of(&records);
     let batch = batch_of(&messages);
     assert_eq!(batch.len(), records.len());
 
-    let first = batch.save(&mut client, GROUP).await?;
+    let first = batch
+        .save(&mut client, GROUP, &Thresholds::default())
+        .await?;
     let lines: usize = records
         .iter()
         .map(|r| match r {
@@ -135,7 +142,9 @@ async fn generated_events_are_saved_once_and_a_replay_adds_nothing() -> Result<(
         .sum();
     assert_eq!(revenue, expected_revenue);
 
-    let replay = batch.save(&mut client, GROUP).await?;
+    let replay = batch
+        .save(&mut client, GROUP, &Thresholds::default())
+        .await?;
     let offered = first.transaction_lines
         + first.product_views
         + first.cart_events
@@ -148,7 +157,30 @@ async fn generated_events_are_saved_once_and_a_replay_adds_nothing() -> Result<(
         }
     );
     assert_eq!(count(&client, "transactions").await?, lines as i64);
+    assert_metrics_match_recounts(&client).await?;
+
+    // A batch half replayed, half new: only the new half counts in the metrics.
+    let mut all = records.clone();
+    all.extend((5_001..=8_000).map(|ms| mix.next(now() + Duration::milliseconds(ms))));
+    let all = messages_of(&all);
+    let overlapping = batch_of(&all[records.len() - 2_000..]);
+    let saved = overlapping
+        .save(&mut client, GROUP, &Thresholds::default())
+        .await?;
+    assert_eq!(saved.duplicates, rows_of(&records[records.len() - 2_000..]));
+    assert_metrics_match_recounts(&client).await?;
     Ok(())
+}
+
+/// The rows `records` become: one per transaction line, one per other event or version.
+fn rows_of(records: &[Event]) -> u64 {
+    records
+        .iter()
+        .map(|r| match r {
+            Event::Transaction(t) => t.products.len() as u64,
+            _ => 1,
+        })
+        .sum()
 }
 
 #[tokio::test]
@@ -172,7 +204,13 @@ async fn bad_messages_become_dead_letters_with_their_reason_once() -> Result<()>
         })
         .collect();
     let batch = batch_of(&messages);
-    assert_eq!(batch.save(&mut client, GROUP).await?.dead_letters, 3);
+    assert_eq!(
+        batch
+            .save(&mut client, GROUP, &Thresholds::default())
+            .await?
+            .dead_letters,
+        3
+    );
     let rows = client
         .query(
             "SELECT \"offset\", payload, reason FROM dead_letter_events ORDER BY \"offset\"",
@@ -192,7 +230,13 @@ async fn bad_messages_become_dead_letters_with_their_reason_once() -> Result<()>
             "{stored:?} should start with {reason:?}"
         );
     }
-    assert_eq!(batch.save(&mut client, GROUP).await?.dead_letters, 0);
+    assert_eq!(
+        batch
+            .save(&mut client, GROUP, &Thresholds::default())
+            .await?
+            .dead_letters,
+        0
+    );
     assert_eq!(count(&client, "dead_letter_events").await?, 3);
     assert_eq!(
         stored_offsets(&client, GROUP)
@@ -229,8 +273,12 @@ async fn the_catalogue_keeps_the_newest_version_and_every_version_in_history() -
         batch
     };
     // The newer version arrives first, the older one after it (a late message).
-    one(product("25.00", 1), 0).save(&mut client, GROUP).await?;
-    one(product("20.00", 2), 1).save(&mut client, GROUP).await?;
+    one(product("25.00", 1), 0)
+        .save(&mut client, GROUP, &Thresholds::default())
+        .await?;
+    one(product("20.00", 2), 1)
+        .save(&mut client, GROUP, &Thresholds::default())
+        .await?;
     let price: rust_decimal::Decimal = client
         .query_one(
             "SELECT price FROM products WHERE product_id = 'PROD_00000001'",
@@ -260,9 +308,13 @@ async fn stored_offsets_only_move_forward() -> Result<()> {
         batch.add(message, parsed);
         batch
     };
-    at(10).save(&mut client, GROUP).await?;
+    at(10)
+        .save(&mut client, GROUP, &Thresholds::default())
+        .await?;
     // An instance that lost the partition saves an older batch late.
-    at(5).save(&mut client, GROUP).await?;
+    at(5)
+        .save(&mut client, GROUP, &Thresholds::default())
+        .await?;
     assert_eq!(
         stored_offsets(&client, GROUP)
             .await?

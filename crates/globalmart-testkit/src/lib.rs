@@ -2,10 +2,12 @@
 //! with [`TestStack::new`], which gives it its own migrated realtime and warehouse databases, its
 //! own topics and its own consumer group, and removes them when dropped, so tests run in
 //! parallel without seeing each other's rows. Fault tests that stop a broker use
-//! [`KafkaBroker`], a private broker they start and kill themselves.
+//! [`KafkaBroker`], a private broker they start and kill themselves; tests that take the
+//! database away put a [`Proxy`] in front of it and cut it.
 
 mod broker;
 mod cli;
+mod proxy;
 
 use std::time::Duration;
 
@@ -21,6 +23,7 @@ use tokio_postgres::NoTls;
 
 pub use broker::KafkaBroker;
 pub use cli::{Cli, CliOutput};
+pub use proxy::Proxy;
 
 /// The local stack's addresses: the same keys and defaults as the binaries (SPEC section 2).
 #[derive(Debug, Parser)]
