@@ -5,6 +5,7 @@
 use std::ffi::OsString;
 use std::fmt;
 use std::marker::PhantomData;
+use std::time::Duration;
 
 use clap::error::{ContextKind, ContextValue, ErrorKind};
 use clap::{Arg, ArgMatches, Args, CommandFactory, FromArgMatches, Parser};
@@ -275,9 +276,44 @@ impl<D: Database> FromArgMatches for DbArgs<D> {
     }
 }
 
+/// Parses a duration as people write it in a setting: `90`, `90s`, `15m`, `2h` (and `500ms`).
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (digits, unit) = text.split_at(split);
+    let amount: u64 = digits
+        .parse()
+        .map_err(|_| "expected a duration such as 90s, 15m or 2h".to_owned())?;
+    let seconds = match unit {
+        "" | "s" => Some(amount),
+        "m" => amount.checked_mul(60),
+        "h" => amount.checked_mul(3600),
+        "ms" => return Ok(Duration::from_millis(amount)),
+        _ => None,
+    };
+    match seconds {
+        Some(s) if s > 0 => Ok(Duration::from_secs(s)),
+        _ => Err("expected a positive duration such as 90s, 15m or 2h".into()),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn durations_read_like_a_human_writes_them() {
+        assert_eq!(parse_duration("90"), Ok(Duration::from_secs(90)));
+        assert_eq!(parse_duration("60s"), Ok(Duration::from_secs(60)));
+        assert_eq!(parse_duration("15m"), Ok(Duration::from_secs(900)));
+        assert_eq!(parse_duration("2h"), Ok(Duration::from_secs(7200)));
+        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
+        for bad in ["", "0s", "fast", "10d", "-5s", "1.5m"] {
+            assert!(parse_duration(bad).is_err(), "{bad:?} must be refused");
+        }
+    }
 
     #[derive(Debug, Parser)]
     struct Demo {

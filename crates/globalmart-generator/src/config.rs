@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use clap::Parser;
-use globalmart_core::config::KafkaArgs;
+use globalmart_core::config::{parse_duration, KafkaArgs};
 
 /// How fast to produce.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -104,44 +104,9 @@ fn share(text: &str) -> Result<f64, String> {
     }
 }
 
-/// Parses `90`, `90s`, `15m`, `2h` (and `500ms`).
-pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    let text = text.trim();
-    let split = text
-        .find(|c: char| !c.is_ascii_digit())
-        .unwrap_or(text.len());
-    let (digits, unit) = text.split_at(split);
-    let amount: u64 = digits
-        .parse()
-        .map_err(|_| "expected a duration such as 90s, 15m or 2h".to_owned())?;
-    let seconds = match unit {
-        "" | "s" => Some(amount),
-        "m" => amount.checked_mul(60),
-        "h" => amount.checked_mul(3600),
-        "ms" => return Ok(Duration::from_millis(amount)),
-        _ => None,
-    };
-    match seconds {
-        Some(s) if s > 0 => Ok(Duration::from_secs(s)),
-        _ => Err("expected a positive duration such as 90s, 15m or 2h".into()),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn durations_read_like_a_human_writes_them() {
-        assert_eq!(parse_duration("90"), Ok(Duration::from_secs(90)));
-        assert_eq!(parse_duration("60s"), Ok(Duration::from_secs(60)));
-        assert_eq!(parse_duration("15m"), Ok(Duration::from_secs(900)));
-        assert_eq!(parse_duration("2h"), Ok(Duration::from_secs(7200)));
-        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
-        for bad in ["", "0s", "fast", "10d", "-5s", "1.5m"] {
-            assert!(parse_duration(bad).is_err(), "{bad:?} must be refused");
-        }
-    }
 
     #[test]
     fn shares_are_fractions() {

@@ -2,9 +2,10 @@
 //! by the one loader in globalmart-core.
 
 use std::net::SocketAddr;
+use std::time::Duration;
 
 use clap::Parser;
-use globalmart_core::config::{DbArgs, KafkaArgs, Realtime};
+use globalmart_core::config::{parse_duration, DbArgs, KafkaArgs, Realtime};
 use rust_decimal::Decimal;
 
 use crate::tally::Thresholds;
@@ -56,6 +57,19 @@ pub struct Config {
           value_parser = clap::value_parser!(i32).range(1..))]
     pub high_quantity_threshold: i32,
 
+    /// Stock falling below this raises a low-stock alert.
+    #[arg(long, env = "STREAM_LOW_STOCK_THRESHOLD", default_value = "10",
+          value_parser = clap::value_parser!(i32).range(1..))]
+    pub low_stock_threshold: i32,
+
+    /// A cart with items and no checkout, quiet this long (event time), is abandoned: 30m, 1h.
+    #[arg(long, env = "STREAM_CART_ABANDON_AFTER", default_value = "30m", value_parser = parse_duration)]
+    pub abandon_after: Duration,
+
+    /// How often to look for abandoned carts: 30s, 1m.
+    #[arg(long, env = "STREAM_SWEEP_INTERVAL", default_value = "30s", value_parser = parse_duration)]
+    pub sweep_interval: Duration,
+
     /// Where to serve Prometheus metrics (GET /metrics).
     #[arg(long, env = "METRICS_ADDR", default_value = "127.0.0.1:9102")]
     pub metrics_addr: SocketAddr,
@@ -67,6 +81,7 @@ impl Config {
         Thresholds {
             high_value: self.high_value_threshold,
             high_quantity: self.high_quantity_threshold,
+            low_stock: self.low_stock_threshold,
         }
     }
 }

@@ -32,6 +32,7 @@ use tracing::{info, warn};
 use crate::config::Config;
 use crate::report;
 use crate::sink::{self, Batch, Received, Saved};
+use crate::sweep;
 use crate::tally::Thresholds;
 
 /// The topics the stream saves (alerts-topic is written, not read).
@@ -86,6 +87,12 @@ pub async fn run(config: Config) -> Result<()> {
     let (assigned, assignments) = mpsc::channel();
     let consumer = consumer(&config.kafka, &config.group, Assignments { assigned })?;
     info!(group = %config.group, "Starting stream processing jobs...");
+    tokio::spawn(sweep_every(
+        pool.clone(),
+        config.sweep_interval,
+        config.abandon_after,
+        shutdown.clone(),
+    ));
 
     let mut resume_at: HashMap<(String, i32), i64> = HashMap::new();
     // Partitions assigned whose first message has not arrived yet.
@@ -215,6 +222,8 @@ pub async fn run(config: Config) -> Result<()> {
                 };
                 match done.await {
                     Ok(true) => {
+                        // A one-shot load ends with the carts it left abandoned recorded.
+                        sweep_once(&pool, config.abandon_after).await;
                         info!("caught up and idle for {idle} s: exiting");
                         totals.log();
                         return Ok(());
@@ -329,6 +338,37 @@ fn parse(
         payload: message.payload().filter(|_| keep).map(<[u8]>::to_vec),
     };
     (received, parsed)
+}
+
+/// Sweeps for abandoned carts every `every` until shutdown.
+async fn sweep_every(pool: Pool, every: Duration, timeout: Duration, shutdown: CancellationToken) {
+    let mut ticks = tokio::time::interval(every);
+    loop {
+        tokio::select! {
+            _ = ticks.tick() => sweep_once(&pool, timeout).await,
+            () = shutdown.cancelled() => return,
+        }
+    }
+}
+
+/// One sweep; a failure is logged and the next sweep tries again.
+async fn sweep_once(pool: &Pool, timeout: Duration) {
+    let swept = async {
+        let client = pool.get().await.context("getting a database connection")?;
+        sweep::abandoned_carts(&client, timeout)
+            .await
+            .map_err(|e| anyhow::anyhow!(db::describe(&e)))
+    };
+    match swept.await {
+        Ok(0) => {}
+        Ok(n) => {
+            report::ABANDONED_CARTS.inc_by(n);
+            info!("[CartAbandonment] {n} abandoned carts recorded");
+        }
+        Err(e) => {
+            warn!(error = %format!("{e:#}"), "the abandoned-cart sweep failed; trying again at the next one")
+        }
+    }
 }
 
 /// Runs `attempt` until it succeeds, logging each failure and waiting with backoff (0.1 s,

@@ -44,6 +44,13 @@ pub static DEAD_LETTERS: LazyLock<IntCounter> = LazyLock::new(|| {
     )
     .expect("metric registers once")
 });
+pub static ABANDONED_CARTS: LazyLock<IntCounter> = LazyLock::new(|| {
+    register_int_counter!(
+        "globalmart_stream_abandoned_carts_total",
+        "Sessions recorded as abandoned carts by the sweep"
+    )
+    .expect("metric registers once")
+});
 pub static BATCH_SECONDS: LazyLock<Histogram> = LazyLock::new(|| {
     register_histogram!(
         "globalmart_stream_batch_seconds",

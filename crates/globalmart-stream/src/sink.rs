@@ -6,7 +6,7 @@
 //! are where the consumer resumes, so no message is skipped either. Each table is written by one
 //! statement: a binary COPY for the events, or with their columns as arrays (`unnest`).
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::future::Future;
 use std::pin::Pin;
 
@@ -24,6 +24,7 @@ use tokio_postgres::{Client, Error, Transaction as DbTransaction};
 use tracing::debug;
 use uuid::Uuid;
 
+use crate::stock;
 use crate::tally::{was_inserted, Keys, Tally, Thresholds};
 
 /// A message as read from Kafka.
@@ -153,6 +154,14 @@ impl Batch {
             self.save_dead_letters(&tx),
             self.save_offsets(&tx, group),
         )?;
+        // Restocks before this batch's sales are saved: a restock recounts the sales saved
+        // until now, and the new ones are then taken off like any other.
+        let restocked: BTreeSet<&str> = self
+            .products
+            .iter()
+            .map(|p| p.product_id.as_str())
+            .collect();
+        stock::restock(&tx, &restocked.into_iter().collect::<Vec<_>>()).await?;
         let lines = insert(&tx, &Lines(&self.transactions), how).await?;
         let views = insert(&tx, &Sessions(&self.views), how).await?;
         let carts = insert(&tx, &Sessions(&self.carts), how).await?;
@@ -161,6 +170,8 @@ impl Batch {
         tally.views(&self.views, was_inserted(&views.keys));
         tally.carts(&self.carts, was_inserted(&carts.keys));
         tally.save(&tx).await?;
+        let sold = stock::lines(&self.transactions, was_inserted(&lines.keys));
+        stock::sell(&tx, &sold, thresholds.low_stock).await?;
         tx.commit().await?;
         let mut saved = Saved::default();
         saved.count(lines.counts(), |s| &mut s.transaction_lines);

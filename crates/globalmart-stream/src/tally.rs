@@ -12,13 +12,15 @@ use rust_decimal::Decimal;
 use tokio_postgres::{Error, Transaction as DbTransaction};
 use uuid::Uuid;
 
-/// Anomaly thresholds (SPEC section 4); the stream's configuration sets them.
+/// Anomaly and stock thresholds (SPEC section 4); the stream's configuration sets them.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Thresholds {
     /// A transaction total at or above this is a high-value anomaly.
     pub high_value: Decimal,
     /// A line quantity at or above this is a high-quantity anomaly.
     pub high_quantity: i32,
+    /// Stock falling below this raises a low-stock alert.
+    pub low_stock: i32,
 }
 
 impl Default for Thresholds {
@@ -26,6 +28,7 @@ impl Default for Thresholds {
         Thresholds {
             high_value: Decimal::from(3000),
             high_quantity: 50,
+            low_stock: 10,
         }
     }
 }

@@ -9,12 +9,17 @@ use std::collections::HashMap;
 
 use anyhow::Result;
 use chrono::{Duration, TimeZone, Utc};
-use globalmart_core::event::{Event, Product};
+use globalmart_core::domain::{Country, PaymentMethod};
+use globalmart_core::event::{
+    CartAction, CartItem, Checkout, Event, LineItem, Product, SessionEvent, Transaction,
+};
 use globalmart_core::topics::Topic;
 use globalmart_generator::mix::{Mix, MixSettings};
 use globalmart_stream::sink::{stored_offsets, Batch, Received, Saved};
+use globalmart_stream::sweep::abandoned_carts;
 use globalmart_stream::tally::Thresholds;
 use globalmart_testkit::TestStack;
+use rust_decimal::Decimal;
 
 use common::assert_metrics_match_recounts;
 
@@ -321,5 +326,155 @@ async fn stored_offsets_only_move_forward() -> Result<()> {
             .get(&("cart-events-topic".into(), 2)),
         Some(&11)
     );
+    Ok(())
+}
+
+/// A cart event of `session` at `minutes` after 10:00 (UTC, on the test day).
+fn cart(session: &str, minutes: i64, action: CartAction) -> Event {
+    Event::Cart(SessionEvent {
+        event_id: uuid::Uuid::new_v4(),
+        timestamp: now() - Duration::hours(2) + Duration::minutes(minutes),
+        user_id: "USER_00000001".into(),
+        session_id: session.into(),
+        country: Country::Germany,
+        action,
+    })
+}
+
+fn item(cart_size: i32) -> CartItem {
+    CartItem {
+        product_id: "PROD_00000001".into(),
+        product_name: "Kettle".into(),
+        category: "Kitchen".into(),
+        price: Decimal::from(20),
+        quantity: 1,
+        cart_size,
+        cart_value: Decimal::from(20 * cart_size),
+    }
+}
+
+#[tokio::test]
+async fn an_abandoned_cart_is_recorded_once_and_a_checkout_in_time_never() -> Result<()> {
+    let stack = TestStack::new().await?;
+    let mut client = stack.realtime_client().await?;
+    let checkout = Checkout {
+        items: vec![LineItem {
+            product_id: "PROD_00000001".into(),
+            quantity: 1,
+            price: Decimal::from(20),
+        }],
+        total_items: 1,
+        total_value: Decimal::from(20),
+        cart_size: 1,
+    };
+    let records = vec![
+        // Abandoned: an item, then nothing for 45 minutes.
+        cart("abandoned", 0, CartAction::AddToCart(item(1))),
+        // Checked out 10 minutes after adding: within the 30-minute timeout.
+        cart("bought", 0, CartAction::AddToCart(item(1))),
+        cart("bought", 10, CartAction::Checkout(checkout)),
+        // Emptied again: nothing left to abandon.
+        cart("emptied", 0, CartAction::AddToCart(item(1))),
+        cart("emptied", 1, CartAction::RemoveFromCart(item(0))),
+        // Still shopping: the newest event, 45 minutes on, is "now" for the sweep.
+        cart("shopping", 45, CartAction::AddToCart(item(1))),
+    ];
+    batch_of(&messages_of(&records))
+        .save(&mut client, GROUP, &Thresholds::default())
+        .await?;
+
+    let timeout = std::time::Duration::from_secs(30 * 60);
+    assert_eq!(abandoned_carts(&client, timeout).await?, 1);
+    assert_eq!(
+        abandoned_carts(&client, timeout).await?,
+        0,
+        "a second sweep adds nothing"
+    );
+    let recorded: Vec<(String, serde_json::Value)> = client
+        .query("SELECT session_id, items FROM abandoned_carts", &[])
+        .await?
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    assert_eq!(
+        recorded,
+        vec![("abandoned".to_owned(), serde_json::json!(["PROD_00000001"]))]
+    );
+    // Counted in the window of its last activity: 1 of the 3 sessions active then.
+    let (abandoned, active, rate): (i64, i64, Decimal) = client
+        .query_one(
+            "SELECT abandoned_sessions, active_sessions, abandonment_rate_pct FROM cart_metrics
+             WHERE window_start = $1 AND country = 'Germany'",
+            &[&(now() - Duration::hours(2))],
+        )
+        .await
+        .map(|r| (r.get(0), r.get(1), r.get(2)))?;
+    assert_eq!((abandoned, active), (1, 3));
+    assert_eq!(rate, Decimal::new(3333, 2));
+    Ok(())
+}
+
+/// Kettle's catalogue record with `inventory`, as of `minutes` after 10:00.
+fn kettle(inventory: i32, minutes: i64) -> Event {
+    Event::Product(Product {
+        product_id: "PROD_00000001".into(),
+        name: "Kettle".into(),
+        category: "Kitchen".into(),
+        price: Decimal::from(20),
+        inventory,
+        rating: Decimal::from(4),
+        updated_at: now() - Duration::hours(2) + Duration::minutes(minutes),
+    })
+}
+
+/// A sale of `units` kettles at `minutes` after 10:00.
+fn sale(units: i32, minutes: i64) -> Event {
+    Event::Transaction(Transaction {
+        transaction_id: uuid::Uuid::new_v4(),
+        user_id: "USER_00000001".into(),
+        session_id: None,
+        timestamp: now() - Duration::hours(2) + Duration::minutes(minutes),
+        products: vec![LineItem {
+            product_id: "PROD_00000001".into(),
+            quantity: units,
+            price: Decimal::from(20),
+        }],
+        total_amount: Decimal::from(20 * units),
+        payment_method: PaymentMethod::PayPal,
+        country: Country::Germany,
+    })
+}
+
+#[tokio::test]
+async fn stock_is_the_last_restock_less_the_units_sold_since_and_low_stock_fires_once_per_crossing(
+) -> Result<()> {
+    let stack = TestStack::new().await?;
+    let mut client = stack.realtime_client().await?;
+    let thresholds = Thresholds::default(); // low stock below 10
+    let mut history = vec![kettle(12, 0), sale(2, 1)];
+    let save = |records: &[Event]| batch_of(&messages_of(records));
+    save(&history).save(&mut client, GROUP, &thresholds).await?;
+    let level = |row: tokio_postgres::Row| (row.get::<_, i32>(0), row.get::<_, i64>(1));
+    let query = "SELECT stock, (SELECT count(*) FROM restock_alerts WHERE alert_type = 'low_stock')
+                 FROM product_stock WHERE product_id = 'PROD_00000001'";
+    assert_eq!(
+        level(client.query_one(query, &[]).await?),
+        (10, 0),
+        "at 10: not below"
+    );
+
+    // Crossing below 10 fires once; selling further does not fire again.
+    history.extend([sale(3, 2), sale(1, 3)]);
+    save(&history).save(&mut client, GROUP, &thresholds).await?;
+    assert_eq!(level(client.query_one(query, &[]).await?), (6, 1));
+    // The whole history again (a replay) changes nothing.
+    save(&history).save(&mut client, GROUP, &thresholds).await?;
+    assert_eq!(level(client.query_one(query, &[]).await?), (6, 1));
+
+    // A restock to 50, a sale before it arriving late (already in the 50), then one after it:
+    // 50 - 45; crossing again fires a second alert.
+    history.extend([kettle(50, 5), sale(4, 4), sale(45, 6)]);
+    save(&history).save(&mut client, GROUP, &thresholds).await?;
+    assert_eq!(level(client.query_one(query, &[]).await?), (5, 2));
     Ok(())
 }

@@ -265,7 +265,7 @@ pub fn scrape(port: u16) -> Result<String> {
 }
 
 /// (metric table query, recount over the raw tables): each returns one text per row, ordered.
-const ORACLES: [(&str, &str, &str); 7] = [
+const ORACLES: [(&str, &str, &str); 8] = [
     (
         "sales_per_minute",
         "SELECT concat_ws('|', window_start, window_end - window_start, transaction_count,
@@ -342,6 +342,25 @@ const ORACLES: [(&str, &str, &str); 7] = [
              count(DISTINCT session_id) FILTER (WHERE event_type = 'checkout'))
          FROM cart_events GROUP BY date_trunc('minute', \"timestamp\"), country
          ORDER BY date_trunc('minute', \"timestamp\"), country",
+    ),
+    (
+        "product_stock",
+        "SELECT concat_ws('|', product_id, stock, catalogue_inventory, units_sold, restocked_at)
+         FROM product_stock ORDER BY product_id",
+        "WITH versions AS (
+             SELECT product_id, inventory, updated_at,
+                 lag(inventory) OVER (PARTITION BY product_id ORDER BY updated_at) AS before
+             FROM product_history
+         ), restocked AS (
+             SELECT DISTINCT ON (product_id) product_id, inventory, updated_at
+             FROM versions WHERE before IS NULL OR before <> inventory
+             ORDER BY product_id, updated_at DESC
+         )
+         SELECT concat_ws('|', r.product_id, r.inventory - coalesce(sum(t.quantity), 0),
+             r.inventory, coalesce(sum(t.quantity), 0), r.updated_at)
+         FROM restocked r
+         LEFT JOIN transactions t ON t.product_id = r.product_id AND t.\"timestamp\" >= r.updated_at
+         GROUP BY r.product_id, r.inventory, r.updated_at ORDER BY r.product_id",
     ),
     (
         "high_value_anomalies",

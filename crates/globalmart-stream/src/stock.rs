@@ -1,0 +1,99 @@
+//! Stock on hand per product, in the same transaction as the rows: it starts from the
+//! catalogue's inventory, each sale saved takes its units off, and a restock (a newer catalogue
+//! version with another inventory) resets it. Event time decides: the stock is the inventory of
+//! the product's last restock less the units sold since that restock's time, whatever order the
+//! messages arrive in. A sale taking the stock below the threshold records one low-stock (or
+//! out-of-stock) alert for that crossing.
+
+use chrono::{DateTime, Utc};
+use globalmart_core::event::Transaction;
+use tokio_postgres::{Error, Transaction as DbTransaction};
+
+/// Takes the units of the inserted sales (`lines`: product, time, units) off the stock; sales
+/// older than the product's last restock are in its inventory already. Records an alert for each
+/// product that crossed below `threshold`.
+pub async fn sell(
+    tx: &DbTransaction<'_>,
+    lines: &[(&str, DateTime<Utc>, i64)],
+    threshold: i32,
+) -> Result<(), Error> {
+    if lines.is_empty() {
+        return Ok(());
+    }
+    let products: Vec<&str> = lines.iter().map(|l| l.0).collect();
+    let times: Vec<DateTime<Utc>> = lines.iter().map(|l| l.1).collect();
+    let units: Vec<i64> = lines.iter().map(|l| l.2).collect();
+    tx.execute(
+        "WITH sold AS (
+             SELECT x.p, sum(x.u)::int AS units, max(x.t) AS at
+             FROM unnest($1::text[], $2::timestamptz[], $3::int8[]) AS x(p, t, u)
+             JOIN product_stock s ON s.product_id = x.p
+             WHERE x.t >= s.restocked_at
+             GROUP BY x.p
+             ORDER BY x.p
+         ), changed AS (
+             UPDATE product_stock s SET stock = s.stock - sold.units,
+                 units_sold = s.units_sold + sold.units, updated_at = now()
+             FROM sold WHERE s.product_id = sold.p
+             RETURNING s.product_id, s.stock + sold.units AS before, s.stock AS after, sold.at
+         )
+         INSERT INTO restock_alerts (product_id, alert_type, triggered_at, current_stock, threshold)
+         SELECT product_id, CASE WHEN after <= 0 THEN 'out_of_stock' ELSE 'low_stock' END, at,
+             after, $4
+         FROM changed WHERE before >= $4 AND after < $4
+         ON CONFLICT DO NOTHING",
+        &[&products, &times, &units, &threshold],
+    )
+    .await?;
+    Ok(())
+}
+
+/// Recounts the stock of `products` (whose catalogue versions this batch saved) from their
+/// history: the inventory of the last version that changed it, less the units sold since.
+pub async fn restock(tx: &DbTransaction<'_>, products: &[&str]) -> Result<(), Error> {
+    if products.is_empty() {
+        return Ok(());
+    }
+    tx.execute(
+        "WITH versions AS (
+             SELECT product_id, inventory, updated_at,
+                 lag(inventory) OVER (PARTITION BY product_id ORDER BY updated_at) AS before
+             FROM product_history WHERE product_id = ANY($1)
+         ), restocked AS (
+             SELECT DISTINCT ON (product_id) product_id, inventory, updated_at
+             FROM versions WHERE before IS NULL OR before <> inventory
+             ORDER BY product_id, updated_at DESC
+         )
+         INSERT INTO product_stock AS s (product_id, stock, catalogue_inventory, units_sold,
+             restocked_at)
+         SELECT r.product_id, r.inventory - sold.units, r.inventory, sold.units, r.updated_at
+         FROM restocked r, LATERAL (
+             SELECT coalesce(sum(quantity), 0)::int AS units FROM transactions t
+             WHERE t.product_id = r.product_id AND t.\"timestamp\" >= r.updated_at) sold
+         ORDER BY r.product_id
+         ON CONFLICT (product_id) DO UPDATE SET stock = EXCLUDED.stock,
+             catalogue_inventory = EXCLUDED.catalogue_inventory,
+             units_sold = EXCLUDED.units_sold, restocked_at = EXCLUDED.restocked_at,
+             updated_at = now()
+         WHERE s.restocked_at IS DISTINCT FROM EXCLUDED.restocked_at",
+        &[&products],
+    )
+    .await?;
+    Ok(())
+}
+
+/// (product, time, units) of each line of the transactions `inserted` says were new.
+pub fn lines(
+    transactions: &[Transaction],
+    inserted: impl Fn(&uuid::Uuid) -> bool,
+) -> Vec<(&str, DateTime<Utc>, i64)> {
+    transactions
+        .iter()
+        .filter(|t| !t.products.is_empty() && inserted(&t.line_item_id(0)))
+        .flat_map(|t| {
+            t.products
+                .iter()
+                .map(|l| (l.product_id.as_str(), t.timestamp, i64::from(l.quantity)))
+        })
+        .collect()
+}
