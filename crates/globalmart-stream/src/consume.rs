@@ -8,6 +8,7 @@
 use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::sync::mpsc;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
@@ -29,6 +30,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
+use crate::alerts::Publisher;
 use crate::config::Config;
 use crate::report;
 use crate::sink::{self, Batch, Received, Saved};
@@ -87,8 +89,10 @@ pub async fn run(config: Config) -> Result<()> {
     let (assigned, assignments) = mpsc::channel();
     let consumer = consumer(&config.kafka, &config.group, Assignments { assigned })?;
     info!(group = %config.group, "Starting stream processing jobs...");
-    tokio::spawn(sweep_every(
+    let publisher = Arc::new(Publisher::new(&config.kafka)?);
+    tokio::spawn(housekeeping(
         pool.clone(),
+        Arc::clone(&publisher),
         config.sweep_interval,
         config.abandon_after,
         shutdown.clone(),
@@ -222,8 +226,10 @@ pub async fn run(config: Config) -> Result<()> {
                 };
                 match done.await {
                     Ok(true) => {
-                        // A one-shot load ends with the carts it left abandoned recorded.
+                        // A one-shot load ends with the carts it left abandoned recorded
+                        // and its alerts published.
                         sweep_once(&pool, config.abandon_after).await;
+                        publish_once(&pool, &publisher).await;
                         info!("caught up and idle for {idle} s: exiting");
                         totals.log();
                         return Ok(());
@@ -340,13 +346,36 @@ fn parse(
     (received, parsed)
 }
 
-/// Sweeps for abandoned carts every `every` until shutdown.
-async fn sweep_every(pool: Pool, every: Duration, timeout: Duration, shutdown: CancellationToken) {
-    let mut ticks = tokio::time::interval(every);
+/// Until shutdown: the abandoned-cart sweep every `sweep_every`, and alerts published every
+/// second.
+async fn housekeeping(
+    pool: Pool,
+    publisher: Arc<Publisher>,
+    sweep_every: Duration,
+    abandon_after: Duration,
+    shutdown: CancellationToken,
+) {
+    let mut sweeps = tokio::time::interval(sweep_every);
+    let mut publishes = tokio::time::interval(Duration::from_secs(1));
     loop {
         tokio::select! {
-            _ = ticks.tick() => sweep_once(&pool, timeout).await,
+            _ = sweeps.tick() => sweep_once(&pool, abandon_after).await,
+            _ = publishes.tick() => publish_once(&pool, &publisher).await,
             () = shutdown.cancelled() => return,
+        }
+    }
+}
+
+/// Publishes the alerts waiting; a failure is logged and the next round tries again.
+async fn publish_once(pool: &Pool, publisher: &Publisher) {
+    match publisher.publish(pool).await {
+        Ok(0) => {}
+        Ok(n) => {
+            report::ALERTS_PUBLISHED.inc_by(n);
+            info!("[AlertPublisher] {n} alerts published to alerts-topic");
+        }
+        Err(e) => {
+            warn!(error = %format!("{e:#}"), "publishing alerts failed; trying again in a second")
         }
     }
 }

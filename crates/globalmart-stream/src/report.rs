@@ -51,6 +51,13 @@ pub static ABANDONED_CARTS: LazyLock<IntCounter> = LazyLock::new(|| {
     )
     .expect("metric registers once")
 });
+pub static ALERTS_PUBLISHED: LazyLock<IntCounter> = LazyLock::new(|| {
+    register_int_counter!(
+        "globalmart_stream_alerts_published_total",
+        "Alerts produced to alerts-topic"
+    )
+    .expect("metric registers once")
+});
 pub static BATCH_SECONDS: LazyLock<Histogram> = LazyLock::new(|| {
     register_histogram!(
         "globalmart_stream_batch_seconds",

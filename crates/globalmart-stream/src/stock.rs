@@ -3,7 +3,7 @@
 //! version with another inventory) resets it. Event time decides: the stock is the inventory of
 //! the product's last restock less the units sold since that restock's time, whatever order the
 //! messages arrive in. A sale taking the stock below the threshold records one low-stock (or
-//! out-of-stock) alert for that crossing.
+//! out-of-stock) alert for that crossing, in `restock_alerts` and in `alerts`.
 
 use chrono::{DateTime, Utc};
 use globalmart_core::event::Transaction;
@@ -37,11 +37,27 @@ pub async fn sell(
              FROM sold WHERE s.product_id = sold.p
              RETURNING s.product_id, s.stock + sold.units AS before, s.stock AS after, sold.at
          )
-         INSERT INTO restock_alerts (product_id, alert_type, triggered_at, current_stock, threshold)
-         SELECT product_id, CASE WHEN after <= 0 THEN 'out_of_stock' ELSE 'low_stock' END, at,
-             after, $4
-         FROM changed WHERE before >= $4 AND after < $4
-         ON CONFLICT DO NOTHING",
+         , recorded AS (
+             INSERT INTO restock_alerts (product_id, alert_type, triggered_at, current_stock,
+                 threshold)
+             SELECT product_id, CASE WHEN after <= 0 THEN 'out_of_stock' ELSE 'low_stock' END,
+                 at, after, $4
+             FROM changed WHERE before >= $4 AND after < $4
+             ON CONFLICT DO NOTHING
+             RETURNING *
+         )
+         INSERT INTO alerts (alert_key, alert_type, severity, entity_id, message, details,
+             event_timestamp)
+         SELECT alert_type || ':' || product_id || ':'
+                 || to_char(triggered_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"'),
+             alert_type,
+             CASE alert_type WHEN 'out_of_stock' THEN 'critical' ELSE 'high' END, product_id,
+             format('%s: %s left (threshold %s)', product_id, current_stock, threshold),
+             jsonb_build_object('product_id', product_id, 'current_stock', current_stock,
+                 'threshold', threshold),
+             triggered_at
+         FROM recorded
+         ON CONFLICT (alert_key) DO NOTHING",
         &[&products, &times, &units, &threshold],
     )
     .await?;

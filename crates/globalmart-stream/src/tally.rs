@@ -419,15 +419,30 @@ impl Tally {
         Ok(())
     }
 
-    /// Keyed by transaction or line item: recorded once however often they are seen.
+    /// Keyed by transaction or line item: recorded once however often they are seen; the
+    /// critical ones become alerts, keyed the same way.
     async fn save_anomalies(&self, tx: &DbTransaction<'_>) -> Result<(), Error> {
         let v = AnomalyColumns::from(&self.high_value[..]);
         tx.execute(
-            "INSERT INTO high_value_anomalies (transaction_id, user_id, total_amount, severity,
-                 country, payment_method, transaction_timestamp)
-             SELECT * FROM unnest($1::uuid[], $2::text[], $3::numeric[], $4::text[], $5::text[],
-                 $6::text[], $7::timestamptz[])
-             ON CONFLICT DO NOTHING",
+            "WITH recorded AS (
+                 INSERT INTO high_value_anomalies (transaction_id, user_id, total_amount,
+                     severity, country, payment_method, transaction_timestamp)
+                 SELECT * FROM unnest($1::uuid[], $2::text[], $3::numeric[], $4::text[],
+                     $5::text[], $6::text[], $7::timestamptz[])
+                 ON CONFLICT DO NOTHING
+                 RETURNING *
+             )
+             INSERT INTO alerts (alert_key, alert_type, severity, entity_id, message, details,
+                 event_timestamp)
+             SELECT 'high_value:' || transaction_id, 'high_value_transaction', severity, user_id,
+                 format('Transaction %s by %s for %s (%s)', transaction_id, user_id,
+                     total_amount, country),
+                 jsonb_build_object('transaction_id', transaction_id, 'user_id', user_id,
+                     'total_amount', total_amount, 'country', country,
+                     'payment_method', payment_method),
+                 transaction_timestamp
+             FROM recorded WHERE severity = 'critical'
+             ON CONFLICT (alert_key) DO NOTHING",
             &[
                 &v.key,
                 &v.user_id,
@@ -441,11 +456,25 @@ impl Tally {
         .await?;
         let q = AnomalyColumns::from(&self.high_quantity[..]);
         tx.execute(
-            "INSERT INTO high_quantity_anomalies (line_item_id, transaction_id, user_id,
-                 product_id, quantity, severity, transaction_timestamp)
-             SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::int4[],
-                 $6::text[], $7::timestamptz[])
-             ON CONFLICT DO NOTHING",
+            "WITH recorded AS (
+                 INSERT INTO high_quantity_anomalies (line_item_id, transaction_id, user_id,
+                     product_id, quantity, severity, transaction_timestamp)
+                 SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::text[],
+                     $5::int4[], $6::text[], $7::timestamptz[])
+                 ON CONFLICT DO NOTHING
+                 RETURNING *
+             )
+             INSERT INTO alerts (alert_key, alert_type, severity, entity_id, message, details,
+                 event_timestamp)
+             SELECT 'high_quantity:' || line_item_id, 'high_quantity_order', severity, user_id,
+                 format('%s units of %s in transaction %s by %s', quantity, product_id,
+                     transaction_id, user_id),
+                 jsonb_build_object('transaction_id', transaction_id, 'line_item_id',
+                     line_item_id, 'user_id', user_id, 'product_id', product_id,
+                     'quantity', quantity),
+                 transaction_timestamp
+             FROM recorded WHERE severity = 'critical'
+             ON CONFLICT (alert_key) DO NOTHING",
             &[
                 &q.key,
                 &q.transaction_id,
