@@ -62,6 +62,15 @@ pub struct Config {
           value_parser = clap::value_parser!(i32).range(1..))]
     pub low_stock_threshold: i32,
 
+    /// Two or more orders of at least this by one user within a minute are suspicious.
+    #[arg(long, env = "STREAM_SUSPICIOUS_ORDER_AMOUNT", default_value = "1000")]
+    pub suspicious_order_amount: Decimal,
+
+    /// At least this many units of one product within 10 minutes raise a high-demand alert.
+    #[arg(long, env = "STREAM_HIGH_DEMAND_UNITS", default_value = "20",
+          value_parser = clap::value_parser!(i64).range(1..))]
+    pub high_demand_units: i64,
+
     /// A cart with items and no checkout, quiet this long (event time), is abandoned: 30m, 1h.
     #[arg(long, env = "STREAM_CART_ABANDON_AFTER", default_value = "30m", value_parser = parse_duration)]
     pub abandon_after: Duration,
@@ -82,6 +91,8 @@ impl Config {
             high_value: self.high_value_threshold,
             high_quantity: self.high_quantity_threshold,
             low_stock: self.low_stock_threshold,
+            suspicious_amount: self.suspicious_order_amount,
+            high_demand_units: self.high_demand_units,
         }
     }
 }

@@ -24,6 +24,7 @@ use tokio_postgres::{Client, Error, Transaction as DbTransaction};
 use tracing::debug;
 use uuid::Uuid;
 
+use crate::patterns;
 use crate::stock;
 use crate::tally::{was_inserted, Keys, Tally, Thresholds};
 
@@ -172,6 +173,11 @@ impl Batch {
         tally.save(&tx).await?;
         let sold = stock::lines(&self.transactions, was_inserted(&lines.keys));
         stock::sell(&tx, &sold, thresholds.low_stock).await?;
+        let inserted = was_inserted(&lines.keys);
+        let new_orders: Vec<&Transaction> = (self.transactions.iter())
+            .filter(|t| !t.products.is_empty() && inserted(&t.line_item_id(0)))
+            .collect();
+        patterns::recount(&tx, &new_orders, thresholds).await?;
         tx.commit().await?;
         let mut saved = Saved::default();
         saved.count(lines.counts(), |s| &mut s.transaction_lines);

@@ -21,6 +21,10 @@ pub struct Thresholds {
     pub high_quantity: i32,
     /// Stock falling below this raises a low-stock alert.
     pub low_stock: i32,
+    /// Two orders of at least this by one user within a minute are suspicious.
+    pub suspicious_amount: Decimal,
+    /// At least this many units of one product within 10 minutes is high demand.
+    pub high_demand_units: i64,
 }
 
 impl Default for Thresholds {
@@ -29,6 +33,8 @@ impl Default for Thresholds {
             high_value: Decimal::from(3000),
             high_quantity: 50,
             low_stock: 10,
+            suspicious_amount: Decimal::from(1000),
+            high_demand_units: 20,
         }
     }
 }

@@ -65,6 +65,10 @@ async fn metrics_equal_sql_recounts_after_a_kill_9_a_restart_and_a_second_instan
          SELECT alert_type || ':' || product_id || ':'
              || to_char(triggered_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')
          FROM restock_alerts
+         UNION ALL
+         SELECT 'high_demand:' || product_id || ':'
+             || to_char(window_start AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"')
+         FROM high_demand_alerts
          ORDER BY 1",
     )
     .await?;

@@ -478,3 +478,32 @@ async fn stock_is_the_last_restock_less_the_units_sold_since_and_low_stock_fires
     assert_eq!(level(client.query_one(query, &[]).await?), (5, 2));
     Ok(())
 }
+
+#[tokio::test]
+async fn two_big_orders_in_a_minute_are_one_suspicious_pattern_however_often_saved() -> Result<()> {
+    let stack = TestStack::new().await?;
+    let mut client = stack.realtime_client().await?;
+    let thresholds = Thresholds::default(); // orders of 1000 or more
+    let query = "SELECT order_count, cardinality(transaction_ids) FROM suspicious_patterns";
+    let patterns = |rows: Vec<tokio_postgres::Row>| -> Vec<(i32, i32)> {
+        rows.iter().map(|r| (r.get(0), r.get(1))).collect()
+    };
+    // 1000 and 1000 in one minute; 980 (too small) in it too; 1000 in the next minute.
+    let mut history = vec![sale(50, 20), sale(50, 20), sale(49, 20), sale(50, 21)];
+    batch_of(&messages_of(&history))
+        .save(&mut client, GROUP, &thresholds)
+        .await?;
+    assert_eq!(patterns(client.query(query, &[]).await?), vec![(2, 2)]);
+    // Saved again: the same one pattern.
+    batch_of(&messages_of(&history))
+        .save(&mut client, GROUP, &thresholds)
+        .await?;
+    assert_eq!(patterns(client.query(query, &[]).await?), vec![(2, 2)]);
+    // A third big order in the same minute joins it.
+    history.push(sale(60, 20));
+    batch_of(&messages_of(&history))
+        .save(&mut client, GROUP, &thresholds)
+        .await?;
+    assert_eq!(patterns(client.query(query, &[]).await?), vec![(3, 3)]);
+    Ok(())
+}

@@ -265,7 +265,7 @@ pub fn scrape(port: u16) -> Result<String> {
 }
 
 /// (metric table query, recount over the raw tables): each returns one text per row, ordered.
-const ORACLES: [(&str, &str, &str); 8] = [
+const ORACLES: [(&str, &str, &str); 9] = [
     (
         "sales_per_minute",
         "SELECT concat_ws('|', window_start, window_end - window_start, transaction_count,
@@ -361,6 +361,17 @@ const ORACLES: [(&str, &str, &str); 8] = [
          FROM restocked r
          LEFT JOIN transactions t ON t.product_id = r.product_id AND t.\"timestamp\" >= r.updated_at
          GROUP BY r.product_id, r.inventory, r.updated_at ORDER BY r.product_id",
+    ),
+    (
+        "high_demand_alerts",
+        "SELECT concat_ws('|', product_id, window_start, window_end - window_start, units_sold,
+             order_count)
+         FROM high_demand_alerts ORDER BY product_id, window_start",
+        "SELECT concat_ws('|', product_id, w, interval '10 minutes', sum(quantity),
+             count(DISTINCT transaction_id))
+         FROM (SELECT *, date_bin('10 minutes', \"timestamp\", '2000-01-01') AS w
+               FROM transactions) t
+         GROUP BY product_id, w HAVING sum(quantity) >= 20 ORDER BY product_id, w",
     ),
     (
         "high_value_anomalies",

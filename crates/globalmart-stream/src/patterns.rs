@@ -1,0 +1,123 @@
+//! Patterns across orders, recounted from the saved transactions for the users and products a
+//! batch touched, in the same transaction: `suspicious_patterns` (two or more orders of at least
+//! the suspicious amount by one user within one 1-minute window) and `high_demand_alerts` (at
+//! least the high-demand units of one product within one 10-minute window). A recount, not an
+//! increment: replays and other instances converge on the same rows. A new high-demand window
+//! also becomes an alert.
+
+use std::collections::BTreeSet;
+
+use chrono::{DateTime, DurationRound, TimeDelta, Utc};
+use globalmart_core::event::Transaction;
+use rust_decimal::Decimal;
+use tokio_postgres::{Error, Transaction as DbTransaction};
+
+use crate::tally::Thresholds;
+
+/// Recounts both patterns for what `transactions` (those saved by this batch) touched.
+pub async fn recount(
+    tx: &DbTransaction<'_>,
+    transactions: &[&Transaction],
+    thresholds: &Thresholds,
+) -> Result<(), Error> {
+    suspicious(tx, transactions, thresholds.suspicious_amount).await?;
+    high_demand(tx, transactions, thresholds.high_demand_units).await
+}
+
+fn window(at: DateTime<Utc>, minutes: i64) -> DateTime<Utc> {
+    at.duration_trunc(TimeDelta::minutes(minutes)).unwrap_or(at)
+}
+
+async fn suspicious(
+    tx: &DbTransaction<'_>,
+    transactions: &[&Transaction],
+    amount: Decimal,
+) -> Result<(), Error> {
+    let touched: BTreeSet<(&str, DateTime<Utc>)> = transactions
+        .iter()
+        .filter(|t| t.total_amount >= amount)
+        .map(|t| (t.user_id.as_str(), window(t.timestamp, 1)))
+        .collect();
+    if touched.is_empty() {
+        return Ok(());
+    }
+    let users: Vec<&str> = touched.iter().map(|(u, _)| *u).collect();
+    let windows: Vec<DateTime<Utc>> = touched.iter().map(|(_, w)| *w).collect();
+    tx.execute(
+        "WITH touched AS (
+             SELECT * FROM unnest($1::text[], $2::timestamptz[]) AS x(u, w)
+         ), orders AS (
+             SELECT t.transaction_id, x.u, x.w, min(t.total_amount) AS total
+             FROM touched x JOIN transactions t ON t.user_id = x.u
+                 AND t.\"timestamp\" >= x.w AND t.\"timestamp\" < x.w + interval '1 minute'
+             WHERE t.total_amount >= $3
+             GROUP BY t.transaction_id, x.u, x.w
+         )
+         INSERT INTO suspicious_patterns AS s (user_id, pattern_type, window_start, window_end,
+             order_count, total_amount, transaction_ids)
+         SELECT u, 'rapid_high_value_orders', w, w + interval '1 minute', count(*), sum(total),
+             array_agg(transaction_id ORDER BY transaction_id)
+         FROM orders GROUP BY u, w HAVING count(*) >= 2
+         ORDER BY u, w
+         ON CONFLICT (user_id, pattern_type, window_start) DO UPDATE SET
+             order_count = EXCLUDED.order_count, total_amount = EXCLUDED.total_amount,
+             transaction_ids = EXCLUDED.transaction_ids
+         WHERE s.transaction_ids <> EXCLUDED.transaction_ids",
+        &[&users, &windows, &amount],
+    )
+    .await?;
+    Ok(())
+}
+
+async fn high_demand(
+    tx: &DbTransaction<'_>,
+    transactions: &[&Transaction],
+    units: i64,
+) -> Result<(), Error> {
+    let touched: BTreeSet<(&str, DateTime<Utc>)> = transactions
+        .iter()
+        .flat_map(|t| {
+            t.products
+                .iter()
+                .map(|l| (l.product_id.as_str(), window(t.timestamp, 10)))
+        })
+        .collect();
+    if touched.is_empty() {
+        return Ok(());
+    }
+    let products: Vec<&str> = touched.iter().map(|(p, _)| *p).collect();
+    let windows: Vec<DateTime<Utc>> = touched.iter().map(|(_, w)| *w).collect();
+    tx.execute(
+        "WITH touched AS (
+             SELECT * FROM unnest($1::text[], $2::timestamptz[]) AS x(p, w)
+         ), demand AS (
+             SELECT x.p, x.w, sum(t.quantity) AS units, count(DISTINCT t.transaction_id) AS orders
+             FROM touched x JOIN transactions t ON t.product_id = x.p
+                 AND t.\"timestamp\" >= x.w AND t.\"timestamp\" < x.w + interval '10 minutes'
+             GROUP BY x.p, x.w
+             HAVING sum(t.quantity) >= $3
+         ), recorded AS (
+             INSERT INTO high_demand_alerts AS h (product_id, window_start, window_end,
+                 units_sold, order_count)
+             SELECT p, w, w + interval '10 minutes', units, orders FROM demand ORDER BY p, w
+             ON CONFLICT (product_id, window_start) DO UPDATE SET
+                 units_sold = EXCLUDED.units_sold, order_count = EXCLUDED.order_count
+             WHERE h.units_sold <> EXCLUDED.units_sold
+             RETURNING *, (xmax = 0) AS new
+         )
+         INSERT INTO alerts (alert_key, alert_type, severity, entity_id, message, details,
+             event_timestamp)
+         SELECT 'high_demand:' || product_id || ':'
+                 || to_char(window_start AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'),
+             'high_demand', 'medium', product_id,
+             format('%s: %s units in 10 minutes', product_id, units_sold),
+             jsonb_build_object('product_id', product_id, 'units_sold', units_sold,
+                 'order_count', order_count, 'window_start', window_start),
+             window_start
+         FROM recorded WHERE new
+         ON CONFLICT (alert_key) DO NOTHING",
+        &[&products, &windows, &units],
+    )
+    .await?;
+    Ok(())
+}
