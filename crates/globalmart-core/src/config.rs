@@ -276,7 +276,8 @@ impl<D: Database> FromArgMatches for DbArgs<D> {
     }
 }
 
-/// Parses a duration as people write it in a setting: `90`, `90s`, `15m`, `2h` (and `500ms`).
+/// Parses a duration as people write it in a setting: `90`, `90s`, `15m`, `2h`, `7d` (and
+/// `500ms`).
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let text = text.trim();
     let split = text
@@ -285,17 +286,18 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let (digits, unit) = text.split_at(split);
     let amount: u64 = digits
         .parse()
-        .map_err(|_| "expected a duration such as 90s, 15m or 2h".to_owned())?;
+        .map_err(|_| "expected a duration such as 90s, 15m, 2h or 7d".to_owned())?;
     let seconds = match unit {
         "" | "s" => Some(amount),
         "m" => amount.checked_mul(60),
         "h" => amount.checked_mul(3600),
+        "d" => amount.checked_mul(86_400),
         "ms" => return Ok(Duration::from_millis(amount)),
         _ => None,
     };
     match seconds {
         Some(s) if s > 0 => Ok(Duration::from_secs(s)),
-        _ => Err("expected a positive duration such as 90s, 15m or 2h".into()),
+        _ => Err("expected a positive duration such as 90s, 15m, 2h or 7d".into()),
     }
 }
 
@@ -310,7 +312,8 @@ mod tests {
         assert_eq!(parse_duration("15m"), Ok(Duration::from_secs(900)));
         assert_eq!(parse_duration("2h"), Ok(Duration::from_secs(7200)));
         assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
-        for bad in ["", "0s", "fast", "10d", "-5s", "1.5m"] {
+        assert_eq!(parse_duration("7d"), Ok(Duration::from_secs(7 * 86_400)));
+        for bad in ["", "0s", "fast", "10w", "-5s", "1.5m"] {
             assert!(parse_duration(bad).is_err(), "{bad:?} must be refused");
         }
     }

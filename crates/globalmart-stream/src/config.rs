@@ -79,6 +79,10 @@ pub struct Config {
     #[arg(long, env = "STREAM_SWEEP_INTERVAL", default_value = "30s", value_parser = parse_duration)]
     pub sweep_interval: Duration,
 
+    /// Metric windows older than this are deleted (hourly): 7d, 48h.
+    #[arg(long, env = "STREAM_METRICS_RETENTION", default_value = "7d", value_parser = parse_duration)]
+    pub metrics_retention: Duration,
+
     /// Where to serve Prometheus metrics (GET /metrics).
     #[arg(long, env = "METRICS_ADDR", default_value = "127.0.0.1:9102")]
     pub metrics_addr: SocketAddr,

@@ -93,8 +93,11 @@ pub async fn run(config: Config) -> Result<()> {
     tokio::spawn(housekeeping(
         pool.clone(),
         Arc::clone(&publisher),
-        config.sweep_interval,
-        config.abandon_after,
+        Housekeeping {
+            sweep_every: config.sweep_interval,
+            abandon_after: config.abandon_after,
+            retention: config.metrics_retention,
+        },
         shutdown.clone(),
     ));
 
@@ -346,22 +349,43 @@ fn parse(
     (received, parsed)
 }
 
-/// Until shutdown: the abandoned-cart sweep every `sweep_every`, and alerts published every
-/// second.
+/// The periodic work beside the batches.
+#[derive(Debug, Clone, Copy)]
+struct Housekeeping {
+    sweep_every: Duration,
+    abandon_after: Duration,
+    retention: Duration,
+}
+
+/// Until shutdown: the abandoned-cart sweep every `sweep_every`, alerts published every second,
+/// and old metric windows pruned every hour.
 async fn housekeeping(
     pool: Pool,
     publisher: Arc<Publisher>,
-    sweep_every: Duration,
-    abandon_after: Duration,
+    every: Housekeeping,
     shutdown: CancellationToken,
 ) {
-    let mut sweeps = tokio::time::interval(sweep_every);
+    let mut sweeps = tokio::time::interval(every.sweep_every);
     let mut publishes = tokio::time::interval(Duration::from_secs(1));
+    let mut prunes = tokio::time::interval(Duration::from_secs(3600));
     loop {
         tokio::select! {
-            _ = sweeps.tick() => sweep_once(&pool, abandon_after).await,
+            _ = sweeps.tick() => sweep_once(&pool, every.abandon_after).await,
             _ = publishes.tick() => publish_once(&pool, &publisher).await,
+            _ = prunes.tick() => prune_once(&pool, every.retention).await,
             () = shutdown.cancelled() => return,
+        }
+    }
+}
+
+/// Deletes old metric windows; a failure is logged and the next round tries again.
+async fn prune_once(pool: &Pool, retention: Duration) {
+    let pruned = on_client(pool, |c| async move { sweep::prune(&c, retention).await });
+    match pruned.await {
+        Ok(0) => {}
+        Ok(n) => info!("pruned {n} metric rows older than {retention:?}"),
+        Err(e) => {
+            warn!(error = %format!("{e:#}"), "pruning old metric windows failed; trying again in an hour")
         }
     }
 }
@@ -382,12 +406,9 @@ async fn publish_once(pool: &Pool, publisher: &Publisher) {
 
 /// One sweep; a failure is logged and the next sweep tries again.
 async fn sweep_once(pool: &Pool, timeout: Duration) {
-    let swept = async {
-        let client = pool.get().await.context("getting a database connection")?;
-        sweep::abandoned_carts(&client, timeout)
-            .await
-            .map_err(|e| anyhow::anyhow!(db::describe(&e)))
-    };
+    let swept = on_client(pool, |c| async move {
+        sweep::abandoned_carts(&c, timeout).await
+    });
     match swept.await {
         Ok(0) => {}
         Ok(n) => {
@@ -398,6 +419,18 @@ async fn sweep_once(pool: &Pool, timeout: Duration) {
             warn!(error = %format!("{e:#}"), "the abandoned-cart sweep failed; trying again at the next one")
         }
     }
+}
+
+/// Runs `job` on a pooled connection, describing a database error the way people can act on.
+async fn on_client<T, F, Fut>(pool: &Pool, job: F) -> Result<T>
+where
+    F: FnOnce(deadpool_postgres::Object) -> Fut,
+    Fut: Future<Output = Result<T, tokio_postgres::Error>>,
+{
+    let client = pool.get().await.context("getting a database connection")?;
+    job(client)
+        .await
+        .map_err(|e| anyhow::anyhow!(db::describe(&e)))
 }
 
 /// Runs `attempt` until it succeeds, logging each failure and waiting with backoff (0.1 s,
@@ -428,11 +461,11 @@ async fn stored_offsets(
     group: &str,
     shutdown: &CancellationToken,
 ) -> Result<HashMap<(String, i32), i64>> {
-    retrying("reading the stored offsets", shutdown, || async {
-        let client = pool.get().await.context("getting a database connection")?;
-        sink::stored_offsets(&client, group)
-            .await
-            .map_err(|e| anyhow::anyhow!(db::describe(&e)))
+    retrying("reading the stored offsets", shutdown, || {
+        on_client(
+            pool,
+            |c| async move { sink::stored_offsets(&c, group).await },
+        )
     })
     .await
 }

@@ -1,9 +1,9 @@
-//! The periodic sweep for abandoned carts: a session with items in its cart and no checkout,
+//! The periodic sweeps. Abandoned carts: a session with items in its cart and no checkout,
 //! quiet for the inactivity timeout, is recorded once in `abandoned_carts` and counted in the
 //! `cart_metrics` window (and country) of its last activity. Time is event time: "now" is the
 //! newest cart event saved, so a backfill of old events is judged as it happened. The sweep is
 //! one statement keyed by session: run twice, or by two instances at once, it records and
-//! counts each session once.
+//! counts each session once. Retention: metric windows older than the retention are deleted.
 
 use std::time::Duration;
 
@@ -67,4 +67,31 @@ pub async fn abandoned_carts(client: &Client, timeout: Duration) -> Result<u64, 
         )
         .await?;
     Ok(row.get::<_, i64>(0).max(0) as u64)
+}
+
+/// The windowed metric tables, pruned by [`prune`].
+const WINDOWED: [&str; 6] = [
+    "sales_per_minute",
+    "sales_by_country",
+    "cart_metrics",
+    "cart_session_windows",
+    "trending_products",
+    "category_performance",
+];
+
+/// Deletes the metric windows that started more than `retention` ago (wall clock); returns the
+/// rows deleted. Raw events, anomalies and alerts are kept.
+pub async fn prune(client: &Client, retention: Duration) -> Result<u64, Error> {
+    let mut deleted = 0;
+    for table in WINDOWED {
+        deleted += client
+            .execute(
+                &format!(
+                    "DELETE FROM {table} WHERE window_start < now() - make_interval(secs => $1)"
+                ),
+                &[&retention.as_secs_f64()],
+            )
+            .await?;
+    }
+    Ok(deleted)
 }

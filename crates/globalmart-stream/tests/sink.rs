@@ -16,7 +16,7 @@ use globalmart_core::event::{
 use globalmart_core::topics::Topic;
 use globalmart_generator::mix::{Mix, MixSettings};
 use globalmart_stream::sink::{stored_offsets, Batch, Received, Saved};
-use globalmart_stream::sweep::abandoned_carts;
+use globalmart_stream::sweep::{abandoned_carts, prune};
 use globalmart_stream::tally::Thresholds;
 use globalmart_testkit::TestStack;
 use rust_decimal::Decimal;
@@ -505,5 +505,35 @@ async fn two_big_orders_in_a_minute_are_one_suspicious_pattern_however_often_sav
         .save(&mut client, GROUP, &thresholds)
         .await?;
     assert_eq!(patterns(client.query(query, &[]).await?), vec![(3, 3)]);
+    Ok(())
+}
+
+#[tokio::test]
+async fn metric_windows_past_the_retention_are_pruned_and_the_newer_kept() -> Result<()> {
+    let stack = TestStack::new().await?;
+    let mut client = stack.realtime_client().await?;
+    let history = vec![sale(2, 0), sale(3, 90)]; // at 10:00 and 11:30
+    batch_of(&messages_of(&history))
+        .save(&mut client, GROUP, &Thresholds::default())
+        .await?;
+    // Windows that started before 11:00 are past the retention.
+    let eleven = now() - Duration::hours(1);
+    let retention = (Utc::now() - eleven).to_std()?;
+    // The 10:00 rows of sales, sales by country, trending products and categories.
+    assert_eq!(prune(&client, retention).await?, 4);
+    for table in [
+        "sales_per_minute",
+        "sales_by_country",
+        "trending_products",
+        "category_performance",
+    ] {
+        let windows: Vec<chrono::DateTime<Utc>> = client
+            .query(&format!("SELECT window_start FROM {table}"), &[])
+            .await?
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        assert_eq!(windows, vec![eleven + Duration::minutes(30)], "{table}");
+    }
     Ok(())
 }
