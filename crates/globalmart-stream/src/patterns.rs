@@ -1,8 +1,9 @@
 //! Patterns across orders, recounted from the saved transactions for the users and products a
 //! batch touched, in the same transaction: `suspicious_patterns` (two or more orders of at least
 //! the suspicious amount by one user within one 1-minute window) and `high_demand_alerts` (at
-//! least the high-demand units of one product within one 10-minute window). A recount, not an
-//! increment: replays and other instances converge on the same rows. A new high-demand window
+//! least the high-demand units of one product within one 10-minute window, from the per-minute
+//! sales of `trending_products`; `order_count` counts its order lines). A recount, not an increment: replays and other instances
+//! converge on the same rows. A new high-demand window
 //! also becomes an alert.
 
 use std::collections::BTreeSet;
@@ -91,11 +92,13 @@ async fn high_demand(
         "WITH touched AS (
              SELECT * FROM unnest($1::text[], $2::timestamptz[]) AS x(p, w)
          ), demand AS (
-             SELECT x.p, x.w, sum(t.quantity) AS units, count(DISTINCT t.transaction_id) AS orders
-             FROM touched x JOIN transactions t ON t.product_id = x.p
-                 AND t.\"timestamp\" >= x.w AND t.\"timestamp\" < x.w + interval '10 minutes'
+             -- From the minutes of trending_products (this batch's sales included): at most
+             -- ten rows per product, where the raw lines would be thousands.
+             SELECT x.p, x.w, sum(t.units_sold) AS units, sum(t.purchase_count) AS orders
+             FROM touched x JOIN trending_products t ON t.product_id = x.p
+                 AND t.window_start >= x.w AND t.window_start < x.w + interval '10 minutes'
              GROUP BY x.p, x.w
-             HAVING sum(t.quantity) >= $3
+             HAVING sum(t.units_sold) >= $3::int8
          ), recorded AS (
              INSERT INTO high_demand_alerts AS h (product_id, window_start, window_end,
                  units_sold, order_count)

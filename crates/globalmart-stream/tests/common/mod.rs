@@ -367,8 +367,7 @@ const ORACLES: [(&str, &str, &str); 9] = [
         "SELECT concat_ws('|', product_id, window_start, window_end - window_start, units_sold,
              order_count)
          FROM high_demand_alerts ORDER BY product_id, window_start",
-        "SELECT concat_ws('|', product_id, w, interval '10 minutes', sum(quantity),
-             count(DISTINCT transaction_id))
+        "SELECT concat_ws('|', product_id, w, interval '10 minutes', sum(quantity), count(*))
          FROM (SELECT *, date_bin('10 minutes', \"timestamp\", '2000-01-01') AS w
                FROM transactions) t
          GROUP BY product_id, w HAVING sum(quantity) >= 20 ORDER BY product_id, w",
