@@ -265,7 +265,7 @@ pub fn scrape(port: u16) -> Result<String> {
 }
 
 /// (metric table query, recount over the raw tables): each returns one text per row, ordered.
-const ORACLES: [(&str, &str, &str); 9] = [
+const ORACLES: [(&str, &str, &str); 11] = [
     (
         "sales_per_minute",
         "SELECT concat_ws('|', window_start, window_end - window_start, transaction_count,
@@ -361,6 +361,28 @@ const ORACLES: [(&str, &str, &str); 9] = [
          FROM restocked r
          LEFT JOIN transactions t ON t.product_id = r.product_id AND t.\"timestamp\" >= r.updated_at
          GROUP BY r.product_id, r.inventory, r.updated_at ORDER BY r.product_id",
+    ),
+    (
+        "sales_per_hour",
+        "SELECT concat_ws('|', window_start, transaction_count, total_revenue, total_items,
+             avg_order_value)
+         FROM sales_per_hour ORDER BY window_start",
+        "SELECT concat_ws('|', w, count(*), sum(total), sum(items),
+             round(sum(total) / count(*), 2))
+         FROM (SELECT date_trunc('hour', min(\"timestamp\")) AS w, min(total_amount) AS total,
+                   sum(quantity) AS items
+               FROM transactions GROUP BY transaction_id) t
+         GROUP BY w ORDER BY w",
+    ),
+    (
+        "sales_by_category",
+        "SELECT concat_ws('|', window_start, category, order_lines, units_sold, revenue)
+         FROM sales_by_category ORDER BY window_start, category",
+        "SELECT concat_ws('|', h, c, count(*), sum(quantity), sum(price * quantity))
+         FROM (SELECT date_trunc('hour', t.\"timestamp\") AS h,
+                   coalesce(p.category, 'unknown') AS c, t.quantity, t.price
+               FROM transactions t LEFT JOIN products p USING (product_id)) x
+         GROUP BY h, c ORDER BY h, c",
     ),
     (
         "high_demand_alerts",
