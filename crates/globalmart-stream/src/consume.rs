@@ -488,14 +488,16 @@ async fn save_until_done(
     shutdown: CancellationToken,
 ) -> Result<Done> {
     let started = std::time::Instant::now();
-    let saved = retrying("saving the batch", &shutdown, || async {
-        let mut client = pool.get().await.context("getting a database connection")?;
-        batch
-            .save(&mut client, &group, &thresholds)
-            .await
-            .map_err(|e| anyhow::anyhow!(db::describe(&e)))
-    })
-    .await
+    let saved = {
+        // Borrowed by each attempt; the batch itself goes back with the result.
+        let (batch, group, thresholds) = (&batch, group.as_str(), &thresholds);
+        retrying("saving the batch", &shutdown, || {
+            on_client(&pool, |mut c| async move {
+                batch.save(&mut c, group, thresholds).await
+            })
+        })
+        .await
+    }
     .context("shutting down with a batch the database did not take; it will be read again")?;
     Ok(Done {
         batch,
