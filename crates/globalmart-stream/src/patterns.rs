@@ -8,12 +8,12 @@
 
 use std::collections::BTreeSet;
 
-use chrono::{DateTime, DurationRound, TimeDelta, Utc};
+use chrono::{DateTime, Utc};
 use globalmart_core::event::Transaction;
 use rust_decimal::Decimal;
 use tokio_postgres::{Error, Transaction as DbTransaction};
 
-use crate::tally::Thresholds;
+use crate::tally::{window, Thresholds};
 
 /// Recounts both patterns for what `transactions` (those saved by this batch) touched.
 pub async fn recount(
@@ -23,10 +23,6 @@ pub async fn recount(
 ) -> Result<(), Error> {
     suspicious(tx, transactions, thresholds.suspicious_amount).await?;
     high_demand(tx, transactions, thresholds.high_demand_units).await
-}
-
-fn window(at: DateTime<Utc>, minutes: i64) -> DateTime<Utc> {
-    at.duration_trunc(TimeDelta::minutes(minutes)).unwrap_or(at)
 }
 
 async fn suspicious(

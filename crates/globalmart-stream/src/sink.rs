@@ -166,17 +166,18 @@ impl Batch {
         let lines = insert(&tx, &Lines(&self.transactions), how).await?;
         let views = insert(&tx, &Sessions(&self.views), how).await?;
         let carts = insert(&tx, &Sessions(&self.carts), how).await?;
-        let mut tally = Tally::default();
-        tally.transactions(&self.transactions, was_inserted(&lines.keys), thresholds);
-        tally.views(&self.views, was_inserted(&views.keys));
-        tally.carts(&self.carts, was_inserted(&carts.keys));
-        tally.save(&tx).await?;
-        let sold = stock::lines(&self.transactions, was_inserted(&lines.keys));
-        stock::sell(&tx, &sold, thresholds.low_stock).await?;
+        // Only what this batch inserted counts; a transaction's lines are saved together, so
+        // its first line says for all.
         let inserted = was_inserted(&lines.keys);
         let new_orders: Vec<&Transaction> = (self.transactions.iter())
             .filter(|t| !t.products.is_empty() && inserted(&t.line_item_id(0)))
             .collect();
+        let mut tally = Tally::default();
+        tally.transactions(&new_orders, thresholds);
+        tally.views(&self.views, was_inserted(&views.keys));
+        tally.carts(&self.carts, was_inserted(&carts.keys));
+        tally.save(&tx).await?;
+        stock::sell(&tx, &stock::lines(&new_orders), thresholds.low_stock).await?;
         patterns::recount(&tx, &new_orders, thresholds).await?;
         tx.commit().await?;
         let mut saved = Saved::default();

@@ -98,14 +98,10 @@ pub async fn restock(tx: &DbTransaction<'_>, products: &[&str]) -> Result<(), Er
     Ok(())
 }
 
-/// (product, time, units) of each line of the transactions `inserted` says were new.
-pub fn lines(
-    transactions: &[Transaction],
-    inserted: impl Fn(&uuid::Uuid) -> bool,
-) -> Vec<(&str, DateTime<Utc>, i64)> {
+/// (product, time, units) of each line of `transactions`.
+pub fn lines<'a>(transactions: &[&'a Transaction]) -> Vec<(&'a str, DateTime<Utc>, i64)> {
     transactions
         .iter()
-        .filter(|t| !t.products.is_empty() && inserted(&t.line_item_id(0)))
         .flat_map(|t| {
             t.products
                 .iter()

@@ -61,9 +61,14 @@ impl Thresholds {
     }
 }
 
+/// The start of the `minutes`-long window (aligned on the Unix epoch) holding `at`.
+pub fn window(at: DateTime<Utc>, minutes: i64) -> DateTime<Utc> {
+    at.duration_trunc(TimeDelta::minutes(minutes)).unwrap_or(at)
+}
+
 /// The start of the 1-minute window holding `at`.
 fn minute(at: DateTime<Utc>) -> DateTime<Utc> {
-    at.duration_trunc(TimeDelta::minutes(1)).unwrap_or(at)
+    window(at, 1)
 }
 
 #[derive(Debug, Default, Clone, Copy, PartialEq)]
@@ -121,18 +126,9 @@ pub struct Tally {
 }
 
 impl Tally {
-    /// Tallies the transactions whose lines `inserted` says were new.
-    pub fn transactions<'a>(
-        &mut self,
-        transactions: impl IntoIterator<Item = &'a Transaction>,
-        inserted: impl Fn(&Uuid) -> bool,
-        thresholds: &Thresholds,
-    ) {
+    /// Tallies transactions the batch inserted.
+    pub fn transactions(&mut self, transactions: &[&Transaction], thresholds: &Thresholds) {
         for t in transactions {
-            // A transaction's lines are saved together: its first line says for all.
-            if t.products.is_empty() || !inserted(&t.line_item_id(0)) {
-                continue;
-            }
             let window = minute(t.timestamp);
             let items: i64 = t.products.iter().map(|l| i64::from(l.quantity)).sum();
             for sales in [
