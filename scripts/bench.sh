@@ -10,10 +10,15 @@
 #   scripts/bench.sh stream      events/s from the topics into the realtime tables vs psql \copy
 #                                of the same rows into the same tables; end-to-end latency
 #                                p50/p99 at 500 and 5,000 events/s (goal: p99 under 250 ms)
-#   scripts/bench.sh all         every benchmark available
-# BENCH_GENERATOR_EVENTS (default 1000000) and BENCH_STREAM_EVENTS (default 300000) set the
-# number of events of the throughput runs, BENCH_ROUNDS (default 3) how many alternating runs
-# of the generator's delivery figure and its floor count.
+#   scripts/bench.sh batch       seconds for a full warehouse build from 1,000,000 events and
+#                                for an incremental run after 150,000 more (5 minutes at 500
+#                                events/s) vs COPY out of the source rows plus COPY in of the
+#                                fact rows
+#   scripts/bench.sh all         every benchmark
+# BENCH_GENERATOR_EVENTS (default 1000000), BENCH_STREAM_EVENTS (default 300000),
+# BENCH_BATCH_EVENTS (default 1000000) and BENCH_BATCH_INCREMENTAL_EVENTS (default 150000) set
+# the number of events of the runs, BENCH_ROUNDS (default 3) how many alternating runs of the
+# generator's delivery and the stream's ingest figures and their floors count.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib/common.sh"
 cd "$GM_ROOT"
@@ -129,10 +134,10 @@ bench_topics() {
 # The tables the stream writes, in the order the floor loads them.
 STREAM_TABLES=(transactions product_view_events cart_events products users product_history user_history dead_letter_events)
 
-# The columns the stream writes to table $2 of database $1 (not the ones the database fills).
+# The columns written to table $3 of database $2 on port $1 (not the ones the database fills).
 written_columns() {
-    gm_psql "$PG_REALTIME_PORT" "$1" -At -c "SELECT string_agg(quote_ident(column_name), ',' ORDER BY ordinal_position)
-        FROM information_schema.columns WHERE table_name = '$2' AND is_identity = 'NO'
+    gm_psql "$1" "$2" -At -c "SELECT string_agg(quote_ident(column_name), ',' ORDER BY ordinal_position)
+        FROM information_schema.columns WHERE table_name = '$3' AND is_identity = 'NO'
         AND column_name NOT IN ('created_at', 'received_at')"
 }
 
@@ -216,7 +221,7 @@ bench_stream() {
             local table columns
             echo "BEGIN;" >"$load"
             for table in "${STREAM_TABLES[@]}"; do
-                columns=$(written_columns "$db" "$table")
+                columns=$(written_columns "$PG_REALTIME_PORT" "$db" "$table")
                 gm_psql "$PG_REALTIME_PORT" "$db" -c "\\copy (SELECT $columns FROM $table) TO '$WORK/$table.copy'"
                 echo "\\copy $table ($columns) FROM '$WORK/$table.copy'" >>"$load"
             done
@@ -262,19 +267,129 @@ bench_stream() {
     wait "$stream_pid" || die "the stream did not stop cleanly: $(tail -n 5 "$WORK/latency.log")"
 }
 
-not_yet() {
-    say "scripts/bench.sh $1: not available yet ($2)"
+# The realtime tables the ETL reads, and the warehouse tables it fills with their identity column.
+BATCH_SOURCES=(product_history user_history transactions product_view_events cart_events)
+BATCH_DIMENSIONS=(dim_date:date_id dim_products:product_id_pk dim_customers:customer_id)
+BATCH_FACTS=(fact_sales:sale_id fact_product_views:view_id fact_cart_events:cart_event_id)
+
+# realtime_load EVENTS: the generator's events into the benchmark's topics, saved by the stream
+# into the benchmark's realtime database. No seed: the default shop, new events each time.
+realtime_load() {
+    "$BATCH_GEN" --rate max --count "$1" 2>"$WORK/gen.log" || { tail -n 20 "$WORK/gen.log"; die "the generator failed"; }
+    RUST_LOG=info "$BATCH_STREAM" --exit-when-idle 1 2>"$WORK/stream.log" || { tail -n 20 "$WORK/stream.log"; die "the stream failed"; }
+    say "   stream $(grep 'saved: ' "$WORK/stream.log" | tail -n 1 | sed 's/.*saved: //')"
+}
+
+# marks PORT DB TABLE:COLUMN...: "table max" per table, the highest value of COLUMN in TABLE.
+marks() {
+    local port=$1 db=$2 pair
+    shift 2
+    for pair in "$@"; do
+        printf '%s %s\n' "${pair%%:*}" "$(gm_psql "$port" "$db" -At -c "SELECT coalesce(max(${pair#*:}), 0) FROM ${pair%%:*}")"
+    done
+}
+
+# mark FILE TABLE: TABLE's value in a marks file.
+mark() { awk -v t="$2" '$1 == t { print $2 }' "$1"; }
+
+# batch_floor MARKS: seconds for the floor of one ETL run: COPY out (psql \copy) of the source
+# rows past the realtime marks, plus COPY in of the fact rows the run added (past the warehouse
+# marks) into the floor warehouse, in one transaction. The dimension rows those facts point at
+# are copied over first, outside the timing.
+batch_floor() {
+    local marks=$1 pair table key start end out in
+    start=$(now)
+    for table in "${BATCH_SOURCES[@]}"; do
+        gm_psql "$PG_REALTIME_PORT" "$BATCH_RT" -c "\\copy (SELECT * FROM $table WHERE ingest_seq > $(mark "$marks" "$table")) TO '$WORK/source.copy'"
+    done
+    end=$(now)
+    out=$(elapsed "$start" "$end")
+    for pair in "${BATCH_DIMENSIONS[@]}"; do
+        table=${pair%%:*} key=${pair#*:}
+        gm_psql "$PG_WAREHOUSE_PORT" "$BATCH_WH" -c "\\copy (SELECT * FROM $table WHERE $key > $(mark "$marks" "$table")) TO '$WORK/$table.copy'"
+        gm_psql "$PG_WAREHOUSE_PORT" "$BATCH_FLOOR" -c "\\copy $table FROM '$WORK/$table.copy'"
+    done
+    echo "BEGIN;" >"$WORK/facts.sql"
+    local columns
+    for pair in "${BATCH_FACTS[@]}"; do
+        table=${pair%%:*} key=${pair#*:}
+        columns=$(written_columns "$PG_WAREHOUSE_PORT" "$BATCH_WH" "$table")
+        gm_psql "$PG_WAREHOUSE_PORT" "$BATCH_WH" -c "\\copy (SELECT $columns FROM $table WHERE $key > $(mark "$marks" "$table")) TO '$WORK/$table.copy'"
+        echo "\\copy $table ($columns) FROM '$WORK/$table.copy'" >>"$WORK/facts.sql"
+    done
+    echo "COMMIT;" >>"$WORK/facts.sql"
+    start=$(now)
+    gm_psql "$PG_WAREHOUSE_PORT" "$BATCH_FLOOR" -f "$WORK/facts.sql"
+    end=$(now)
+    in=$(elapsed "$start" "$end")
+    say "   floor: COPY out of the source rows $(printf '%.2f' "$out") s + COPY in of the fact rows $(printf '%.2f' "$in") s"
+    awk -v a="$out" -v b="$in" 'BEGIN { print a + b }'
+}
+
+# batch_run LOG: seconds for one `globalmart-batch etl`, its figures shown.
+batch_run() {
+    local start end
+    start=$(now)
+    RUST_LOG=info "$BATCH_BIN" etl 2>"$1" || { tail -n 20 "$1"; die "the batch failed"; }
+    end=$(now)
+    grep -E 'Extracted|Loaded' "$1" | sed 's/^.*INFO  */   /' >&2
+    elapsed "$start" "$end"
+}
+
+bench_batch() {
+    local events=${BENCH_BATCH_EVENTS:-1000000} more=${BENCH_BATCH_INCREMENTAL_EVENTS:-150000}
+    say "== batch: release build"
+    cargo build --release --locked -p globalmart-generator -p globalmart-stream -p globalmart-batch
+    BATCH_GEN=$CARGO_TARGET_DIR/release/globalmart-generator
+    BATCH_STREAM=$CARGO_TARGET_DIR/release/globalmart-stream
+    BATCH_BIN=$CARGO_TARGET_DIR/release/globalmart-batch
+    scripts/dev-up.sh >/dev/null
+
+    local prefix="bench-batch-$$-"
+    BATCH_RT="gm_bench_batch_$$" BATCH_WH="gm_bench_batch_$$" BATCH_FLOOR="gm_bench_batch_floor_$$"
+    bench_topics "$prefix"
+    gm_psql "$PG_REALTIME_PORT" postgres -c "CREATE DATABASE $BATCH_RT"
+    gm_psql "$PG_WAREHOUSE_PORT" postgres -c "CREATE DATABASE $BATCH_WH" -c "CREATE DATABASE $BATCH_FLOOR"
+    CLEANUP+=("gm_psql $PG_REALTIME_PORT postgres -c 'DROP DATABASE IF EXISTS $BATCH_RT WITH (FORCE)'")
+    CLEANUP+=("gm_psql $PG_WAREHOUSE_PORT postgres -c 'DROP DATABASE IF EXISTS $BATCH_WH WITH (FORCE)' -c 'DROP DATABASE IF EXISTS $BATCH_FLOOR WITH (FORCE)'")
+    # The floor warehouse: the same schema, with the dimensions' keys copied as they are.
+    local migration pair
+    for migration in $(ls sql/warehouse/V*.sql | sort -V); do
+        gm_psql "$PG_WAREHOUSE_PORT" "$BATCH_FLOOR" -f "$migration"
+    done
+    for pair in "${BATCH_DIMENSIONS[@]:1}"; do
+        gm_psql "$PG_WAREHOUSE_PORT" "$BATCH_FLOOR" -c "ALTER TABLE ${pair%%:*} ALTER COLUMN ${pair#*:} DROP IDENTITY"
+    done
+    export KAFKA_TOPIC_PREFIX=$prefix POSTGRES_REALTIME_DB=$BATCH_RT POSTGRES_WAREHOUSE_DB=$BATCH_WH
+    export STREAM_CONSUMER_GROUP=bench-batch RUST_LOG=warn GENERATOR_STATS_INTERVAL=1h METRICS_ADDR=127.0.0.1:0
+
+    say "== batch: full build of the warehouse from $events events (generated, saved by the stream)"
+    realtime_load "$events"
+    marks "$PG_REALTIME_PORT" "$BATCH_RT" "${BATCH_SOURCES[@]/%/:0}" >"$WORK/marks"
+    marks "$PG_WAREHOUSE_PORT" "$BATCH_WH" "${BATCH_DIMENSIONS[@]}" "${BATCH_FACTS[@]}" >>"$WORK/marks"
+    local ours floor
+    ours=$(batch_run "$WORK/full.log")
+    floor=$(batch_floor "$WORK/marks")
+    bench_time batch_full "$ours" s "$floor"
+
+    say "== batch: incremental run after $more more events (5 minutes at 500 events/s)"
+    marks "$PG_REALTIME_PORT" "$BATCH_RT" "${BATCH_SOURCES[@]/%/:ingest_seq}" >"$WORK/marks"
+    marks "$PG_WAREHOUSE_PORT" "$BATCH_WH" "${BATCH_DIMENSIONS[@]}" "${BATCH_FACTS[@]}" >>"$WORK/marks"
+    realtime_load "$more"
+    ours=$(batch_run "$WORK/incremental.log")
+    floor=$(batch_floor "$WORK/marks")
+    bench_time batch_incremental "$ours" s "$floor"
 }
 
 case "$TARGET" in
     generator) bench_generator ;;
     stream) bench_stream ;;
-    batch) not_yet batch "the batch ETL arrives with issue #7"; exit 2 ;;
+    batch) bench_batch ;;
     all)
         bench_generator
         bench_stream
-        not_yet batch "the batch ETL arrives with issue #7"
+        bench_batch
         ;;
-    -h | --help) sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h | --help) sed -n '2,22p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) die "unknown benchmark: $TARGET (generator, stream, batch or all)" ;;
 esac

@@ -88,6 +88,14 @@ impl Db {
     }
 }
 
+/// Key of the advisory lock between the realtime writers and the batch ETL. `ingest_seq`
+/// values are handed out at insert time but their rows commit in any order, so "the highest
+/// ingest_seq visible now" is not a safe watermark: a lower one may still be in flight. Each
+/// writer transaction holds this lock shared; the ETL takes it exclusively for an instant, and
+/// while it holds it no row is in flight, so every ingest_seq up to the highest visible one is
+/// settled.
+pub const INGEST_LOCK: i64 = 0x676d_6973; // "gmis"
+
 /// Where and as whom to connect. `Display` and `Debug` never show the password.
 #[derive(Debug, Clone, PartialEq)]
 pub struct PgSettings {

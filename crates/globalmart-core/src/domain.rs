@@ -239,6 +239,19 @@ impl CategoryGroup {
         (Decimal::from(low), Decimal::from(high))
     }
 
+    /// The group's name as events and the warehouse write it ("Home & Kitchen").
+    pub fn name(self) -> &'static str {
+        match self {
+            CategoryGroup::Electronics => "Electronics",
+            CategoryGroup::ClothingFashion => "Clothing & Fashion",
+            CategoryGroup::HomeKitchen => "Home & Kitchen",
+            CategoryGroup::BooksMedia => "Books & Media",
+            CategoryGroup::SportsOutdoors => "Sports & Outdoors",
+            CategoryGroup::BeautyPersonalCare => "Beauty & Personal Care",
+            CategoryGroup::ToysGames => "Toys & Games",
+        }
+    }
+
     /// The group a category belongs to, if it is one of the 100 known categories.
     pub fn of_category(category: &str) -> Option<CategoryGroup> {
         CategoryGroup::ALL

@@ -71,6 +71,12 @@ pub struct Config {
           value_parser = clap::value_parser!(i64).range(1..))]
     pub high_demand_units: i64,
 
+    /// A product whose last hour of sales would empty its stock within this many hours raises
+    /// one restock_needed alert per restock.
+    #[arg(long, env = "STREAM_RESTOCK_HORIZON_HOURS", default_value = "24",
+          value_parser = clap::value_parser!(i32).range(1..))]
+    pub restock_horizon_hours: i32,
+
     /// A cart with items and no checkout, quiet this long (event time), is abandoned: 30m, 1h.
     #[arg(long, env = "STREAM_CART_ABANDON_AFTER", default_value = "30m", value_parser = parse_duration)]
     pub abandon_after: Duration,
@@ -97,6 +103,7 @@ impl Config {
             low_stock: self.low_stock_threshold,
             suspicious_amount: self.suspicious_order_amount,
             high_demand_units: self.high_demand_units,
+            restock_horizon_hours: self.restock_horizon_hours,
         }
     }
 }

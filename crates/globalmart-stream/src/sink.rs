@@ -11,6 +11,7 @@ use std::future::Future;
 use std::pin::Pin;
 
 use chrono::{DateTime, Utc};
+use globalmart_core::db::INGEST_LOCK;
 use globalmart_core::event::{
     CartAction, CartEvent, CartItem, Event, Product, ProductViewEvent, Rejection, SessionEvent,
     Transaction, User, ViewAction,
@@ -147,6 +148,9 @@ impl Batch {
         how: Insert,
     ) -> Result<Saved, Error> {
         let tx = client.transaction().await?;
+        // Before anything else (not pipelined with the rest: a query's statement is prepared
+        // first, so pipelined queries may run in any order): no ingest_seq is taken without it.
+        hold_ingest_lock(&tx).await?;
         // Sent together (tokio-postgres pipelines concurrent queries on one connection), so
         // the round trips overlap; a COPY holds the connection, so those go one after another.
         let (products, users, dead_letters, ()) = tokio::try_join!(
@@ -177,7 +181,7 @@ impl Batch {
         tally.views(&self.views, was_inserted(&views.keys));
         tally.carts(&self.carts, was_inserted(&carts.keys));
         tally.save(&tx).await?;
-        stock::sell(&tx, &stock::lines(&new_orders), thresholds.low_stock).await?;
+        stock::sell(&tx, &stock::lines(&new_orders), thresholds).await?;
         patterns::recount(&tx, &new_orders, thresholds).await?;
         tx.commit().await?;
         let mut saved = Saved::default();
@@ -304,6 +308,14 @@ impl Versioned for User {
             &c.updated_at,
         ]
     }
+}
+
+/// Holds the ingest lock shared until the transaction ends, so the batch ETL never sets its
+/// watermark past a row still in flight (see [`INGEST_LOCK`]).
+async fn hold_ingest_lock(tx: &DbTransaction<'_>) -> Result<(), Error> {
+    tx.execute("SELECT pg_advisory_xact_lock_shared($1)", &[&INGEST_LOCK])
+        .await?;
+    Ok(())
 }
 
 /// Saves catalogue records; returns (history rows inserted, records offered). The statements

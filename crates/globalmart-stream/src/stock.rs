@@ -3,19 +3,26 @@
 //! version with another inventory) resets it. Event time decides: the stock is the inventory of
 //! the product's last restock less the units sold since that restock's time, whatever order the
 //! messages arrive in. A sale taking the stock below the threshold records one low-stock (or
-//! out-of-stock) alert for that crossing, in `restock_alerts` and in `alerts`.
+//! out-of-stock) alert for that crossing, in `restock_alerts` and in `alerts`. A sale after which
+//! the last hour's sales velocity would empty the stock within the restock horizon records one
+//! `restock_needed` alert per restock (the next one comes after the next restock).
 
 use chrono::{DateTime, Utc};
 use globalmart_core::event::Transaction;
 use tokio_postgres::{Error, Transaction as DbTransaction};
 
+use crate::tally::Thresholds;
+
 /// Takes the units of the inserted sales (`lines`: product, time, units) off the stock; sales
 /// older than the product's last restock are in its inventory already. Records an alert for each
-/// product that crossed below `threshold`.
+/// product that crossed below the low-stock threshold, and for each product not yet low whose
+/// units sold in the hour up to the sale (the per-minute `trending_products` windows, which this
+/// batch already counted) would empty it within the restock horizon. Both are checked once per
+/// batch and product, at the batch's last sale of it.
 pub async fn sell(
     tx: &DbTransaction<'_>,
     lines: &[(&str, DateTime<Utc>, i64)],
-    threshold: i32,
+    thresholds: &Thresholds,
 ) -> Result<(), Error> {
     if lines.is_empty() {
         return Ok(());
@@ -35,9 +42,9 @@ pub async fn sell(
              UPDATE product_stock s SET stock = s.stock - sold.units,
                  units_sold = s.units_sold + sold.units, updated_at = now()
              FROM sold WHERE s.product_id = sold.p
-             RETURNING s.product_id, s.stock + sold.units AS before, s.stock AS after, sold.at
-         )
-         , recorded AS (
+             RETURNING s.product_id, s.stock + sold.units AS before, s.stock AS after, sold.at,
+                 s.restocked_at
+         ), low AS (
              INSERT INTO restock_alerts (product_id, alert_type, triggered_at, current_stock,
                  threshold)
              SELECT product_id, CASE WHEN after <= 0 THEN 'out_of_stock' ELSE 'low_stock' END,
@@ -45,20 +52,59 @@ pub async fn sell(
              FROM changed WHERE before >= $4 AND after < $4
              ON CONFLICT DO NOTHING
              RETURNING *
+         ), velocity AS (
+             -- Only products not low yet and not warned since their last restock.
+             SELECT c.product_id, c.after, c.at, v.units
+             FROM changed c, LATERAL (
+                 SELECT sum(units_sold) AS units FROM trending_products tp
+                 WHERE tp.product_id = c.product_id
+                     AND tp.window_start > c.at - interval '1 hour' AND tp.window_start <= c.at
+             ) v
+             WHERE c.after >= $4 AND NOT EXISTS (
+                 SELECT 1 FROM restock_alerts r
+                 WHERE r.product_id = c.product_id AND r.alert_type = 'restock_needed'
+                     AND r.triggered_at >= c.restocked_at)
+         ), soon AS (
+             INSERT INTO restock_alerts (product_id, alert_type, triggered_at, current_stock,
+                 threshold, units_per_hour, hours_until_stockout)
+             SELECT product_id, 'restock_needed', at, after, ceil(units * $5::int)::int, units,
+                 round(after::numeric / units, 2)
+             FROM velocity WHERE units > 0 AND after < units * $5::int
+             ON CONFLICT DO NOTHING
+             RETURNING *
+         ), recorded AS (
+             SELECT product_id, alert_type, triggered_at, current_stock, threshold,
+                 hours_until_stockout FROM low
+             UNION ALL
+             SELECT product_id, alert_type, triggered_at, current_stock, threshold,
+                 hours_until_stockout FROM soon
          )
          INSERT INTO alerts (alert_key, alert_type, severity, entity_id, message, details,
              event_timestamp)
          SELECT alert_type || ':' || product_id || ':'
                  || to_char(triggered_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"'),
              alert_type,
-             CASE alert_type WHEN 'out_of_stock' THEN 'critical' ELSE 'high' END, product_id,
-             format('%s: %s left (threshold %s)', product_id, current_stock, threshold),
-             jsonb_build_object('product_id', product_id, 'current_stock', current_stock,
-                 'threshold', threshold),
+             CASE alert_type WHEN 'out_of_stock' THEN 'critical' WHEN 'low_stock' THEN 'high'
+                 ELSE 'medium' END,
+             product_id,
+             CASE WHEN alert_type = 'restock_needed'
+                 THEN format('%s: %s left, empty in %s h at the last hour''s sales', product_id,
+                     current_stock, hours_until_stockout)
+                 ELSE format('%s: %s left (threshold %s)', product_id, current_stock, threshold)
+             END,
+             jsonb_strip_nulls(jsonb_build_object('product_id', product_id,
+                 'current_stock', current_stock, 'threshold', threshold,
+                 'hours_until_stockout', hours_until_stockout)),
              triggered_at
          FROM recorded
          ON CONFLICT (alert_key) DO NOTHING",
-        &[&products, &times, &units, &threshold],
+        &[
+            &products,
+            &times,
+            &units,
+            &thresholds.low_stock,
+            &thresholds.restock_horizon_hours,
+        ],
     )
     .await?;
     Ok(())

@@ -25,6 +25,8 @@ pub struct Thresholds {
     pub suspicious_amount: Decimal,
     /// At least this many units of one product within 10 minutes is high demand.
     pub high_demand_units: i64,
+    /// Stock that the last hour's sales would empty within this many hours needs a restock.
+    pub restock_horizon_hours: i32,
 }
 
 impl Default for Thresholds {
@@ -35,6 +37,7 @@ impl Default for Thresholds {
             low_stock: 10,
             suspicious_amount: Decimal::from(1000),
             high_demand_units: 20,
+            restock_horizon_hours: 24,
         }
     }
 }

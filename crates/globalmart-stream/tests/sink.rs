@@ -480,6 +480,63 @@ async fn stock_is_the_last_restock_less_the_units_sold_since_and_low_stock_fires
 }
 
 #[tokio::test]
+async fn a_sales_pace_that_would_empty_the_stock_within_the_horizon_warns_once_per_restock(
+) -> Result<()> {
+    let stack = TestStack::new().await?;
+    let mut client = stack.realtime_client().await?;
+    let thresholds = Thresholds::default(); // 24 hours
+    let alerts = "SELECT current_stock, units_per_hour, hours_until_stockout, threshold
+                  FROM restock_alerts WHERE alert_type = 'restock_needed' ORDER BY triggered_at";
+    let warned = |rows: Vec<tokio_postgres::Row>| -> Vec<(i32, Decimal, Decimal, i32)> {
+        rows.iter()
+            .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3)))
+            .collect()
+    };
+    // 100 in stock; 2 sold in the last hour: 98 left lasts 49 hours, no warning.
+    let mut history = vec![kettle(100, 0), sale(2, 1)];
+    batch_of(&messages_of(&history))
+        .save(&mut client, GROUP, &thresholds)
+        .await?;
+    assert!(warned(client.query(alerts, &[]).await?).is_empty());
+
+    // 5 in the last hour: 95 left lasts 19 hours, one warning; a later sale does not repeat it,
+    // nor does saving everything again.
+    for next in [Some(sale(3, 2)), Some(sale(5, 3)), None] {
+        history.extend(next);
+        batch_of(&messages_of(&history))
+            .save(&mut client, GROUP, &thresholds)
+            .await?;
+        assert_eq!(
+            warned(client.query(alerts, &[]).await?),
+            vec![(95, Decimal::from(5), Decimal::new(1900, 2), 120)]
+        );
+    }
+
+    // After a restock to 200, selling 10 more (20 in the last hour, 190 left: 9.5 hours) warns
+    // again.
+    history.extend([kettle(200, 5), sale(10, 6)]);
+    batch_of(&messages_of(&history))
+        .save(&mut client, GROUP, &thresholds)
+        .await?;
+    assert_eq!(
+        warned(client.query(alerts, &[]).await?),
+        vec![
+            (95, Decimal::from(5), Decimal::new(1900, 2), 120),
+            (190, Decimal::from(20), Decimal::new(950, 2), 480)
+        ]
+    );
+    let published: i64 = client
+        .query_one(
+            "SELECT count(*) FROM alerts WHERE alert_type = 'restock_needed' AND severity = 'medium'",
+            &[],
+        )
+        .await?
+        .get(0);
+    assert_eq!(published, 2);
+    Ok(())
+}
+
+#[tokio::test]
 async fn two_big_orders_in_a_minute_are_one_suspicious_pattern_however_often_saved() -> Result<()> {
     let stack = TestStack::new().await?;
     let mut client = stack.realtime_client().await?;

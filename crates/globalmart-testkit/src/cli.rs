@@ -9,6 +9,7 @@ use std::sync::mpsc;
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
+use globalmart_core::db::{Db, PgSettings};
 
 /// The longest a command-line run may take.
 pub const MAX_RUN: Duration = Duration::from_secs(60);
@@ -55,6 +56,12 @@ impl Cli {
     /// Sets an environment variable.
     pub fn env(mut self, key: &str, value: &str) -> Cli {
         self.command.env(key, value);
+        self
+    }
+
+    /// Points the binary at database `settings` of kind `db`.
+    pub fn database(mut self, db: Db, settings: &PgSettings) -> Cli {
+        self.command.envs(crate::database_env(db, settings));
         self
     }
 

@@ -150,6 +150,18 @@ impl Drop for TestStack {
     }
 }
 
+/// The `POSTGRES_<DB>_*` variables that point a binary at database `settings` of kind `db`.
+pub fn database_env(db: Db, settings: &PgSettings) -> [(String, String); 5] {
+    let key = |field: &str| format!("{}_{field}", db.env_prefix());
+    [
+        (key("HOST"), settings.host.clone()),
+        (key("PORT"), settings.port.to_string()),
+        (key("USER"), settings.user.clone()),
+        (key("PASSWORD"), settings.password.expose().to_owned()),
+        (key("DB"), settings.dbname.clone()),
+    ]
+}
+
 /// A connected client (its connection driven by a spawned task).
 pub async fn connect(settings: &PgSettings) -> Result<tokio_postgres::Client> {
     let (client, connection) = settings

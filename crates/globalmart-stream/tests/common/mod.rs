@@ -9,9 +9,10 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, ensure, Result};
 use chrono::Utc;
+use globalmart_core::db::Db;
 use globalmart_core::event::Event;
 use globalmart_generator::mix::{Mix, MixSettings};
-use globalmart_testkit::TestStack;
+use globalmart_testkit::{database_env, TestStack};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::ClientConfig;
 
@@ -23,7 +24,6 @@ const RUN_LIMIT: Duration = Duration::from_secs(180);
 /// The stream binary on the stack's broker, topics, group and realtime database, exiting once
 /// idle for 3 s.
 pub fn stream(stack: &TestStack) -> Command {
-    let db = &stack.realtime;
     let mut command = Command::new(BIN);
     command
         .env_clear()
@@ -31,11 +31,7 @@ pub fn stream(stack: &TestStack) -> Command {
         .env("KAFKA_BOOTSTRAP_SERVERS", &stack.bootstrap_servers)
         .env("KAFKA_TOPIC_PREFIX", stack.topic_prefix())
         .env("STREAM_CONSUMER_GROUP", &stack.group_id)
-        .env("POSTGRES_REALTIME_HOST", &db.host)
-        .env("POSTGRES_REALTIME_PORT", db.port.to_string())
-        .env("POSTGRES_REALTIME_USER", &db.user)
-        .env("POSTGRES_REALTIME_PASSWORD", db.password.expose())
-        .env("POSTGRES_REALTIME_DB", &db.dbname)
+        .envs(database_env(Db::Realtime, &stack.realtime))
         .env("STREAM_EXIT_WHEN_IDLE", "3")
         .stdout(Stdio::null())
         .stderr(Stdio::piped());

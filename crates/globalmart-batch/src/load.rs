@@ -1,0 +1,197 @@
+//! Load: an Arrow batch into a temporary staging table by binary COPY (the set-based merges
+//! read it from there), and the watermarks that move in the same transaction.
+
+use chrono::DateTime;
+use datafusion::arrow::array::{
+    Array, AsArray, BooleanArray, Decimal128Array, Int32Array, Int64Array, StringArray,
+    TimestampMicrosecondArray,
+};
+use datafusion::arrow::compute::cast;
+use datafusion::arrow::datatypes::{DataType, Decimal128Type, TimeUnit};
+use datafusion::arrow::record_batch::RecordBatch;
+use futures::pin_mut;
+use rust_decimal::Decimal;
+use tokio_postgres::binary_copy::BinaryCopyInWriter;
+use tokio_postgres::types::{to_sql_checked, IsNull, ToSql, Type};
+use tokio_postgres::Transaction;
+
+use crate::error::EtlError;
+use crate::extract::pg_type;
+
+/// Creates the temporary table `name` (dropped at commit) with the batch's columns and copies
+/// the batch into it. Text that DataFusion produced as views or large strings is written as
+/// text.
+pub async fn stage(tx: &Transaction<'_>, name: &str, batch: &RecordBatch) -> Result<(), EtlError> {
+    let columns: Vec<Column> = batch
+        .columns()
+        .iter()
+        .map(|array| Column::of(array.as_ref()))
+        .collect::<Result<_, _>>()?;
+    let types: Vec<Type> = columns
+        .iter()
+        .map(|c| pg_type(&c.data_type()))
+        .collect::<Result<_, _>>()?;
+    let definition: Vec<String> = batch
+        .schema()
+        .fields()
+        .iter()
+        .zip(&types)
+        .map(|(f, t)| format!("{} {}", f.name(), t.name()))
+        .collect();
+    // Names come from our own plans, never from input.
+    tx.batch_execute(&format!(
+        "CREATE TEMP TABLE {name} ({}) ON COMMIT DROP",
+        definition.join(", ")
+    ))
+    .await?;
+    let sink = tx
+        .copy_in(&format!("COPY {name} FROM STDIN (FORMAT binary)"))
+        .await?;
+    let writer = BinaryCopyInWriter::new(sink, &types);
+    pin_mut!(writer);
+    let mut row: Vec<Cell> = Vec::with_capacity(columns.len());
+    for i in 0..batch.num_rows() {
+        row.clear();
+        row.extend(columns.iter().map(|c| c.cell(i)));
+        let refs: Vec<&(dyn ToSql + Sync)> = row.iter().map(|c| c as &(dyn ToSql + Sync)).collect();
+        writer.as_mut().write(&refs).await?;
+    }
+    writer.finish().await?;
+    Ok(())
+}
+
+/// The watermark of `source`, locked until the transaction ends so two runs never load the
+/// same rows at once (the second waits, then starts after the first one's rows).
+pub async fn lock_watermark(tx: &Transaction<'_>, source: &str) -> Result<i64, EtlError> {
+    tx.execute(
+        "INSERT INTO etl_watermarks (source_table) VALUES ($1) ON CONFLICT DO NOTHING",
+        &[&source],
+    )
+    .await?;
+    let row = tx
+        .query_one(
+            "SELECT last_ingest_seq FROM etl_watermarks WHERE source_table = $1 FOR UPDATE",
+            &[&source],
+        )
+        .await?;
+    Ok(row.get(0))
+}
+
+/// Moves the watermark of `source` to `seq`, in the transaction that loaded the rows.
+pub async fn advance_watermark(
+    tx: &Transaction<'_>,
+    source: &str,
+    seq: i64,
+) -> Result<(), EtlError> {
+    tx.execute(
+        "UPDATE etl_watermarks SET last_ingest_seq = $2, updated_at = now()
+         WHERE source_table = $1",
+        &[&source, &seq],
+    )
+    .await?;
+    Ok(())
+}
+
+/// An Arrow column read row by row (cheap clones: the buffers are shared).
+enum Column {
+    Text(StringArray),
+    Int(Int32Array),
+    Long(Int64Array),
+    Numeric(Decimal128Array, u32),
+    Timestamp(TimestampMicrosecondArray),
+    Bool(BooleanArray),
+}
+
+impl Column {
+    /// Text of any width is written as text and timestamps of any unit as microseconds.
+    fn of(array: &dyn Array) -> Result<Column, EtlError> {
+        Ok(match array.data_type() {
+            DataType::Utf8 => Column::Text(array.as_string::<i32>().clone()),
+            DataType::Utf8View | DataType::LargeUtf8 => {
+                Column::Text(cast(array, &DataType::Utf8)?.as_string::<i32>().clone())
+            }
+            DataType::Int32 => Column::Int(array.as_primitive().clone()),
+            DataType::Int64 => Column::Long(array.as_primitive().clone()),
+            DataType::Decimal128(_, scale) => Column::Numeric(
+                array.as_primitive::<Decimal128Type>().clone(),
+                u32::try_from(*scale)
+                    .map_err(|_| EtlError::UnsupportedType(array.data_type().clone()))?,
+            ),
+            DataType::Timestamp(TimeUnit::Microsecond, _) => {
+                Column::Timestamp(array.as_primitive().clone())
+            }
+            DataType::Timestamp(_, _) => Column::Timestamp(
+                cast(array, &DataType::Timestamp(TimeUnit::Microsecond, None))?
+                    .as_primitive()
+                    .clone(),
+            ),
+            DataType::Boolean => Column::Bool(array.as_boolean().clone()),
+            other => return Err(EtlError::UnsupportedType(other.clone())),
+        })
+    }
+
+    fn data_type(&self) -> DataType {
+        match self {
+            Column::Text(_) => DataType::Utf8,
+            Column::Int(_) => DataType::Int32,
+            Column::Long(_) => DataType::Int64,
+            Column::Numeric(..) => DataType::Decimal128(38, 0),
+            Column::Timestamp(_) => DataType::Timestamp(TimeUnit::Microsecond, None),
+            Column::Bool(_) => DataType::Boolean,
+        }
+    }
+
+    fn cell(&self, i: usize) -> Cell<'_> {
+        let valid = |a: &dyn Array| a.is_valid(i);
+        match self {
+            Column::Text(a) if valid(a) => Cell::Text(a.value(i)),
+            Column::Int(a) if valid(a) => Cell::Int(a.value(i)),
+            Column::Long(a) if valid(a) => Cell::Long(a.value(i)),
+            Column::Numeric(a, scale) if valid(a) => {
+                Cell::Numeric(Decimal::from_i128_with_scale(a.value(i), *scale))
+            }
+            Column::Timestamp(a) if valid(a) => Cell::Timestamp(a.value(i)),
+            Column::Bool(a) if valid(a) => Cell::Bool(a.value(i)),
+            _ => Cell::Null,
+        }
+    }
+}
+
+/// One value on its way to COPY.
+#[derive(Debug)]
+enum Cell<'a> {
+    Null,
+    Text(&'a str),
+    Int(i32),
+    Long(i64),
+    Numeric(Decimal),
+    Timestamp(i64),
+    Bool(bool),
+}
+
+impl ToSql for Cell<'_> {
+    fn to_sql(
+        &self,
+        ty: &Type,
+        out: &mut bytes::BytesMut,
+    ) -> Result<IsNull, Box<dyn std::error::Error + Sync + Send>> {
+        match self {
+            Cell::Null => Ok(IsNull::Yes),
+            Cell::Text(v) => v.to_sql(ty, out),
+            Cell::Int(v) => v.to_sql(ty, out),
+            Cell::Long(v) => v.to_sql(ty, out),
+            Cell::Numeric(v) => v.to_sql(ty, out),
+            Cell::Timestamp(micros) => DateTime::from_timestamp_micros(*micros)
+                .ok_or("timestamp out of range")?
+                .to_sql(ty, out),
+            Cell::Bool(v) => v.to_sql(ty, out),
+        }
+    }
+
+    fn accepts(_: &Type) -> bool {
+        // Each cell is checked against its column's type by the call it delegates to.
+        true
+    }
+
+    to_sql_checked!();
+}

@@ -1,0 +1,90 @@
+//! What the batch's integration tests share: hand-made catalogue records and purchases, saved
+//! into the realtime database by the stream's own savers.
+
+#![allow(dead_code)] // each test file uses its own part of this
+
+use std::sync::atomic::{AtomicI64, Ordering};
+
+use anyhow::Result;
+use chrono::{DateTime, Duration, TimeZone, Utc};
+use globalmart_core::domain::{CategoryGroup, Country, PaymentMethod};
+use globalmart_core::event::{Event, LineItem, Product, Transaction, User};
+use globalmart_stream::sink::{Batch, Received};
+use globalmart_stream::tally::Thresholds;
+use rust_decimal::Decimal;
+use tokio_postgres::Client;
+
+/// 10:00 on the test day.
+pub fn ten() -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2025, 12, 7, 10, 0, 0)
+        .single()
+        .expect("valid date")
+}
+
+/// Saves `records` into the realtime database the way the stream does.
+pub async fn save(client: &mut Client, records: &[Event]) -> Result<()> {
+    // Offsets only matter to the stream's bookkeeping; keep them growing across calls.
+    static NEXT_OFFSET: AtomicI64 = AtomicI64::new(0);
+    let mut batch = Batch::default();
+    for record in records {
+        let payload = record.to_json();
+        let parsed = Event::parse(record.topic(), &payload, ten() + Duration::days(1));
+        let message = Received {
+            topic: record.topic().name().to_owned(),
+            partition: 0,
+            offset: NEXT_OFFSET.fetch_add(1, Ordering::Relaxed),
+            key: None,
+            payload: Some(payload),
+        };
+        batch.add(message, parsed);
+    }
+    let saved = batch
+        .save(client, "etl-test", &Thresholds::default())
+        .await?;
+    assert_eq!(saved.dead_letters, 0, "a test event is invalid");
+    Ok(())
+}
+
+/// The kettle's catalogue record as of `minutes` after 10:00.
+pub fn kettle(price: i64, rating: i64, minutes: i64) -> Event {
+    Event::Product(Product {
+        product_id: "PROD_00000001".into(),
+        name: "Kettle".into(),
+        category: "Kitchen Utensils".into(),
+        price: Decimal::from(price),
+        inventory: 100,
+        rating: Decimal::from(rating),
+        updated_at: ten() + Duration::minutes(minutes),
+    })
+}
+
+/// A user's record as of `minutes` after 10:00.
+pub fn shopper(user: &str, country: Country, minutes: i64) -> Event {
+    Event::User(User {
+        user_id: user.into(),
+        email: format!("{}@example.com", user.to_lowercase()),
+        age: 30,
+        country,
+        registration_date: ten() - Duration::days(100),
+        preferences: vec![CategoryGroup::HomeKitchen],
+        updated_at: ten() + Duration::minutes(minutes),
+    })
+}
+
+/// One unit of `product` bought by `user` at `minutes` after 10:00.
+pub fn purchase(user: &str, product: &str, price: i64, minutes: i64) -> Event {
+    Event::Transaction(Transaction {
+        transaction_id: uuid::Uuid::new_v4(),
+        user_id: user.into(),
+        session_id: None,
+        timestamp: ten() + Duration::minutes(minutes),
+        products: vec![LineItem {
+            product_id: product.into(),
+            quantity: 1,
+            price: Decimal::from(price),
+        }],
+        total_amount: Decimal::from(price),
+        payment_method: PaymentMethod::CreditCard,
+        country: Country::Germany,
+    })
+}
