@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite, exactly what CI runs (.ci/run): brings up the local stack (installing
 # what is missing), checks the stack scripts themselves, then formatting, lints and every Rust
-# test against the real broker and PostgreSQL.
+# test against the real broker and PostgreSQL, then the scheduling scripts.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib/common.sh"
 cd "$GM_ROOT"
@@ -24,4 +24,6 @@ set -e
 # One closing line for the whole suite, summed over cargo's per-binary results.
 awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($i ~ /^passed;?$/) p += $(i-1); if ($i ~ /^failed;?$/) f += $(i-1) } }
      END { printf "rust tests: %d passed, %d failed\n", p, f }' "$results"
+say "== scheduling scripts (with the batch the tests built)"
+scripts/tests/schedule.sh || status=1
 exit "$status"

@@ -2,11 +2,12 @@
 #
 # Caches live outside the clone so a fresh clone (CI) reuses the compiled dependencies and the
 # Kafka jars: GLOBALMART_CACHE (default ~/.cache/globalmart) holds target/, kafka-<version>/,
-# kafka-data/ and run/ (pid files).
+# kafka-data/ and run/ (pid files and locks). GLOBALMART_LOGS (default logs/ in the clone) holds
+# the logs.
 
 GM_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 GM_CACHE=${GLOBALMART_CACHE:-$HOME/.cache/globalmart}
-GM_LOGS=$GM_ROOT/logs
+GM_LOGS=${GLOBALMART_LOGS:-$GM_ROOT/logs}
 GM_RUN=$GM_CACHE/run
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$GM_CACHE/target}
 

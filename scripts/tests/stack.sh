@@ -8,19 +8,7 @@ set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/../lib/common.sh"
 cd "$GM_ROOT"
 
-PASSED=0
-FAILED=0
-check() {
-    local name=$1
-    shift
-    if "$@"; then
-        PASSED=$((PASSED + 1))
-        say "ok   $name"
-    else
-        FAILED=$((FAILED + 1))
-        say "FAIL $name"
-    fi
-}
+source "$GM_ROOT/scripts/tests/lib.sh"
 
 MARK="stack-check-$(date +%s%N)"
 TOPIC=gm-stack-check
@@ -81,5 +69,4 @@ check "a row written before dev-down.sh is still in its table" row_kept
 gm_psql "$PG_REALTIME_PORT" postgres -c "DROP DATABASE IF EXISTS $DB"
 kafka_java org.apache.kafka.tools.TopicCommand --bootstrap-server "$KAFKA_BOOTSTRAP" --delete --topic "$TOPIC" >>"$OUT" 2>&1 || true
 
-say "stack scripts: $PASSED passed, $FAILED failed (details in $OUT)"
-[ "$FAILED" -eq 0 ]
+finish "stack scripts (details in $OUT)"

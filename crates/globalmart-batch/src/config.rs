@@ -4,7 +4,8 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use clap::{Parser, Subcommand};
+use chrono::NaiveDate;
+use clap::{Args, Parser, Subcommand};
 use globalmart_core::config::{parse_duration, DbArgs, Realtime, Warehouse};
 
 /// Moves new realtime rows into the warehouse (SCD2 dimensions, facts). Run by cron or
@@ -42,19 +43,47 @@ pub struct Config {
 }
 
 /// What to run.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Subcommand)]
+#[derive(Debug, Clone, PartialEq, Eq, Subcommand)]
 pub enum Command {
     /// Extract the realtime rows after each table's watermark, transform them with DataFusion
     /// and load the warehouse: dim_products and dim_customers (SCD2), then fact_sales,
     /// fact_product_views and fact_cart_events.
     Etl,
+    /// Compute the analytics snapshot of a day from the warehouse facts: product_performance,
+    /// rfm_analysis (scores written to dim_customers), customer_segments, sales_trends. A rerun
+    /// on the same day replaces that day's snapshot.
+    Analytics(Day),
+    /// etl, then analytics: what cron and scripts/run_loop.sh run.
+    Run(Day),
+    /// Check the warehouse: duplicates, orphan and point-in-time keys, missing values, value
+    /// ranges, SCD2 consistency, freshness. Prints a table; exits 1 when a check fails.
+    Check {
+        /// How far the newest loaded sale may lag behind the newest realtime one: 15m, 1h.
+        #[arg(long, default_value = "15m", value_parser = parse_duration)]
+        max_lag: Duration,
+    },
+    /// Compare the facts with their realtime source up to the ETL's watermarks: row counts,
+    /// missing and extra keys, units and amounts. Prints a table; exits 1 on any difference.
+    Validate,
+    /// Drop and recreate the warehouse (every table, then the migrations again).
+    Reset {
+        /// Yes, drop all warehouse data.
+        #[arg(long)]
+        yes: bool,
+    },
 }
 
-impl Command {
-    /// Its name in batch_runs.
-    pub fn name(self) -> &'static str {
-        match self {
-            Command::Etl => "etl",
-        }
+/// The analysis date.
+#[derive(Debug, Clone, PartialEq, Eq, Args)]
+pub struct Day {
+    /// The day to analyse (facts up to its end), YYYY-MM-DD; default today (UTC).
+    #[arg(long)]
+    pub date: Option<NaiveDate>,
+}
+
+impl Day {
+    /// The date given, or today in UTC.
+    pub fn date(&self) -> NaiveDate {
+        self.date.unwrap_or_else(|| chrono::Utc::now().date_naive())
     }
 }

@@ -3,15 +3,13 @@
 use datafusion::arrow::datatypes::DataType;
 use datafusion::arrow::error::ArrowError;
 use datafusion::error::DataFusionError;
-use globalmart_core::db::{describe, DbError};
+use globalmart_core::db::describe;
 
 /// A failed ETL step. The step's transaction is rolled back; the next run redoes it.
 #[derive(Debug, thiserror::Error)]
 pub enum EtlError {
     #[error("{}", describe(.0))]
     Postgres(#[from] tokio_postgres::Error),
-    #[error(transparent)]
-    Db(#[from] DbError),
     #[error("DataFusion: {0}")]
     DataFusion(#[from] DataFusionError),
     #[error("Arrow: {0}")]

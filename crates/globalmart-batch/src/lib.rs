@@ -2,6 +2,7 @@
 //! watermark into Arrow, transforms them with one DataFusion plan and loads them with COPY and
 //! a set-based merge, in one transaction with the watermark.
 
+pub mod analytics;
 pub mod config;
 pub mod dimensions;
 pub mod error;
@@ -9,6 +10,7 @@ pub mod etl;
 pub mod extract;
 pub mod facts;
 pub mod load;
+pub mod quality;
 pub mod runs;
 pub mod step;
 pub mod transform;

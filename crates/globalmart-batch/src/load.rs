@@ -3,11 +3,11 @@
 
 use chrono::DateTime;
 use datafusion::arrow::array::{
-    Array, AsArray, BooleanArray, Decimal128Array, Int32Array, Int64Array, StringArray,
-    TimestampMicrosecondArray,
+    Array, AsArray, BooleanArray, Date32Array, Decimal128Array, Float64Array, Int32Array,
+    Int64Array, StringArray, TimestampMicrosecondArray,
 };
 use datafusion::arrow::compute::cast;
-use datafusion::arrow::datatypes::{DataType, Decimal128Type, TimeUnit};
+use datafusion::arrow::datatypes::{DataType, Date32Type, Decimal128Type, Float64Type, TimeUnit};
 use datafusion::arrow::record_batch::RecordBatch;
 use futures::pin_mut;
 use rust_decimal::Decimal;
@@ -16,7 +16,6 @@ use tokio_postgres::types::{to_sql_checked, IsNull, ToSql, Type};
 use tokio_postgres::Transaction;
 
 use crate::error::EtlError;
-use crate::extract::pg_type;
 
 /// Creates the temporary table `name` (dropped at commit) with the batch's columns and copies
 /// the batch into it. Text that DataFusion produced as views or large strings is written as
@@ -27,10 +26,7 @@ pub async fn stage(tx: &Transaction<'_>, name: &str, batch: &RecordBatch) -> Res
         .iter()
         .map(|array| Column::of(array.as_ref()))
         .collect::<Result<_, _>>()?;
-    let types: Vec<Type> = columns
-        .iter()
-        .map(|c| pg_type(&c.data_type()))
-        .collect::<Result<_, _>>()?;
+    let types: Vec<Type> = columns.iter().map(Column::pg_type).collect();
     let definition: Vec<String> = batch
         .schema()
         .fields()
@@ -100,6 +96,8 @@ enum Column {
     Numeric(Decimal128Array, u32),
     Timestamp(TimestampMicrosecondArray),
     Bool(BooleanArray),
+    Float(Float64Array),
+    Date(Date32Array),
 }
 
 impl Column {
@@ -126,18 +124,22 @@ impl Column {
                     .clone(),
             ),
             DataType::Boolean => Column::Bool(array.as_boolean().clone()),
+            DataType::Float64 => Column::Float(array.as_primitive::<Float64Type>().clone()),
+            DataType::Date32 => Column::Date(array.as_primitive::<Date32Type>().clone()),
             other => return Err(EtlError::UnsupportedType(other.clone())),
         })
     }
 
-    fn data_type(&self) -> DataType {
+    fn pg_type(&self) -> Type {
         match self {
-            Column::Text(_) => DataType::Utf8,
-            Column::Int(_) => DataType::Int32,
-            Column::Long(_) => DataType::Int64,
-            Column::Numeric(..) => DataType::Decimal128(38, 0),
-            Column::Timestamp(_) => DataType::Timestamp(TimeUnit::Microsecond, None),
-            Column::Bool(_) => DataType::Boolean,
+            Column::Text(_) => Type::TEXT,
+            Column::Int(_) => Type::INT4,
+            Column::Long(_) => Type::INT8,
+            Column::Numeric(..) => Type::NUMERIC,
+            Column::Timestamp(_) => Type::TIMESTAMPTZ,
+            Column::Bool(_) => Type::BOOL,
+            Column::Float(_) => Type::FLOAT8,
+            Column::Date(_) => Type::DATE,
         }
     }
 
@@ -152,6 +154,8 @@ impl Column {
             }
             Column::Timestamp(a) if valid(a) => Cell::Timestamp(a.value(i)),
             Column::Bool(a) if valid(a) => Cell::Bool(a.value(i)),
+            Column::Float(a) if valid(a) => Cell::Float(a.value(i)),
+            Column::Date(a) if valid(a) => Cell::Date(a.value(i)),
             _ => Cell::Null,
         }
     }
@@ -167,6 +171,9 @@ enum Cell<'a> {
     Numeric(Decimal),
     Timestamp(i64),
     Bool(bool),
+    Float(f64),
+    /// Days since 1970-01-01.
+    Date(i32),
 }
 
 impl ToSql for Cell<'_> {
@@ -185,6 +192,13 @@ impl ToSql for Cell<'_> {
                 .ok_or("timestamp out of range")?
                 .to_sql(ty, out),
             Cell::Bool(v) => v.to_sql(ty, out),
+            Cell::Float(v) => v.to_sql(ty, out),
+            Cell::Date(days) => chrono::NaiveDate::from_ymd_opt(1970, 1, 1)
+                .and_then(|epoch| {
+                    epoch.checked_add_signed(chrono::Duration::days(i64::from(*days)))
+                })
+                .ok_or("date out of range")?
+                .to_sql(ty, out),
         }
     }
 

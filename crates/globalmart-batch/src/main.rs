@@ -6,15 +6,16 @@ use std::time::Duration;
 use anyhow::Context;
 use globalmart_batch::config::{Command, Config};
 use globalmart_batch::etl::{self, Settings};
-use globalmart_core::db::{connect_and_migrate, Db};
-use tracing::error;
+use globalmart_batch::{analytics, quality, runs};
+use globalmart_core::db::{connect_and_migrate, migrate, Db};
+use tracing::{error, info};
 
 #[tokio::main]
 async fn main() -> ExitCode {
     let config: Config = globalmart_core::config::load();
     globalmart_core::logging::init();
     match run(config).await {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(code) => code,
         Err(e) => {
             error!("{e:#}");
             ExitCode::FAILURE
@@ -22,26 +23,79 @@ async fn main() -> ExitCode {
     }
 }
 
-async fn run(config: Config) -> anyhow::Result<()> {
+async fn run(config: Config) -> anyhow::Result<ExitCode> {
     let wait = Duration::from_secs(config.db_wait_seconds);
     let name = "globalmart-batch";
-    let realtime = connect_and_migrate(&config.realtime.settings, Db::Realtime, name, 1, wait);
+    if config.command == (Command::Reset { yes: false }) {
+        error!("reset drops every warehouse table and its data: run `globalmart-batch reset --yes` to do it");
+        return Ok(ExitCode::from(2));
+    }
     let warehouse = connect_and_migrate(&config.warehouse.settings, Db::Warehouse, name, 1, wait);
-    let (realtime, warehouse) = tokio::try_join!(realtime, warehouse)?;
-    let (mut realtime, mut warehouse) =
-        tokio::try_join!(realtime.get(), warehouse.get()).context("connecting to the databases")?;
-    match config.command {
+    let mut warehouse = warehouse
+        .await?
+        .get()
+        .await
+        .context("connecting to the warehouse")?;
+    let settings = Settings {
+        chunk_rows: usize::try_from(config.chunk_rows).unwrap_or(usize::MAX),
+        lock_timeout: config.lock_timeout,
+    };
+    let realtime = async {
+        let pool =
+            connect_and_migrate(&config.realtime.settings, Db::Realtime, name, 1, wait).await?;
+        pool.get()
+            .await
+            .context("connecting to the realtime database")
+    };
+    const REDO: &str =
+        "the run failed; its unfinished step was rolled back and the next run redoes it";
+    match &config.command {
         Command::Etl => {
-            let settings = Settings {
-                chunk_rows: usize::try_from(config.chunk_rows).unwrap_or(usize::MAX),
-                lock_timeout: config.lock_timeout,
-            };
+            let mut realtime = realtime.await?;
             etl::run(&mut realtime, &mut warehouse, &settings)
                 .await
-                .context(
-                "the ETL failed; its unfinished step was rolled back and the next run redoes it",
-            )?;
+                .context(REDO)?;
+        }
+        Command::Analytics(day) => {
+            analytics::run(&mut warehouse, day.date())
+                .await
+                .context(REDO)?;
+        }
+        Command::Run(day) => {
+            let mut realtime = realtime.await?;
+            let date = day.date();
+            runs::recorded(&mut warehouse, "run", async |warehouse, run| {
+                etl::steps(&mut realtime, warehouse, &settings, run).await?;
+                analytics::jobs(warehouse, date, run).await
+            })
+            .await
+            .context(REDO)?;
+        }
+        Command::Check { max_lag } => {
+            let realtime = realtime.await?;
+            let findings = quality::check(&realtime, &warehouse, *max_lag).await?;
+            return Ok(report(&findings));
+        }
+        Command::Validate => {
+            let realtime = realtime.await?;
+            let findings = quality::validate(&realtime, &warehouse).await?;
+            return Ok(report(&findings));
+        }
+        Command::Reset { .. } => {
+            quality::reset(&warehouse).await?;
+            migrate(&mut warehouse, Db::Warehouse).await?;
+            info!("the warehouse is empty and migrated again");
         }
     }
-    Ok(())
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Prints the findings; failure when any check failed.
+fn report(findings: &[quality::Finding]) -> ExitCode {
+    println!("{}", quality::table(findings));
+    if findings.iter().all(|f| f.failures == 0) {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
 }

@@ -15,6 +15,7 @@ use crate::error::EtlError;
 use crate::extract::{self, Source};
 use crate::facts::{Fact, CARTS, SALES, VIEWS};
 use crate::load::{advance_watermark, lock_watermark};
+use crate::runs::grouped;
 
 /// What a step (or a chunk of it) did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -106,10 +107,9 @@ impl Step {
             report.loaded.skipped += loaded.skipped;
             if batch.num_rows() == chunk {
                 info!(
-                    step = self.name(),
-                    extracted = report.extracted,
-                    "  ... {} rows so far",
-                    report.extracted
+                    "  ... {} {} so far",
+                    grouped(report.extracted),
+                    self.source().rows
                 );
             }
         }

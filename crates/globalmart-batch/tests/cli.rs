@@ -5,11 +5,10 @@
 mod common;
 
 use anyhow::Result;
-use globalmart_core::db::Db;
 use globalmart_core::domain::Country;
 use globalmart_testkit::{Cli, TestStack};
 
-use common::{kettle, purchase, save, shopper};
+use common::{batch, kettle, purchase, save, shopper};
 
 const BIN: &str = env!("CARGO_BIN_EXE_globalmart-batch");
 
@@ -46,14 +45,6 @@ fn a_bad_metrics_address_names_the_key() -> Result<()> {
     Ok(())
 }
 
-/// The batch binary on the test's two databases.
-fn batch(stack: &TestStack) -> Cli {
-    Cli::new(BIN)
-        .database(Db::Realtime, &stack.realtime)
-        .database(Db::Warehouse, &stack.warehouse)
-        .args(["etl"])
-}
-
 #[tokio::test]
 async fn etl_says_what_it_loaded_like_the_guide() -> Result<()> {
     let stack = TestStack::new().await?;
@@ -68,7 +59,7 @@ async fn etl_says_what_it_loaded_like_the_guide() -> Result<()> {
         ],
     )
     .await?;
-    let out = batch(&stack).run()?;
+    let out = batch(&stack, ["etl"]).run()?;
     assert_eq!(out.code, Some(0), "{}", out.stderr);
     for line in [
         "=== Batch Processing Started ===",
@@ -114,7 +105,7 @@ async fn a_failed_step_exits_non_zero_keeps_nothing_of_it_and_the_next_run_redoe
             &[],
         )
         .await?;
-    let out = batch(&stack).run()?;
+    let out = batch(&stack, ["etl"]).run()?;
     assert_eq!(out.code, Some(1), "{}", out.stderr);
     assert!(
         out.stderr
@@ -157,7 +148,7 @@ async fn a_failed_step_exits_non_zero_keeps_nothing_of_it_and_the_next_run_redoe
             &[],
         )
         .await?;
-    let out = batch(&stack).run()?;
+    let out = batch(&stack, ["etl"]).run()?;
     assert_eq!(out.code, Some(0), "{}", out.stderr);
     assert_eq!(count("SELECT count(*) FROM fact_sales").await?, 2);
     assert_eq!(

@@ -1,6 +1,7 @@
 //! The ETL against real databases: realtime rows written by the stream's savers (from the
 //! generator's events or from hand-made ones), then `etl::run` into the warehouse. Expected
-//! figures come from SQL over the realtime tables, never from the ETL itself.
+//! figures come from SQL over the realtime tables, never from the ETL itself. The guide's
+//! seven "Common Queries" run verbatim on the result.
 
 mod common;
 
@@ -8,6 +9,7 @@ use std::time::Duration as StdDuration;
 
 use anyhow::Result;
 use chrono::{DateTime, Duration, Utc};
+use globalmart_batch::analytics;
 use globalmart_batch::error::EtlError;
 use globalmart_batch::etl::{self, Settings};
 use globalmart_batch::step::{Report, Step};
@@ -65,7 +67,8 @@ async fn every_event_becomes_one_fact_pointing_at_the_version_valid_at_its_time(
     };
     let mut mix = Mix::new(settings, 7, 7, ten());
     let mut records: Vec<Event> = mix.catalogue.events().collect();
-    records.extend((1..=6_000).map(|s| mix.next(ten() + Duration::seconds(s))));
+    // Over ten days, so customers differ in recency and the RFM segments all occur.
+    records.extend((1..=6_000).map(|s| mix.next(ten() + Duration::seconds(150 * s))));
     // Two loads with a run between them: the second run takes only what is new.
     let (first, second) = records.split_at(records.len() / 2);
     save(&mut realtime, first).await?;
@@ -197,12 +200,18 @@ async fn every_event_becomes_one_fact_pointing_at_the_version_valid_at_its_time(
     .await?;
     assert_eq!(warehouse_totals, realtime_totals);
 
-    // The guide's queries 3 to 6 return rows.
+    // After the day's analytics, the guide's seven queries return rows; query 7 Champions.
+    let mut analyst = stack.warehouse_client().await?;
+    let day = (ten() + Duration::seconds(150 * 6_000)).date_naive();
+    analytics::run(&mut analyst, day).await?;
     for query in [
+        GUIDE_TOP_PRODUCTS,
+        GUIDE_SEGMENTS,
         GUIDE_DAILY_SALES,
         GUIDE_CONVERSION,
         GUIDE_LIFETIME_VALUE,
         GUIDE_COUNTRIES,
+        GUIDE_CHAMPIONS,
     ] {
         let rows = warehouse.query(query, &[]).await?;
         assert!(!rows.is_empty(), "no rows from {query}");
@@ -236,7 +245,7 @@ async fn every_event_becomes_one_fact_pointing_at_the_version_valid_at_its_time(
         "SELECT count(*) FROM batch_runs WHERE status = 'succeeded' AND finished_at IS NOT NULL",
     )
     .await?;
-    assert_eq!(runs, 4);
+    assert_eq!(runs, 5);
     let recorded_skips = number(
         &warehouse,
         "SELECT duplicates_skipped FROM batch_run_steps
@@ -446,6 +455,41 @@ async fn a_row_still_in_flight_holds_the_run_back_and_is_loaded_by_the_next() ->
     }
     Ok(())
 }
+
+const GUIDE_TOP_PRODUCTS: &str = "
+SELECT
+    pp.product_id,
+    pp.category,
+    pp.total_sales,
+    pp.total_revenue,
+    pp.conversion_rate
+FROM product_performance pp
+WHERE pp.analysis_date = (SELECT MAX(analysis_date) FROM product_performance)
+ORDER BY pp.total_revenue DESC
+LIMIT 10;";
+
+const GUIDE_SEGMENTS: &str = "
+SELECT
+    segment_name,
+    customer_count,
+    total_revenue,
+    avg_order_value,
+    ROUND(100.0 * customer_count / SUM(customer_count) OVER (), 2) as pct_customers
+FROM customer_segments
+ORDER BY total_revenue DESC;";
+
+const GUIDE_CHAMPIONS: &str = "
+SELECT
+    user_id,
+    recency_days,
+    frequency_count,
+    monetary_value,
+    rfm_segment
+FROM rfm_analysis
+WHERE analysis_date = (SELECT MAX(analysis_date) FROM rfm_analysis)
+  AND rfm_segment = 'Champions'
+ORDER BY monetary_value DESC
+LIMIT 50;";
 
 const GUIDE_DAILY_SALES: &str = "
 SELECT

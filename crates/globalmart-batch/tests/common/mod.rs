@@ -7,12 +7,26 @@ use std::sync::atomic::{AtomicI64, Ordering};
 
 use anyhow::Result;
 use chrono::{DateTime, Duration, TimeZone, Utc};
+use globalmart_core::db::Db;
 use globalmart_core::domain::{CategoryGroup, Country, PaymentMethod};
-use globalmart_core::event::{Event, LineItem, Product, Transaction, User};
+use globalmart_core::event::{
+    Event, LineItem, Product, ProductView, SessionEvent, Transaction, User, ViewAction,
+};
 use globalmart_stream::sink::{Batch, Received};
 use globalmart_stream::tally::Thresholds;
+use globalmart_testkit::{Cli, TestStack};
 use rust_decimal::Decimal;
 use tokio_postgres::Client;
+
+const BIN: &str = env!("CARGO_BIN_EXE_globalmart-batch");
+
+/// The batch binary on the test's two databases, running `args`.
+pub fn batch<const N: usize>(stack: &TestStack, args: [&str; N]) -> Cli {
+    Cli::new(BIN)
+        .database(Db::Realtime, &stack.realtime)
+        .database(Db::Warehouse, &stack.warehouse)
+        .args(args)
+}
 
 /// 10:00 on the test day.
 pub fn ten() -> DateTime<Utc> {
@@ -28,7 +42,7 @@ pub async fn save(client: &mut Client, records: &[Event]) -> Result<()> {
     let mut batch = Batch::default();
     for record in records {
         let payload = record.to_json();
-        let parsed = Event::parse(record.topic(), &payload, ten() + Duration::days(1));
+        let parsed = Event::parse(record.topic(), &payload, Utc::now());
         let message = Received {
             topic: record.topic().name().to_owned(),
             partition: 0,
@@ -86,5 +100,24 @@ pub fn purchase(user: &str, product: &str, price: i64, minutes: i64) -> Event {
         total_amount: Decimal::from(price),
         payment_method: PaymentMethod::CreditCard,
         country: Country::Germany,
+    })
+}
+
+/// `user` viewing `product` at `minutes` after 10:00.
+pub fn view(user: &str, product: &str, minutes: i64) -> Event {
+    Event::ProductView(SessionEvent {
+        event_id: uuid::Uuid::new_v4(),
+        timestamp: ten() + Duration::minutes(minutes),
+        user_id: user.into(),
+        session_id: format!("SESS_{user}"),
+        country: Country::Germany,
+        action: ViewAction::View(ProductView {
+            product_id: product.into(),
+            product_name: "Kettle".into(),
+            category: "Kitchen Utensils".into(),
+            price: Decimal::from(10),
+            view_duration: 30,
+            search_query: None,
+        }),
     })
 }

@@ -1,0 +1,107 @@
+//! `rfm_analysis`: per customer (the real user_id) with at least one order up to the analysis
+//! date: recency in days since the last order, frequency in orders (not lines), monetary value;
+//! each scored 1-5 by quintile among those customers (ties share their mid-rank's score;
+//! recent, frequent and big spenders score high), the three digits as `rfm_score`, and the
+//! segment of [`SEGMENTS`].
+//! The score is also written to the customer's current dim_customers row.
+
+use chrono::NaiveDate;
+use tokio_postgres::Transaction;
+
+use super::{replace, Facts};
+use crate::error::EtlError;
+use crate::transform::plan;
+
+/// The segment map: the first rule (on the scores r, f, m) that holds names the segment.
+pub const SEGMENTS: [(&str, &str, &str); 9] = [
+    (
+        "Champions",
+        "r >= 4 AND f >= 4 AND m >= 4",
+        "Bought recently, buy often and spend the most",
+    ),
+    (
+        "Cannot Lose Them",
+        "r <= 2 AND f >= 4 AND m >= 4",
+        "Frequent big spenders who have not bought for a while",
+    ),
+    ("At Risk", "r <= 2 AND f >= 3", "Bought often, but long ago"),
+    (
+        "Loyal Customers",
+        "r >= 3 AND f >= 4",
+        "Buy often and bought recently",
+    ),
+    (
+        "Potential Loyalists",
+        "r >= 3 AND f >= 2",
+        "Recent customers with more than one order",
+    ),
+    (
+        "New Customers",
+        "r >= 4 AND f = 1",
+        "Bought once, very recently",
+    ),
+    (
+        "Promising",
+        "r = 3 AND f = 1",
+        "Bought once, fairly recently",
+    ),
+    ("Lost", "r = 1", "Bought once or twice, long ago"),
+    ("Hibernating", "TRUE", "Bought once or twice, some time ago"),
+];
+
+/// A score from 1 to 5: the fifth of the customers, ordered by `order`, that the customer's
+/// mid-rank falls in. Tied customers share the middle of their positions (the usual treatment
+/// of ties), so a value most customers share lands in the middle rather than at an end: a
+/// single order is not a top frequency because most customers have one, and a day on which
+/// everyone bought is not the worst recency.
+fn quintile(order: &str) -> String {
+    let window = format!("OVER (ORDER BY {order})");
+    format!(
+        "CAST(floor(5.0 * ((rank() {window} + cume_dist() {window} * count(*) OVER ()) / 2.0 - 0.5)
+             / count(*) OVER ()) AS INT) + 1"
+    )
+}
+
+fn plan_sql(day: i32) -> String {
+    let segment: Vec<String> = SEGMENTS
+        .iter()
+        .map(|(name, rule, _)| format!("WHEN {rule} THEN '{name}'"))
+        .collect();
+    format!(
+        "WITH customers AS (
+             SELECT user_id, CAST({day} - max(day) AS INT) AS recency_days,
+                 CAST(count(DISTINCT transaction_id) AS INT) AS frequency_count,
+                 sum(total_amount) AS monetary_value
+             FROM sales GROUP BY user_id
+         ), scored AS (
+             SELECT *, {r} AS r, {f} AS f, {m} AS m FROM customers
+         )
+         SELECT user_id, recency_days, frequency_count, monetary_value, r AS recency_score,
+             f AS frequency_score, m AS monetary_score,
+             concat(CAST(r AS VARCHAR), CAST(f AS VARCHAR), CAST(m AS VARCHAR)) AS rfm_score,
+             CASE {segments} END AS rfm_segment
+         FROM scored",
+        r = quintile("recency_days DESC"),
+        f = quintile("frequency_count"),
+        m = quintile("monetary_value"),
+        segments = segment.join(" "),
+    )
+}
+
+/// Writes the snapshot of `date` and the customers' scores; returns the customers analysed.
+pub async fn snapshot(
+    tx: &Transaction<'_>,
+    facts: &Facts,
+    date: NaiveDate,
+) -> Result<usize, EtlError> {
+    let rows = plan(&[("sales", &facts.sales)], &plan_sql(facts.day)).await?;
+    let written = replace(tx, "rfm_analysis", date, &rows).await?;
+    tx.execute(
+        "UPDATE dim_customers d SET rfm_score = s.rfm_score, customer_segment = s.rfm_segment,
+             updated_at = now()
+         FROM snapshot s WHERE d.user_id = s.user_id AND d.is_current",
+        &[],
+    )
+    .await?;
+    Ok(written)
+}

@@ -1,0 +1,79 @@
+//! `sales_trends`: orders, revenue, units, customers and average order value per daily, weekly
+//! (ISO, from Monday), monthly and quarterly period, per category and for 'All', with the
+//! revenue growth in percent against the calendar period just before (NULL when that period had
+//! no sales). Labels carry the year: 2025-12-07, 2026-W01, 2025-12, 2025-Q4.
+
+use chrono::NaiveDate;
+use tokio_postgres::Transaction;
+
+use super::Facts;
+use crate::error::EtlError;
+use crate::transform::plan;
+
+const PLAN: &str = "
+WITH lines AS (
+    SELECT transaction_id, user_id, category, quantity, total_amount,
+        CAST(arrow_cast(day, 'Date32') AS DATE) AS day
+    FROM sales
+), periods AS (
+    SELECT 'daily' AS period_type, day AS period_start, * FROM lines
+    UNION ALL
+    SELECT 'weekly', CAST(date_trunc('week', day) AS DATE), * FROM lines
+    UNION ALL
+    SELECT 'monthly', CAST(date_trunc('month', day) AS DATE), * FROM lines
+    UNION ALL
+    SELECT 'quarterly', CAST(date_trunc('quarter', day) AS DATE), * FROM lines
+), both AS (
+    SELECT period_type, period_start, category, transaction_id, user_id, quantity, total_amount
+    FROM periods
+    UNION ALL
+    SELECT period_type, period_start, 'All', transaction_id, user_id, quantity, total_amount
+    FROM periods
+), totals AS (
+    SELECT period_type, period_start, category,
+        count(DISTINCT transaction_id) AS total_orders, sum(total_amount) AS total_revenue,
+        sum(quantity) AS total_units, count(DISTINCT user_id) AS unique_customers
+    FROM both GROUP BY period_type, period_start, category
+)
+SELECT t.period_type, t.period_start, t.category, t.total_orders, t.total_revenue,
+    t.total_units, t.unique_customers,
+    round(CAST(t.total_revenue AS DOUBLE) / t.total_orders, 2) AS avg_order_value,
+    CASE WHEN p.total_revenue > 0 THEN round(
+        100.0 * (CAST(t.total_revenue AS DOUBLE) - CAST(p.total_revenue AS DOUBLE))
+            / CAST(p.total_revenue AS DOUBLE), 2) END AS growth_rate
+FROM totals t
+LEFT JOIN totals p ON p.period_type = t.period_type AND p.category = t.category
+    AND p.period_start = CASE t.period_type
+        WHEN 'daily' THEN t.period_start - INTERVAL '1 day'
+        WHEN 'weekly' THEN t.period_start - INTERVAL '7 days'
+        WHEN 'monthly' THEN t.period_start - INTERVAL '1 month'
+        ELSE t.period_start - INTERVAL '3 months' END";
+
+/// Writes the snapshot of `date`; returns its rows.
+pub async fn snapshot(
+    tx: &Transaction<'_>,
+    facts: &Facts,
+    date: NaiveDate,
+) -> Result<usize, EtlError> {
+    let rows = plan(&[("sales", &facts.sales)], PLAN).await?;
+    // The labels are PostgreSQL's to_char (ISO week-numbering year for weeks).
+    super::stage_and_insert(
+        tx,
+        &rows,
+        "DELETE FROM sales_trends WHERE analysis_date = $1",
+        "INSERT INTO sales_trends (analysis_date, period_type, period_value, period_start,
+             category, total_orders, total_revenue, total_units, unique_customers,
+             avg_order_value, growth_rate)
+         SELECT $1, period_type,
+             CASE period_type
+                 WHEN 'daily' THEN to_char(period_start, 'YYYY-MM-DD')
+                 WHEN 'weekly' THEN to_char(period_start, 'IYYY-\"W\"IW')
+                 WHEN 'monthly' THEN to_char(period_start, 'YYYY-MM')
+                 ELSE to_char(period_start, 'YYYY-\"Q\"Q') END,
+             period_start, category, total_orders, total_revenue, total_units,
+             unique_customers, avg_order_value, growth_rate
+         FROM snapshot",
+        date,
+    )
+    .await
+}

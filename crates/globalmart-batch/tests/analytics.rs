@@ -1,0 +1,326 @@
+//! Analytics over facts built from hand-made events whose right answers are known: RFM
+//! quintiles and segments, conversion, growth across a year boundary, reruns and history.
+
+mod common;
+
+use std::time::Duration as StdDuration;
+
+use anyhow::Result;
+use chrono::NaiveDate;
+use globalmart_batch::analytics;
+use globalmart_batch::etl::{self, Settings};
+use globalmart_core::domain::Country;
+use globalmart_core::event::Event;
+use globalmart_testkit::TestStack;
+use rust_decimal::Decimal;
+use tokio_postgres::Client;
+
+use common::{kettle, purchase, save, shopper, view};
+
+const MINUTES_PER_DAY: i64 = 24 * 60;
+
+fn date(y: i32, m: u32, d: u32) -> NaiveDate {
+    NaiveDate::from_ymd_opt(y, m, d).expect("valid date")
+}
+
+/// Minutes after 2025-12-07 10:00 of noon on `day`.
+fn noon(day: NaiveDate) -> i64 {
+    (day - date(2025, 12, 7)).num_days() * MINUTES_PER_DAY + 120
+}
+
+fn user(i: i64) -> String {
+    format!("USER_{i:08}")
+}
+
+/// Saves `events`, then loads them into the warehouse.
+async fn facts(stack: &TestStack, events: &[Event]) -> Result<()> {
+    let mut realtime = stack.realtime_client().await?;
+    let mut warehouse = stack.warehouse_client().await?;
+    save(&mut realtime, events).await?;
+    let settings = Settings {
+        chunk_rows: 10_000,
+        lock_timeout: StdDuration::from_secs(5),
+    };
+    etl::run(&mut realtime, &mut warehouse, &settings).await?;
+    Ok(())
+}
+
+async fn analyse(stack: &TestStack, day: NaiveDate) -> Result<()> {
+    let mut warehouse = stack.warehouse_client().await?;
+    analytics::run(&mut warehouse, day).await?;
+    Ok(())
+}
+
+async fn rows<T>(
+    client: &Client,
+    query: &str,
+    row: impl Fn(&tokio_postgres::Row) -> T,
+) -> Result<Vec<T>> {
+    Ok(client.query(query, &[]).await?.iter().map(row).collect())
+}
+
+/// Ten customers: customer i has i orders of 10 × i each, the last one 10 − i days before
+/// 2025-12-31. So recency, frequency and money all rank the same way and each pair of
+/// customers shares one quintile: scores 1,1,2,2,3,3,4,4,5,5.
+fn ten_customers() -> Vec<Event> {
+    let mut events = vec![kettle(10, 4, 0)];
+    for i in 1..=10 {
+        events.push(shopper(&user(i), Country::Germany, 0));
+        let last = date(2025, 12, 31) - chrono::Duration::days(10 - i);
+        for j in 0..i {
+            let day = last - chrono::Duration::days(j);
+            events.push(purchase(&user(i), "PROD_00000001", 10 * i, noon(day)));
+        }
+    }
+    events
+}
+
+#[tokio::test]
+async fn rfm_scores_by_quintile_and_names_segments_from_the_map() -> Result<()> {
+    let stack = TestStack::new().await?;
+    let warehouse = stack.warehouse_client().await?;
+    facts(&stack, &ten_customers()).await?;
+    analyse(&stack, date(2025, 12, 31)).await?;
+
+    let scored = rows(
+        &warehouse,
+        "SELECT user_id, recency_days, frequency_count, monetary_value, rfm_score, rfm_segment
+         FROM rfm_analysis ORDER BY user_id",
+        |r| {
+            (
+                r.get::<_, String>(0),
+                r.get::<_, i32>(1),
+                r.get::<_, i32>(2),
+                r.get::<_, Decimal>(3),
+                r.get::<_, String>(4),
+                r.get::<_, String>(5),
+            )
+        },
+    )
+    .await?;
+    let quintile = [1, 1, 2, 2, 3, 3, 4, 4, 5, 5];
+    let segment = [
+        "Lost",
+        "Lost",
+        "Hibernating",
+        "Hibernating",
+        "Potential Loyalists",
+        "Potential Loyalists",
+        "Champions",
+        "Champions",
+        "Champions",
+        "Champions",
+    ];
+    let expected: Vec<_> = (1..=10i64)
+        .map(|i| {
+            let q = quintile[(i - 1) as usize];
+            (
+                user(i),
+                (10 - i) as i32,
+                i as i32,
+                Decimal::from(10 * i * i),
+                format!("{q}{q}{q}"),
+                segment[(i - 1) as usize].to_owned(),
+            )
+        })
+        .collect();
+    assert_eq!(scored, expected);
+
+    // The score is on the customer's current row.
+    let score: String = warehouse
+        .query_one(
+            "SELECT rfm_score FROM dim_customers WHERE user_id = $1 AND is_current",
+            &[&user(10)],
+        )
+        .await?
+        .get(0);
+    assert_eq!(score, "555");
+
+    // Segments: one row each, counts summing to the customers analysed, revenue per order.
+    let segments = rows(
+        &warehouse,
+        "SELECT segment_name, customer_count, total_revenue, avg_order_value
+         FROM customer_segments ORDER BY segment_name",
+        |r| {
+            (
+                r.get::<_, String>(0),
+                r.get::<_, i64>(1),
+                r.get::<_, Decimal>(2),
+                r.get::<_, Decimal>(3),
+            )
+        },
+    )
+    .await?;
+    // Champions: customers 7-10, 34 orders worth 490 + 640 + 810 + 1000 = 2940; and so on.
+    assert_eq!(
+        segments,
+        vec![
+            (
+                "Champions".to_owned(),
+                4,
+                Decimal::from(2940),
+                Decimal::new(8647, 2)
+            ),
+            (
+                "Hibernating".to_owned(),
+                2,
+                Decimal::from(250),
+                Decimal::new(3571, 2)
+            ),
+            (
+                "Lost".to_owned(),
+                2,
+                Decimal::from(50),
+                Decimal::new(1667, 2)
+            ),
+            (
+                "Potential Loyalists".to_owned(),
+                2,
+                Decimal::from(610),
+                Decimal::new(5545, 2)
+            ),
+        ]
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn conversion_is_the_share_of_viewers_who_bought_and_stays_within_0_and_100() -> Result<()> {
+    let stack = TestStack::new().await?;
+    let warehouse = stack.warehouse_client().await?;
+    let mut events = vec![kettle(10, 4, 0)];
+    // Four viewers, two of whom buy (one twice); a fifth customer buys without viewing.
+    for i in 1..=5 {
+        events.push(shopper(&user(i), Country::Germany, 0));
+    }
+    for i in 1..=4 {
+        events.push(view(&user(i), "PROD_00000001", 10));
+        events.push(view(&user(i), "PROD_00000001", 11));
+    }
+    events.extend([
+        purchase(&user(1), "PROD_00000001", 10, 20),
+        purchase(&user(1), "PROD_00000001", 10, 21),
+        purchase(&user(2), "PROD_00000001", 10, 22),
+        purchase(&user(5), "PROD_00000001", 10, 23),
+    ]);
+    facts(&stack, &events).await?;
+    analyse(&stack, date(2025, 12, 7)).await?;
+    let (views, orders, conversion, tier): (i64, i64, Decimal, String) = warehouse
+        .query_one(
+            "SELECT total_views, total_sales, conversion_rate, performance_tier
+             FROM product_performance WHERE product_id = 'PROD_00000001'",
+            &[],
+        )
+        .await
+        .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3)))?;
+    assert_eq!((views, orders), (8, 4));
+    assert_eq!(conversion, Decimal::from(50));
+    assert_eq!(tier, "Top Performer");
+    Ok(())
+}
+
+#[tokio::test]
+async fn growth_compares_each_period_with_the_one_before_across_the_year_boundary() -> Result<()> {
+    let stack = TestStack::new().await?;
+    let warehouse = stack.warehouse_client().await?;
+    let buyer = user(1);
+    facts(
+        &stack,
+        &[
+            kettle(10, 4, 0),
+            shopper(&buyer, Country::Germany, 0),
+            purchase(&buyer, "PROD_00000001", 100, noon(date(2025, 12, 31))),
+            purchase(&buyer, "PROD_00000001", 150, noon(date(2026, 1, 1))),
+        ],
+    )
+    .await?;
+    analyse(&stack, date(2026, 1, 1)).await?;
+    let trends = rows(
+        &warehouse,
+        "SELECT period_type, period_value, total_revenue, growth_rate FROM sales_trends
+         WHERE category = 'All' ORDER BY period_type, period_start",
+        |r| {
+            (
+                r.get::<_, String>(0),
+                r.get::<_, String>(1),
+                r.get::<_, Decimal>(2),
+                r.get::<_, Option<Decimal>>(3),
+            )
+        },
+    )
+    .await?;
+    let row = |t: &str, v: &str, revenue: i64, growth: Option<i64>| {
+        (
+            t.to_owned(),
+            v.to_owned(),
+            Decimal::from(revenue),
+            growth.map(Decimal::from),
+        )
+    };
+    assert_eq!(
+        trends,
+        vec![
+            row("daily", "2025-12-31", 100, None),
+            row("daily", "2026-01-01", 150, Some(50)),
+            row("monthly", "2025-12", 100, None),
+            row("monthly", "2026-01", 150, Some(50)),
+            row("quarterly", "2025-Q4", 100, None),
+            row("quarterly", "2026-Q1", 150, Some(50)),
+            // 2025-12-29 to 2026-01-04 is ISO week 1 of 2026.
+            row("weekly", "2026-W01", 250, None),
+        ]
+    );
+    let categories: i64 = warehouse
+        .query_one(
+            "SELECT count(*) FROM sales_trends WHERE category = 'Kitchen Utensils'",
+            &[],
+        )
+        .await?
+        .get(0);
+    assert_eq!(categories, 7);
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_rerun_on_the_same_day_replaces_it_and_the_next_day_keeps_history() -> Result<()> {
+    let stack = TestStack::new().await?;
+    let warehouse = stack.warehouse_client().await?;
+    facts(&stack, &ten_customers()).await?;
+    let snapshot = "SELECT (SELECT count(*) FROM product_performance)
+                        || '/' || (SELECT count(*) FROM rfm_analysis)
+                        || '/' || (SELECT string_agg(rfm_segment || rfm_score, ',' ORDER BY user_id)
+                                   FROM rfm_analysis)
+                        || '/' || (SELECT count(*) FROM sales_trends)
+                        || '/' || (SELECT count(*) FROM customer_segments)
+                        || '/' || (SELECT count(*) FROM customer_segments_history)";
+    let text = |row: &tokio_postgres::Row| row.get::<_, String>(0);
+    analyse(&stack, date(2025, 12, 31)).await?;
+    let once = rows(&warehouse, snapshot, text).await?;
+    analyse(&stack, date(2025, 12, 31)).await?;
+    assert_eq!(rows(&warehouse, snapshot, text).await?, once);
+
+    analyse(&stack, date(2026, 1, 1)).await?;
+    let dates = rows(
+        &warehouse,
+        "SELECT analysis_date::text || ':' || count(*) FROM rfm_analysis
+         GROUP BY analysis_date ORDER BY analysis_date",
+        text,
+    )
+    .await?;
+    assert_eq!(dates, vec!["2025-12-31:10", "2026-01-01:10"]);
+    let latest = rows(
+        &warehouse,
+        "SELECT DISTINCT analysis_date::text FROM customer_segments",
+        text,
+    )
+    .await?;
+    assert_eq!(latest, vec!["2026-01-01"]);
+    let kept = rows(
+        &warehouse,
+        "SELECT DISTINCT analysis_date::text FROM customer_segments_history ORDER BY 1",
+        text,
+    )
+    .await?;
+    assert_eq!(kept, vec!["2025-12-31", "2026-01-01"]);
+    Ok(())
+}

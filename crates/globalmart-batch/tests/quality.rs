@@ -1,0 +1,160 @@
+//! check, validate and reset on a loaded warehouse: clean data passes, each planted defect (a
+//! duplicate fact, an orphan key, a missing row) is caught and the command exits 1, and reset
+//! refuses without --yes.
+
+mod common;
+
+use anyhow::Result;
+use globalmart_core::domain::Country;
+use globalmart_testkit::TestStack;
+
+use common::{batch, kettle, purchase, save, shopper};
+
+/// Three sales loaded into the warehouse.
+async fn loaded() -> Result<TestStack> {
+    let stack = TestStack::new().await?;
+    let mut realtime = stack.realtime_client().await?;
+    let anna = "USER_00000001";
+    save(
+        &mut realtime,
+        &[
+            kettle(10, 4, 0),
+            shopper(anna, Country::Germany, 0),
+            purchase(anna, "PROD_00000001", 10, 30),
+            purchase(anna, "PROD_00000001", 10, 31),
+            purchase(anna, "PROD_00000001", 10, 32),
+        ],
+    )
+    .await?;
+    let out = batch(&stack, ["etl"]).run()?;
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
+    Ok(stack)
+}
+
+#[tokio::test]
+async fn clean_data_passes_every_check_and_validation() -> Result<()> {
+    let stack = loaded().await?;
+    for command in ["check", "validate"] {
+        let out = batch(&stack, [command]).run()?;
+        assert_eq!(
+            out.code,
+            Some(0),
+            "{command}:\n{}{}",
+            out.stdout,
+            out.stderr
+        );
+        assert!(out.stdout.contains(", 0 failed"), "{}", out.stdout);
+    }
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_duplicate_fact_fails_check_and_validate() -> Result<()> {
+    let stack = loaded().await?;
+    let warehouse = stack.warehouse_client().await?;
+    warehouse
+        .batch_execute(
+            "ALTER TABLE fact_sales DROP CONSTRAINT fact_sales_event_id_key;
+             INSERT INTO fact_sales (event_id, transaction_id, customer_id, product_id_pk,
+                 geography_id, date_id, quantity, unit_price, total_amount, payment_method,
+                 transaction_timestamp)
+             SELECT event_id, transaction_id, customer_id, product_id_pk, geography_id, date_id,
+                 quantity, unit_price, total_amount, payment_method, transaction_timestamp
+             FROM fact_sales LIMIT 1",
+        )
+        .await?;
+    let out = batch(&stack, ["check"]).run()?;
+    assert_eq!(out.code, Some(1), "{}{}", out.stdout, out.stderr);
+    assert!(
+        out.stdout
+            .lines()
+            .any(|l| l.starts_with("duplicate event_id")
+                && l.contains("fact_sales")
+                && l.contains("FAILED (1 rows)")),
+        "{}",
+        out.stdout
+    );
+    let out = batch(&stack, ["validate"]).run()?;
+    assert_eq!(out.code, Some(1), "{}{}", out.stdout, out.stderr);
+    assert!(
+        out.stdout
+            .lines()
+            .any(|l| l.starts_with("row count differs") && l.contains("FAILED (1 rows)")),
+        "{}",
+        out.stdout
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn an_orphan_key_fails_check() -> Result<()> {
+    let stack = loaded().await?;
+    let warehouse = stack.warehouse_client().await?;
+    warehouse
+        .batch_execute(
+            "ALTER TABLE fact_sales DROP CONSTRAINT fact_sales_customer_id_fkey;
+             UPDATE fact_sales SET customer_id = 999999
+             WHERE sale_id = (SELECT min(sale_id) FROM fact_sales)",
+        )
+        .await?;
+    let out = batch(&stack, ["check"]).run()?;
+    assert_eq!(out.code, Some(1), "{}{}", out.stdout, out.stderr);
+    assert!(
+        out.stdout.lines().any(|l| l.starts_with("orphan customer")
+            && l.contains("fact_sales")
+            && l.contains("FAILED (1 rows)")),
+        "{}",
+        out.stdout
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_missing_row_fails_validate() -> Result<()> {
+    let stack = loaded().await?;
+    let warehouse = stack.warehouse_client().await?;
+    warehouse
+        .execute(
+            "DELETE FROM fact_sales WHERE sale_id = (SELECT min(sale_id) FROM fact_sales)",
+            &[],
+        )
+        .await?;
+    let out = batch(&stack, ["validate"]).run()?;
+    assert_eq!(out.code, Some(1), "{}{}", out.stdout, out.stderr);
+    for check in ["source rows missing", "units and amount differ"] {
+        assert!(
+            out.stdout
+                .lines()
+                .any(|l| l.starts_with(check) && l.contains("FAILED")),
+            "{check}:\n{}",
+            out.stdout
+        );
+    }
+    Ok(())
+}
+
+#[tokio::test]
+async fn reset_refuses_without_yes_and_empties_the_warehouse_with_it() -> Result<()> {
+    let stack = loaded().await?;
+    let warehouse = stack.warehouse_client().await?;
+    let sales = "SELECT count(*) FROM fact_sales";
+    let out = batch(&stack, ["reset"]).run()?;
+    assert_eq!(out.code, Some(2), "{}", out.stderr);
+    assert!(out.stderr.contains("reset --yes"), "{}", out.stderr);
+    assert_eq!(warehouse.query_one(sales, &[]).await?.get::<_, i64>(0), 3);
+
+    let out = batch(&stack, ["reset", "--yes"]).run()?;
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
+    let warehouse = stack.warehouse_client().await?;
+    assert_eq!(warehouse.query_one(sales, &[]).await?.get::<_, i64>(0), 0);
+    let markets: i64 = warehouse
+        .query_one("SELECT count(*) FROM dim_geography", &[])
+        .await?
+        .get(0);
+    assert_eq!(markets, 5, "the reference data is back");
+    // And the next ETL loads everything again.
+    let out = batch(&stack, ["etl"]).run()?;
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
+    assert_eq!(warehouse.query_one(sales, &[]).await?.get::<_, i64>(0), 3);
+    Ok(())
+}
