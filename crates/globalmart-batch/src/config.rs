@@ -37,7 +37,7 @@ pub struct Config {
           value_parser = clap::value_parser!(u64).range(1..))]
     pub db_wait_seconds: u64,
 
-    /// Where to serve Prometheus metrics (GET /metrics).
+    /// Where `run --every` serves Prometheus metrics (GET /metrics).
     #[arg(long, env = "METRICS_ADDR", default_value = "127.0.0.1:9103")]
     pub metrics_addr: SocketAddr,
 }
@@ -53,8 +53,9 @@ pub enum Command {
     /// rfm_analysis (scores written to dim_customers), customer_segments, sales_trends. A rerun
     /// on the same day replaces that day's snapshot.
     Analytics(Day),
-    /// etl, then analytics: what cron and scripts/run_loop.sh run.
-    Run(Day),
+    /// etl, then analytics: what cron and scripts/run_loop.sh run. With --every, runs again
+    /// every interval until Ctrl+C / SIGTERM, serving /metrics on METRICS_ADDR meanwhile.
+    Run(Repeat),
     /// Check the warehouse: duplicates, orphan and point-in-time keys, missing values, value
     /// ranges, SCD2 consistency, freshness. Prints a table; exits 1 when a check fails.
     Check {
@@ -71,6 +72,17 @@ pub enum Command {
         #[arg(long)]
         yes: bool,
     },
+}
+
+/// The analysis date, and how often to run.
+#[derive(Debug, Clone, PartialEq, Eq, Args)]
+pub struct Repeat {
+    #[command(flatten)]
+    pub day: Day,
+    /// Keep running: a run every this long (5m, 1h); a failed run is logged and the next one
+    /// comes anyway.
+    #[arg(long, value_parser = parse_duration)]
+    pub every: Option<Duration>,
 }
 
 /// The analysis date.

@@ -11,6 +11,7 @@ pub mod extract;
 pub mod facts;
 pub mod load;
 pub mod quality;
+pub mod report;
 pub mod runs;
 pub mod step;
 pub mod transform;

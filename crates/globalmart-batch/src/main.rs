@@ -4,10 +4,14 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::Context;
+use chrono::NaiveDate;
 use globalmart_batch::config::{Command, Config};
+use globalmart_batch::error::EtlError;
 use globalmart_batch::etl::{self, Settings};
-use globalmart_batch::{analytics, quality, runs};
+use globalmart_batch::{analytics, quality, report, runs};
 use globalmart_core::db::{connect_and_migrate, migrate, Db};
+use globalmart_core::metrics;
+use tokio_postgres::Client;
 use tracing::{error, info};
 
 #[tokio::main]
@@ -61,15 +65,29 @@ async fn run(config: Config) -> anyhow::Result<ExitCode> {
                 .await
                 .context(REDO)?;
         }
-        Command::Run(day) => {
+        Command::Run(repeat) => {
             let mut realtime = realtime.await?;
-            let date = day.date();
-            runs::recorded(&mut warehouse, "run", async |warehouse, run| {
-                etl::steps(&mut realtime, warehouse, &settings, run).await?;
-                analytics::jobs(warehouse, date, run).await
-            })
-            .await
-            .context(REDO)?;
+            let Some(every) = repeat.every else {
+                run_once(&mut realtime, &mut warehouse, &settings, repeat.day.date())
+                    .await
+                    .context(REDO)?;
+                return Ok(ExitCode::SUCCESS);
+            };
+            let shutdown = globalmart_core::shutdown::on_signal()?;
+            report::register();
+            metrics::serve(config.metrics_addr, shutdown.clone()).await?;
+            info!("a run every {every:?}; Ctrl+C or SIGTERM stops after the run in progress");
+            loop {
+                if let Err(e) =
+                    run_once(&mut realtime, &mut warehouse, &settings, repeat.day.date()).await
+                {
+                    error!("{:#}", anyhow::Error::new(e).context(REDO));
+                }
+                tokio::select! {
+                    () = shutdown.cancelled() => break,
+                    () = tokio::time::sleep(every) => {}
+                }
+            }
         }
         Command::Check { max_lag } => {
             let realtime = realtime.await?;
@@ -88,6 +106,21 @@ async fn run(config: Config) -> anyhow::Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// One `run`: the ETL, then the analytics of `date`, recorded as one run.
+async fn run_once(
+    realtime: &mut Client,
+    warehouse: &mut Client,
+    settings: &Settings,
+    date: NaiveDate,
+) -> Result<(), EtlError> {
+    runs::recorded(warehouse, "run", async |warehouse, run| {
+        etl::steps(realtime, warehouse, settings, run).await?;
+        analytics::jobs(warehouse, date, run).await?;
+        Ok(())
+    })
+    .await
 }
 
 /// Prints the findings; failure when any check failed.

@@ -8,6 +8,7 @@ use tokio_postgres::Client;
 use tracing::info;
 
 use crate::error::EtlError;
+use crate::report;
 use crate::step::Report;
 
 /// Runs `work` as run `command`: recorded in batch_runs whatever happens, between the guide's
@@ -23,6 +24,7 @@ pub async fn recorded<T>(
     let outcome = work(warehouse, run).await;
     let error = outcome.as_ref().err().map(ToString::to_string);
     finish(warehouse, run, error.as_deref()).await?;
+    report::run(command, outcome.is_ok());
     if outcome.is_ok() {
         info!(
             "[Complete] Batch processing finished in {}",
@@ -64,7 +66,10 @@ pub async fn step_finished(
 ) -> Result<(), EtlError> {
     let figure = |n: usize| i64::try_from(n).unwrap_or(i64::MAX);
     let (status, report, error) = match outcome {
-        Ok(report) => ("succeeded", *report, None),
+        Ok(report) => {
+            report::step(step, report);
+            ("succeeded", *report, None)
+        }
         Err(e) => ("failed", Report::default(), Some(e.to_string())),
     };
     let duration = i64::try_from(report.duration.as_millis()).unwrap_or(i64::MAX);
