@@ -65,7 +65,9 @@ async fn a_broker_killed_and_restarted_mid_flow_loses_nothing_and_doubles_nothin
         .env("KAFKA_BOOTSTRAP_SERVERS", &bootstrap)
         .env("KAFKA_TOPIC_PREFIX", "")
         .env("STREAM_BATCH_SIZE", "500")
-        .env("STREAM_EXIT_WHEN_IDLE", "5");
+        // Longer than the broker's absence plus the second half's production on a loaded
+        // machine: "idle" would otherwise end the run before the second half arrives.
+        .env("STREAM_EXIT_WHEN_IDLE", "30");
     let flow = tokio::spawn(run(command));
     let client = stack.realtime_client().await?;
     wait_for_rows(&client, "product_view_events").await?;
