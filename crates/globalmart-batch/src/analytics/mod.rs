@@ -138,7 +138,8 @@ impl Facts {
             &format!(
                 "SELECT f.transaction_id::text, c.user_id, p.product_id, coalesce(p.category, ''),
                      f.quantity, f.total_amount,
-                     (f.transaction_timestamp AT TIME ZONE 'UTC')::date - DATE '1970-01-01'
+                     (f.transaction_timestamp AT TIME ZONE 'UTC')::date - DATE '1970-01-01',
+                     (extract(epoch FROM f.transaction_timestamp) * 1000000)::bigint
                  FROM fact_sales f JOIN dim_customers c USING (customer_id)
                      JOIN dim_products p USING (product_id_pk)
                  WHERE f.transaction_timestamp < {until}"
@@ -151,6 +152,7 @@ impl Facts {
                 field("quantity", DataType::Int32),
                 field("total_amount", DataType::Decimal128(14, 2)),
                 field("day", DataType::Int32),
+                field("at_us", DataType::Int64),
             ],
         )
         .await?;

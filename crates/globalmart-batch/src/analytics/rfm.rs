@@ -1,7 +1,7 @@
 //! `rfm_analysis`: per customer (the real user_id) with at least one order up to the analysis
 //! date: recency in days since the last order, frequency in orders (not lines), monetary value;
-//! each scored 1-5 by quintile among those customers (ties share their mid-rank's score;
-//! recent, frequent and big spenders score high), the three digits as `rfm_score`, and the
+//! each scored 1-5 by quintile among those customers (recency by the time of the last order;
+//! ties share their mid-rank's score; recent, frequent and big spenders score high), the three digits as `rfm_score`, and the
 //! segment of [`SEGMENTS`].
 //! The score is also written to the customer's current dim_customers row.
 
@@ -70,6 +70,7 @@ fn plan_sql(day: i32) -> String {
     format!(
         "WITH customers AS (
              SELECT user_id, CAST({day} - max(day) AS INT) AS recency_days,
+                 max(at_us) AS last_order,
                  CAST(count(DISTINCT transaction_id) AS INT) AS frequency_count,
                  sum(total_amount) AS monetary_value
              FROM sales GROUP BY user_id
@@ -81,7 +82,9 @@ fn plan_sql(day: i32) -> String {
              concat(CAST(r AS VARCHAR), CAST(f AS VARCHAR), CAST(m AS VARCHAR)) AS rfm_score,
              CASE {segments} END AS rfm_segment
          FROM scored",
-        r = quintile("recency_days DESC"),
+        // By the time of the last order, not its day: customers who all bought today still
+        // differ in how recently.
+        r = quintile("last_order"),
         f = quintile("frequency_count"),
         m = quintile("monetary_value"),
         segments = segment.join(" "),
