@@ -14,13 +14,11 @@ use globalmart_batch::analytics;
 use globalmart_batch::etl::{self, Settings};
 use globalmart_core::config::Secret;
 use globalmart_core::db::PgSettings;
-use globalmart_core::event::Event;
-use globalmart_generator::mix::{Mix, MixSettings};
 use globalmart_testkit::TestStack;
 use serde_json::Value;
 use tokio_postgres::Client;
 
-use common::{save, ten};
+use common::{save, shop, ten};
 
 fn repository() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
@@ -178,21 +176,6 @@ async fn run_all(
     Ok(counts)
 }
 
-/// Five and a half hours of the generator's shop, one event a second.
-fn flow() -> Vec<Event> {
-    let settings = MixSettings {
-        users: 200,
-        products: 50,
-        anomaly_share: 0.02,
-        catalogue_change_rate: 0.01,
-        active_sessions: 50,
-    };
-    let mut mix = Mix::new(settings, 3, 3, ten());
-    let mut records: Vec<Event> = mix.catalogue.events().collect();
-    records.extend((1..=20_000).map(|s| mix.next(ten() + Duration::seconds(s))));
-    records
-}
-
 #[test]
 fn every_datasource_a_panel_names_is_provisioned() -> Result<()> {
     let provisioned = std::fs::read_to_string(
@@ -239,7 +222,8 @@ async fn every_panel_query_runs_on_empty_and_on_filled_databases() -> Result<()>
 
     let mut realtime = stack.realtime_client().await?;
     let mut warehouse = stack.warehouse_client().await?;
-    save(&mut realtime, &flow()).await?;
+    // Five and a half hours of the generator's shop, one event a second.
+    save(&mut realtime, &shop(3, 0.01, 20_000, 1)).await?;
     let settings = Settings {
         chunk_rows: 100_000,
         lock_timeout: StdDuration::from_secs(5),

@@ -14,13 +14,11 @@ use globalmart_batch::error::EtlError;
 use globalmart_batch::etl::{self, Settings};
 use globalmart_batch::step::{Report, Step};
 use globalmart_core::domain::Country;
-use globalmart_core::event::Event;
-use globalmart_generator::mix::{Mix, MixSettings};
 use globalmart_testkit::TestStack;
 use rust_decimal::Decimal;
 use tokio_postgres::Client;
 
-use common::{kettle, purchase, save, shopper, ten};
+use common::{kettle, purchase, save, shop, shopper, ten};
 
 /// One ETL run over the test's databases (the outer error is the test's own set-up).
 async fn etl(
@@ -58,17 +56,8 @@ async fn every_event_becomes_one_fact_pointing_at_the_version_valid_at_its_time(
     let stack = TestStack::new().await?;
     let mut realtime = stack.realtime_client().await?;
     let warehouse = stack.warehouse_client().await?;
-    let settings = MixSettings {
-        users: 200,
-        products: 50,
-        anomaly_share: 0.02,
-        catalogue_change_rate: 0.02,
-        active_sessions: 50,
-    };
-    let mut mix = Mix::new(settings, 7, 7, ten());
-    let mut records: Vec<Event> = mix.catalogue.events().collect();
     // Over ten days, so customers differ in recency and the RFM segments all occur.
-    records.extend((1..=6_000).map(|s| mix.next(ten() + Duration::seconds(150 * s))));
+    let records = shop(7, 0.02, 6_000, 150);
     // Two loads with a run between them: the second run takes only what is new.
     let (first, second) = records.split_at(records.len() / 2);
     save(&mut realtime, first).await?;

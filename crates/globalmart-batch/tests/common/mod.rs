@@ -12,6 +12,7 @@ use globalmart_core::domain::{CategoryGroup, Country, PaymentMethod};
 use globalmart_core::event::{
     Event, LineItem, Product, ProductView, SessionEvent, Transaction, User, ViewAction,
 };
+use globalmart_generator::mix::{Mix, MixSettings};
 use globalmart_stream::sink::{Batch, Received};
 use globalmart_stream::tally::Thresholds;
 use globalmart_testkit::{Cli, TestStack};
@@ -120,4 +121,20 @@ pub fn view(user: &str, product: &str, minutes: i64) -> Event {
             search_query: None,
         }),
     })
+}
+
+/// The generator's shop (200 users, 50 products, 2 % anomalies, `changes` catalogue changes per
+/// event) from `seed`: its catalogue, then `events` events `every` seconds apart from 10:00.
+pub fn shop(seed: u64, changes: f64, events: i64, every: i64) -> Vec<Event> {
+    let settings = MixSettings {
+        users: 200,
+        products: 50,
+        anomaly_share: 0.02,
+        catalogue_change_rate: changes,
+        active_sessions: 50,
+    };
+    let mut mix = Mix::new(settings, seed, seed, ten());
+    let mut records: Vec<Event> = mix.catalogue.events().collect();
+    records.extend((1..=events).map(|s| mix.next(ten() + Duration::seconds(every * s))));
+    records
 }

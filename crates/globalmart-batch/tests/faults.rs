@@ -1,0 +1,121 @@
+//! The batch killed mid-run (SIGKILL, by the pid of the process this test started) and run
+//! again leaves the same warehouse as one clean run: every dimension version and fact, by
+//! natural key, checksummed.
+
+mod common;
+
+use std::process::Stdio;
+use std::time::{Duration as StdDuration, Instant};
+
+use anyhow::{ensure, Result};
+use globalmart_core::db::Db;
+use globalmart_testkit::{database_env, TestStack};
+use tokio_postgres::Client;
+
+use common::{batch, save, shop};
+
+const BIN: &str = env!("CARGO_BIN_EXE_globalmart-batch");
+
+/// The warehouse by natural keys (surrogate keys depend on insert order): one checksum per
+/// table.
+const CHECKSUMS: &str = "
+    SELECT 'dim_products', count(*), md5(coalesce(string_agg(concat_ws('|', product_id, version,
+        product_name, category, price, rating, effective_start_date, effective_end_date,
+        is_current, is_inferred), ',' ORDER BY product_id, version), '')) FROM dim_products
+    UNION ALL
+    SELECT 'dim_customers', count(*), md5(coalesce(string_agg(concat_ws('|', user_id, version,
+        email, age_group, country, total_transactions, total_spent, effective_start_date,
+        effective_end_date, is_current), ',' ORDER BY user_id, version), '')) FROM dim_customers
+    UNION ALL
+    SELECT 'fact_sales', count(*), md5(coalesce(string_agg(concat_ws('|', f.event_id,
+        c.user_id, c.version, p.product_id, p.version, f.date_id, f.quantity, f.total_amount),
+        ',' ORDER BY f.event_id), ''))
+    FROM fact_sales f JOIN dim_customers c USING (customer_id) JOIN dim_products p USING (product_id_pk)
+    UNION ALL
+    SELECT 'fact_product_views', count(*), md5(coalesce(string_agg(concat_ws('|', f.event_id,
+        c.user_id, c.version, p.product_id, p.version, f.event_type), ',' ORDER BY f.event_id), ''))
+    FROM fact_product_views f JOIN dim_customers c USING (customer_id)
+        LEFT JOIN dim_products p USING (product_id_pk)
+    UNION ALL
+    SELECT 'fact_cart_events', count(*), md5(coalesce(string_agg(concat_ws('|', f.event_id,
+        c.user_id, c.version, p.product_id, p.version, f.event_type, f.cart_value), ','
+        ORDER BY f.event_id), ''))
+    FROM fact_cart_events f JOIN dim_customers c USING (customer_id)
+        LEFT JOIN dim_products p USING (product_id_pk)
+    UNION ALL
+    SELECT 'etl_watermarks', count(*), md5(coalesce(string_agg(source_table || '=' || last_ingest_seq,
+        ',' ORDER BY source_table), '')) FROM etl_watermarks";
+
+async fn checksums(warehouse: &Client) -> Result<Vec<(String, i64, String)>> {
+    Ok(warehouse
+        .query(CHECKSUMS, &[])
+        .await?
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2)))
+        .collect())
+}
+
+async fn count(client: &Client, table: &str) -> Result<i64> {
+    Ok(client
+        .query_one(&format!("SELECT count(*) FROM {table}"), &[])
+        .await?
+        .get(0))
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_batch_killed_mid_run_then_rerun_equals_a_clean_run() -> Result<()> {
+    let stack = TestStack::new().await?;
+    let mut realtime = stack.realtime_client().await?;
+    let warehouse = stack.warehouse_client().await?;
+    save(&mut realtime, &shop(5, 0.02, 10_000, 30)).await?;
+    let views = count(&realtime, "product_view_events").await?;
+
+    // Small chunks, so the run has many transactions to be killed between (or inside).
+    let mut child = std::process::Command::new(BIN)
+        .env_clear()
+        .envs(database_env(Db::Realtime, &stack.realtime))
+        .envs(database_env(Db::Warehouse, &stack.warehouse))
+        .env("BATCH_CHUNK_ROWS", "100")
+        .arg("etl")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()?;
+    let started = Instant::now();
+    while count(&warehouse, "fact_sales").await? == 0 {
+        ensure!(
+            started.elapsed() < StdDuration::from_secs(120),
+            "the ETL loaded no sale in 2 minutes"
+        );
+        tokio::time::sleep(StdDuration::from_millis(20)).await;
+    }
+    child.kill()?; // SIGKILL, to the process this test started
+    child.wait()?;
+    let loaded_when_killed = count(&warehouse, "fact_product_views").await?;
+    assert!(
+        loaded_when_killed < views,
+        "the kill came after the run had finished: nothing was tested"
+    );
+
+    let out = batch(&stack, ["etl"]).run()?;
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
+    let after_kill = checksums(&warehouse).await?;
+    assert_eq!(count(&warehouse, "fact_product_views").await?, views);
+    // The killed run is recorded as still running (it could not say otherwise); the rerun as
+    // succeeded.
+    let statuses: Vec<String> = warehouse
+        .query("SELECT status FROM batch_runs ORDER BY run_id", &[])
+        .await?
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(statuses, vec!["running", "succeeded"]);
+
+    // A clean run over the same realtime rows, into an emptied warehouse.
+    let out = batch(&stack, ["reset", "--yes"]).run()?;
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
+    let out = batch(&stack, ["etl"]).run()?;
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
+    let warehouse = stack.warehouse_client().await?;
+    assert_eq!(checksums(&warehouse).await?, after_kill);
+    Ok(())
+}
