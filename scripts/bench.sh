@@ -54,7 +54,7 @@ elapsed() { awk -v a="$1" -v b="$2" 'BEGIN { print b - a }'; }
 
 # The exact rate in a generator summary ("generated: N events in S s (R/s)") in file $1.
 generated_rate() {
-    sed -n 's/.*generated: [0-9]* events in [0-9.]* s (\([0-9]*\)\/s.*
+    sed -n 's/.*generated: [0-9]* events in [0-9.]* s (\([0-9]*\)\/s).*/\1/p' "$1" | tail -n 1
 }
 
 bench_generator() {
