@@ -193,16 +193,11 @@ async fn every_event_becomes_one_fact_pointing_at_the_version_valid_at_its_time(
     let mut analyst = stack.warehouse_client().await?;
     let day = (ten() + Duration::seconds(150 * 6_000)).date_naive();
     analytics::run(&mut analyst, day).await?;
-    for query in [
-        GUIDE_TOP_PRODUCTS,
-        GUIDE_SEGMENTS,
-        GUIDE_DAILY_SALES,
-        GUIDE_CONVERSION,
-        GUIDE_LIFETIME_VALUE,
-        GUIDE_COUNTRIES,
-        GUIDE_CHAMPIONS,
-    ] {
-        let rows = warehouse.query(query, &[]).await?;
+    let queries = guide_queries()?;
+    assert_eq!(queries.len(), 7);
+    assert!(queries[6].contains("rfm_segment = 'Champions'"));
+    for query in &queries {
+        let rows = warehouse.query(query.as_str(), &[]).await?;
         assert!(!rows.is_empty(), "no rows from {query}");
     }
 
@@ -445,87 +440,21 @@ async fn a_row_still_in_flight_holds_the_run_back_and_is_loaded_by_the_next() ->
     Ok(())
 }
 
-const GUIDE_TOP_PRODUCTS: &str = "
-SELECT
-    pp.product_id,
-    pp.category,
-    pp.total_sales,
-    pp.total_revenue,
-    pp.conversion_rate
-FROM product_performance pp
-WHERE pp.analysis_date = (SELECT MAX(analysis_date) FROM product_performance)
-ORDER BY pp.total_revenue DESC
-LIMIT 10;";
-
-const GUIDE_SEGMENTS: &str = "
-SELECT
-    segment_name,
-    customer_count,
-    total_revenue,
-    avg_order_value,
-    ROUND(100.0 * customer_count / SUM(customer_count) OVER (), 2) as pct_customers
-FROM customer_segments
-ORDER BY total_revenue DESC;";
-
-const GUIDE_CHAMPIONS: &str = "
-SELECT
-    user_id,
-    recency_days,
-    frequency_count,
-    monetary_value,
-    rfm_segment
-FROM rfm_analysis
-WHERE analysis_date = (SELECT MAX(analysis_date) FROM rfm_analysis)
-  AND rfm_segment = 'Champions'
-ORDER BY monetary_value DESC
-LIMIT 50;";
-
-const GUIDE_DAILY_SALES: &str = "
-SELECT
-    d.date,
-    COUNT(DISTINCT fs.transaction_id) as num_orders,
-    SUM(fs.total_amount) as revenue,
-    AVG(fs.total_amount) as avg_order_value
-FROM fact_sales fs
-JOIN dim_date d ON fs.date_id = d.date_id
-GROUP BY d.date
-ORDER BY d.date DESC
-LIMIT 30;";
-
-const GUIDE_CONVERSION: &str = "
-SELECT
-    p.category,
-    COUNT(DISTINCT fpv.event_id) as total_views,
-    COUNT(DISTINCT fs.transaction_id) as total_sales,
-    ROUND(100.0 * COUNT(DISTINCT fs.transaction_id) /
-          NULLIF(COUNT(DISTINCT fpv.event_id), 0), 2) as conversion_rate
-FROM dim_products p
-LEFT JOIN fact_product_views fpv ON p.product_id_pk = fpv.product_id_pk AND p.is_current = TRUE
-LEFT JOIN fact_sales fs ON p.product_id_pk = fs.product_id_pk
-GROUP BY p.category
-ORDER BY conversion_rate DESC;";
-
-const GUIDE_LIFETIME_VALUE: &str = "
-SELECT
-    dc.user_id,
-    dc.customer_segment,
-    dc.total_transactions,
-    dc.total_spent,
-    dc.avg_order_value,
-    dc.first_transaction_date,
-    dc.last_transaction_date
-FROM dim_customers dc
-WHERE dc.is_current = TRUE
-ORDER BY dc.total_spent DESC
-LIMIT 20;";
-
-const GUIDE_COUNTRIES: &str = "
-SELECT
-    g.country,
-    COUNT(DISTINCT fs.transaction_id) as num_orders,
-    SUM(fs.total_amount) as revenue,
-    AVG(fs.total_amount) as avg_order_value
-FROM fact_sales fs
-JOIN dim_geography g ON fs.geography_id = g.geography_id AND g.is_current = TRUE
-GROUP BY g.country
-ORDER BY revenue DESC;";
+/// The guide's seven Common Queries, verbatim, from the file `scripts/demo.sh` runs (its psql
+/// `\echo` lines and comments left out).
+fn guide_queries() -> Result<Vec<String>> {
+    let file =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/demo_queries.sql");
+    let text = std::fs::read_to_string(&file)?;
+    let sql: Vec<&str> = text
+        .lines()
+        .filter(|l| !l.starts_with("\\echo") && !l.starts_with("--"))
+        .collect();
+    Ok(sql
+        .join("\n")
+        .split(';')
+        .map(str::trim)
+        .filter(|q| !q.is_empty())
+        .map(str::to_owned)
+        .collect())
+}
