@@ -53,6 +53,11 @@ pub struct Batch {
     dead_letters: Vec<(Received, String)>,
     /// (topic, partition) -> the offset to resume from.
     next_offsets: BTreeMap<(String, i32), i64>,
+    /// The ids of the events in the batch: the metrics count what the batch inserted, so an
+    /// event may be in it once only.
+    ids: HashSet<Uuid>,
+    /// Rows of the messages left out as repeats.
+    repeated: u64,
     messages: usize,
 }
 
@@ -77,14 +82,27 @@ impl Saved {
 }
 
 impl Batch {
-    /// Adds a message and what parsing it gave.
+    /// Adds a message and what parsing it gave. A message already in the batch (read again
+    /// after a seek back, when a partition is reassigned mid-batch) or an event already in it
+    /// (the same event produced twice) is left out and counted as a duplicate.
     pub fn add(&mut self, message: Received, parsed: Result<Event, Rejection>) {
         self.messages += 1;
         let next = self
             .next_offsets
             .entry((message.topic.clone(), message.partition))
             .or_insert(0);
+        let read_before = message.offset < *next;
         *next = (*next).max(message.offset + 1);
+        let (id, rows) = match &parsed {
+            Ok(Event::Transaction(t)) => (Some(t.transaction_id), t.products.len() as u64),
+            Ok(Event::ProductView(v)) => (Some(v.event_id), 1),
+            Ok(Event::Cart(c)) => (Some(c.event_id), 1),
+            _ => (None, 1),
+        };
+        if read_before || id.is_some_and(|id| !self.ids.insert(id)) {
+            self.repeated += rows;
+            return;
+        }
         match parsed {
             Ok(Event::Transaction(t)) => self.transactions.push(t),
             Ok(Event::ProductView(v)) => self.views.push(v),
@@ -191,6 +209,7 @@ impl Batch {
         saved.count(products, |s| &mut s.catalogue_versions);
         saved.count(users, |s| &mut s.catalogue_versions);
         saved.count(dead_letters, |s| &mut s.dead_letters);
+        saved.duplicates += self.repeated;
         Ok(saved)
     }
 

@@ -177,6 +177,58 @@ async fn generated_events_are_saved_once_and_a_replay_adds_nothing() -> Result<(
     Ok(())
 }
 
+#[tokio::test]
+async fn a_message_read_twice_into_one_batch_is_saved_and_counted_once() -> Result<()> {
+    let stack = TestStack::new().await?;
+    let mut client = stack.realtime_client().await?;
+    let settings = MixSettings {
+        users: 100,
+        products: 20,
+        anomaly_share: 0.05,
+        catalogue_change_rate: 0.0,
+        active_sessions: 20,
+    };
+    let mut mix = Mix::new(settings, 3, 3, now());
+    let mut records: Vec<Event> = mix.catalogue.events().collect();
+    records.extend((1..=2_000).map(|ms| mix.next(now() + Duration::milliseconds(ms))));
+    let messages = messages_of(&records);
+    let mut twice = messages.clone();
+    // Read again after a seek back (a partition reassigned mid-batch): the same offsets...
+    twice.extend_from_slice(&messages[messages.len() - 500..]);
+    // ...and the same events produced twice: new offsets, same payloads.
+    let mut next: HashMap<(String, i32), i64> = HashMap::new();
+    for m in &messages {
+        let at = next.entry((m.topic.clone(), m.partition)).or_insert(0);
+        *at = (*at).max(m.offset + 1);
+    }
+    for m in &messages[messages.len() - 300..] {
+        let at = next.entry((m.topic.clone(), m.partition)).or_insert(0);
+        twice.push(Received {
+            offset: *at,
+            ..m.clone()
+        });
+        *at += 1;
+    }
+    let saved = batch_of(&twice)
+        .save(&mut client, GROUP, &Thresholds::default())
+        .await?;
+    assert_eq!(
+        count(&client, "product_view_events").await?,
+        records
+            .iter()
+            .filter(|r| matches!(r, Event::ProductView(_)))
+            .count() as i64
+    );
+    let n = records.len();
+    assert_eq!(
+        saved.duplicates,
+        rows_of(&records[n - 500..]) + rows_of(&records[n - 300..]),
+        "every repeat is reported as a duplicate"
+    );
+    assert_metrics_match_recounts(&client).await?;
+    Ok(())
+}
+
 /// The rows `records` become: one per transaction line, one per other event or version.
 fn rows_of(records: &[Event]) -> u64 {
     records
