@@ -94,6 +94,19 @@ pub struct Config {
     pub metrics_addr: SocketAddr,
 }
 
+impl Config {
+    /// The shop and session settings of this run's [`crate::mix::Mix`].
+    pub fn mix_settings(&self) -> crate::mix::MixSettings {
+        crate::mix::MixSettings {
+            users: self.users,
+            products: self.products,
+            anomaly_share: self.anomaly_share,
+            catalogue_change_rate: self.catalogue_change_rate,
+            active_sessions: self.active_sessions as usize,
+        }
+    }
+}
+
 /// The seed of the default shop, used when no --seed is given.
 pub const DEFAULT_CATALOGUE_SEED: u64 = 42;
 

@@ -9,7 +9,7 @@ use tokio::time::Instant;
 use tracing::info;
 
 use crate::config::{Config, DEFAULT_CATALOGUE_SEED};
-use crate::mix::{Mix, MixSettings};
+use crate::mix::Mix;
 use crate::pace::Pacer;
 use crate::producer::{Delivery, Sink};
 use crate::report::{self, Monitor};
@@ -23,15 +23,8 @@ pub async fn run(config: Config) -> Result<Delivery> {
     info!(
         "=== GlobalMart Data Generation Started === (seed {seed}, catalogue seed {catalogue_seed})"
     );
-    let settings = MixSettings {
-        users: config.users,
-        products: config.products,
-        anomaly_share: config.anomaly_share,
-        catalogue_change_rate: config.catalogue_change_rate,
-        active_sessions: config.active_sessions as usize,
-    };
     let mut mix = Mix::new(
-        settings,
+        config.mix_settings(),
         catalogue_seed,
         seed,
         timestamp::to_micros(Utc::now()),

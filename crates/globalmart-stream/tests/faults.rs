@@ -1,18 +1,302 @@
-//! The stream through faults, on the real broker and PostgreSQL: the database going away
-//! mid-flow, a private broker SIGKILLed and restarted mid-flow, and a database restored empty
-//! while Kafka's committed offsets say everything was read. Each ends with exactly the rows of
-//! the records produced.
+//! The stream through faults, on the real broker and PostgreSQL: the stream SIGKILLed three
+//! times during a 200,000-event generator flow with 10,000 malformed messages mixed in, the
+//! database connection cut mid-flow, a private PostgreSQL and a private broker restarted
+//! mid-flow, and a database restored empty while Kafka's committed offsets say everything was
+//! read. Each ends with exactly the rows of the records produced. The fault tests print their
+//! reliability figures (run with `--nocapture` to see them).
 
 mod common;
 
-use std::time::Duration;
+use std::collections::BTreeSet;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
 
-use anyhow::Result;
+use anyhow::{ensure, Result};
 use common::{
-    counts, events, expected_counts, produce_events, produce_to, rows, run, stream, tables,
-    wait_for_rows,
+    assert_metrics_match_recounts, counts, counts_in, events, expected_counts, produce_events,
+    produce_to, producer, rows, run, send, stream, tables, texts, wait_for_rows,
 };
-use globalmart_testkit::{KafkaBroker, Proxy, TestStack};
+use globalmart_core::db::Db;
+use globalmart_core::event::Event;
+use globalmart_core::topics::Topic;
+use globalmart_generator::config::Config as GeneratorConfig;
+use globalmart_generator::mix::Mix;
+use globalmart_testkit::{connect, database_env, KafkaBroker, PostgresServer, Proxy, TestStack};
+
+/// Events of the generator flow the stream is killed in.
+const FLOW: u64 = 200_000;
+
+/// Malformed messages mixed into that flow: (topic, payload, the dead letter's reason), sent
+/// round-robin.
+const MALFORMED: [(Topic, &[u8], &str); 5] = [
+    (
+        Topic::Transactions,
+        br#"{"transaction_id": "#,
+        "malformed JSON",
+    ),
+    (
+        Topic::Transactions,
+        br#"{"transaction_id": 7, "user_id": []}"#,
+        "invalid transaction",
+    ),
+    (
+        Topic::CartEvents,
+        br#"{"event_type": "wishlist"}"#,
+        "invalid cart event",
+    ),
+    (Topic::ProductViews, b"\xff\xfe\xfd", "not valid UTF-8"),
+    (
+        Topic::ProductViews,
+        br#"{"event_id": "unterminated"#,
+        "malformed JSON",
+    ),
+];
+const MALFORMED_COUNT: usize = 10_000;
+
+#[tokio::test(flavor = "multi_thread")]
+async fn three_kill_9s_in_a_generator_flow_with_malformed_messages_lose_and_double_nothing(
+) -> Result<()> {
+    let stack = TestStack::new().await?;
+    let client = stack.realtime_client().await?;
+    let config: GeneratorConfig = globalmart_core::config::parse_from([
+        "globalmart-generator",
+        "--kafka-bootstrap-servers",
+        &stack.bootstrap_servers,
+        "--kafka-topic-prefix",
+        &stack.topic_prefix(),
+        "--seed",
+        "11",
+        "--users",
+        "2000",
+        "--products",
+        "200",
+        "--rate",
+        "10000",
+        "--count",
+        &FLOW.to_string(),
+        "--stats-interval",
+        "1h",
+        "--metrics-addr",
+        "127.0.0.1:0",
+    ])?;
+    // The same seed replays the same events (timestamps aside): what the flow must become.
+    let mut mix = Mix::new(config.mix_settings(), 11, 11, chrono::Utc::now());
+    let mut records: Vec<Event> = mix.catalogue.events().collect();
+    while mix.counts().events() < FLOW {
+        records.push(mix.next(chrono::Utc::now()));
+    }
+
+    let started = Instant::now();
+    let generator = tokio::spawn(globalmart_generator::run::run(config));
+    let malformed = tokio::spawn(produce_malformed(
+        stack.bootstrap_servers.clone(),
+        stack.topic_prefix(),
+    ));
+    // Killed when a fifth, two fifths and three fifths of the views are saved.
+    let views = expected_counts(&records)[1].1;
+    let mut recoveries = Vec::new();
+    for kill in 1..=3 {
+        let before = committed(&client).await?;
+        let mut victim = stream(&stack)
+            .env_remove("STREAM_EXIT_WHEN_IDLE")
+            .stderr(Stdio::null())
+            .spawn()?;
+        let respawned = Instant::now();
+        if kill > 1 {
+            recoveries.push(resumed(&client, before, respawned).await?);
+        }
+        while rows(&client, "product_view_events").await? < views * kill / 5 {
+            ensure!(
+                started.elapsed() < Duration::from_secs(240),
+                "the flow stalled before kill {kill}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        // SIGKILL of the process this test started, by its pid.
+        victim.kill()?;
+        victim.wait()?;
+    }
+    let delivery = generator.await??;
+    malformed.await??;
+    let before = committed(&client).await?;
+    let last = tokio::spawn(run(stream(&stack)));
+    recoveries.push(resumed(&client, before, Instant::now()).await?);
+    last.await??;
+
+    ensure!(
+        delivery.failed == 0,
+        "the generator lost {}",
+        delivery.failed
+    );
+    assert_eq!(delivery.delivered as usize, records.len());
+    let mut expected = expected_counts(&records);
+    expected[5].1 = MALFORMED_COUNT as i64;
+    let saved = counts_in(&client).await?;
+    assert_eq!(saved, expected);
+    // Not only as many rows: the very events, each once.
+    for (query, ids) in [
+        (
+            "SELECT event_id::text FROM product_view_events",
+            ids(&records, |r| match r {
+                Event::ProductView(v) => Some(v.event_id),
+                _ => None,
+            }),
+        ),
+        (
+            "SELECT event_id::text FROM cart_events",
+            ids(&records, |r| match r {
+                Event::Cart(c) => Some(c.event_id),
+                _ => None,
+            }),
+        ),
+        (
+            "SELECT DISTINCT transaction_id::text FROM transactions",
+            ids(&records, |r| match r {
+                Event::Transaction(t) => Some(t.transaction_id),
+                _ => None,
+            }),
+        ),
+    ] {
+        let stored: BTreeSet<String> = texts(&client, query).await?.into_iter().collect();
+        assert!(stored == ids, "{query}: not the delivered events");
+    }
+    for (_, _, reason) in MALFORMED {
+        let expected = MALFORMED.iter().filter(|(_, _, r)| *r == reason).count()
+            * (MALFORMED_COUNT / MALFORMED.len());
+        let letters: i64 = client
+            .query_one(
+                "SELECT count(*) FROM dead_letter_events WHERE strpos(reason, $1) > 0",
+                &[&reason],
+            )
+            .await?
+            .get(0);
+        assert_eq!(letters as usize, expected, "dead letters for {reason:?}");
+    }
+    assert_metrics_match_recounts(&client).await?;
+
+    let row_total: i64 = saved[..3].iter().map(|(_, n)| n).sum();
+    eprintln!(
+        "reliability: kill -9 x3 | events delivered {} (of which catalogue {}), lost 0 | \
+         malformed mixed in {MALFORMED_COUNT} | rows saved {row_total} (transactions as lines), \
+         duplicates 0, dead letters {} | recovery after each kill {} | whole flow {:.1} s",
+        delivery.delivered,
+        records.len() as u64 - FLOW,
+        saved[5].1,
+        seconds(&recoveries),
+        started.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
+/// The ids `of` picks from the records, as PostgreSQL prints them.
+fn ids(records: &[Event], of: fn(&Event) -> Option<uuid::Uuid>) -> BTreeSet<String> {
+    records
+        .iter()
+        .filter_map(of)
+        .map(|id| id.to_string())
+        .collect()
+}
+
+/// [`MALFORMED_COUNT`] malformed messages, in 20 bursts half a second apart: mixed into the
+/// flow rather than ahead of it.
+async fn produce_malformed(bootstrap: String, prefix: String) -> Result<()> {
+    let producer = producer(&bootstrap)?;
+    for burst in 0..20 {
+        let per_burst = MALFORMED_COUNT / 20;
+        let sends = (0..per_burst).map(|i| {
+            let n = burst * per_burst + i;
+            let (topic, payload, _) = MALFORMED[n % MALFORMED.len()];
+            let topic = format!("{prefix}{}", topic.name());
+            let producer = &producer;
+            async move { send(producer, &topic, format!("BAD_{n}").as_bytes(), payload).await }
+        });
+        futures::future::try_join_all(sends).await?;
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    Ok(())
+}
+
+/// Sum of the offsets the stream has committed with its rows: grows with every saved batch.
+async fn committed(client: &tokio_postgres::Client) -> Result<i64> {
+    Ok(client
+        .query_one(
+            "SELECT coalesce(sum(next_offset), 0)::bigint FROM stream_offsets",
+            &[],
+        )
+        .await?
+        .get(0))
+}
+
+/// How long after `since` the stream committed past `before`: the recovery time (at most
+/// 120 s).
+async fn resumed(client: &tokio_postgres::Client, before: i64, since: Instant) -> Result<Duration> {
+    while committed(client).await? <= before {
+        ensure!(
+            since.elapsed() < Duration::from_secs(120),
+            "the stream did not resume in 120 s"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    Ok(since.elapsed())
+}
+
+fn seconds(durations: &[Duration]) -> String {
+    let all: Vec<String> = durations
+        .iter()
+        .map(|d| format!("{:.2} s", d.as_secs_f64()))
+        .collect();
+    all.join(", ")
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_realtime_postgres_restarted_mid_flow_loses_nothing_and_doubles_nothing() -> Result<()> {
+    let stack = TestStack::new().await?;
+    let user = stack.realtime.user.clone();
+    let mut server = tokio::task::spawn_blocking(move || PostgresServer::start(&user)).await??;
+    let db = server.database(&stack.realtime, Db::Realtime).await?;
+    let records = produce_events(&stack, 20_000).await?;
+    let mut command = stream(&stack);
+    command
+        .envs(database_env(Db::Realtime, &db))
+        .env("STREAM_BATCH_SIZE", "500");
+    let flow = tokio::spawn(run(command));
+
+    let client = connect(&db).await?;
+    wait_for_rows(&client, "product_view_events").await?;
+    // Down the hard way for 2 s: every connection cut, no shutdown checkpoint.
+    server = tokio::task::spawn_blocking(move || {
+        server.restart(Duration::from_secs(2))?;
+        anyhow::Ok(server)
+    })
+    .await??;
+    let back = Instant::now();
+    let client = connect(&db).await?;
+    let (before, views_before) = (
+        committed(&client).await?,
+        rows(&client, "product_view_events").await?,
+    );
+    let recovery = resumed(&client, before, back).await?;
+    let log = flow.await??;
+
+    assert!(log.contains("retrying"), "no retry was logged: {log}");
+    let expected = expected_counts(&records);
+    assert!(
+        views_before < expected[1].1,
+        "the restart came after the flow"
+    );
+    let saved = counts_in(&client).await?;
+    assert_eq!(saved, expected);
+    eprintln!(
+        "reliability: realtime PostgreSQL restarted (immediate stop, 2 s down) | events sent {} \
+         | rows saved {} | duplicates 0 | dead letters 0 | recovery after restart {}",
+        records.len(),
+        saved[..3].iter().map(|(_, n)| n).sum::<i64>(),
+        seconds(&[recovery])
+    );
+    drop(client);
+    drop(server);
+    Ok(())
+}
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_database_going_away_mid_flow_loses_nothing_and_doubles_nothing() -> Result<()> {
@@ -35,7 +319,9 @@ async fn the_database_going_away_mid_flow_loses_nothing_and_doubles_nothing() ->
     tokio::time::sleep(Duration::from_secs(4)).await;
     assert_eq!(rows(&client, "product_view_events").await?, during);
     // ...and once back, the stream carries on by itself.
+    let before = committed(&client).await?;
     proxy.restore();
+    let recovery = resumed(&client, before, Instant::now()).await?;
     let log = flow.await??;
 
     assert!(
@@ -46,7 +332,15 @@ async fn the_database_going_away_mid_flow_loses_nothing_and_doubles_nothing() ->
         during < expected_counts(&records)[1].1,
         "the cut came too late"
     );
-    assert_eq!(counts(&stack).await?, expected_counts(&records));
+    let saved = counts(&stack).await?;
+    assert_eq!(saved, expected_counts(&records));
+    eprintln!(
+        "reliability: realtime database connection cut for 4.5 s | events sent {} | rows saved \
+         {} | duplicates 0 | dead letters 0 | recovery after reconnect {}",
+        records.len(),
+        saved[..3].iter().map(|(_, n)| n).sum::<i64>(),
+        seconds(&[recovery])
+    );
     Ok(())
 }
 
@@ -79,10 +373,21 @@ async fn a_broker_killed_and_restarted_mid_flow_loses_nothing_and_doubles_nothin
         anyhow::Ok(broker)
     })
     .await??;
+    let back = Instant::now();
+    let before = committed(&client).await?;
     produce_to(&bootstrap, "", after).await?;
+    let recovery = resumed(&client, before, back).await?;
     flow.await??;
 
-    assert_eq!(counts(&stack).await?, expected_counts(&records));
+    let saved = counts(&stack).await?;
+    assert_eq!(saved, expected_counts(&records));
+    eprintln!(
+        "reliability: broker SIGKILLed, down 3 s, restarted | events sent {} | rows saved {} | \
+         duplicates 0 | dead letters 0 | recovery after restart {}",
+        records.len(),
+        saved[..3].iter().map(|(_, n)| n).sum::<i64>(),
+        seconds(&[recovery])
+    );
     drop(broker);
     Ok(())
 }

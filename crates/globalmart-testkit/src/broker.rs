@@ -3,7 +3,6 @@
 //! kill and restart it (by the pid it started) without touching the shared broker.
 
 use std::fs;
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -31,7 +30,7 @@ impl KafkaBroker {
         let dir = std::env::temp_dir().join(format!("gm-kafka-{}", uuid::Uuid::new_v4().simple()));
         let data = dir.join("data");
         fs::create_dir_all(&data)?;
-        let (port, controller_port) = (free_port()?, free_port()?);
+        let (port, controller_port) = (crate::free_port()?, crate::free_port()?);
         let template = fs::read_to_string(Path::new(REPO).join("scripts/kafka/server.properties"))
             .context("reading scripts/kafka/server.properties")?;
         let config = dir.join("server.properties");
@@ -193,8 +192,4 @@ fn kafka_home() -> Result<PathBuf> {
         );
     }
     Ok(home)
-}
-
-fn free_port() -> Result<u16> {
-    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }

@@ -1,12 +1,13 @@
 //! Test support on the real local stack (`scripts/dev-up.sh`): every integration test starts
 //! with [`TestStack::new`], which gives it its own migrated realtime and warehouse databases, its
 //! own topics and its own consumer group, and removes them when dropped, so tests run in
-//! parallel without seeing each other's rows. Fault tests that stop a broker use
-//! [`KafkaBroker`], a private broker they start and kill themselves; tests that take the
-//! database away put a [`Proxy`] in front of it and cut it.
+//! parallel without seeing each other's rows. Fault tests that stop a broker or a database use
+//! [`KafkaBroker`] or [`PostgresServer`], private servers they start and kill themselves; tests
+//! that only cut the connection put a [`Proxy`] in front of the shared database.
 
 mod broker;
 mod cli;
+mod postgres;
 mod proxy;
 
 use std::time::Duration;
@@ -23,6 +24,7 @@ use tokio_postgres::NoTls;
 
 pub use broker::KafkaBroker;
 pub use cli::{Cli, CliOutput};
+pub use postgres::PostgresServer;
 pub use proxy::Proxy;
 
 /// The local stack's addresses: the same keys and defaults as the binaries (SPEC section 2).
@@ -173,7 +175,7 @@ pub async fn connect(settings: &PgSettings) -> Result<tokio_postgres::Client> {
     Ok(client)
 }
 
-async fn create_database(server: &PgSettings, name: &str, db: Db) -> Result<PgSettings> {
+pub(crate) async fn create_database(server: &PgSettings, name: &str, db: Db) -> Result<PgSettings> {
     let admin = connect(&server.with_dbname("postgres")).await?;
     // The name is generated above from a UUID, never from input: safe to format in.
     admin
@@ -231,6 +233,13 @@ pub async fn create_platform_topics(bootstrap_servers: &str) -> Result<()> {
         create_topic(bootstrap_servers, name, DEFAULT_PARTITIONS, compacted).await?;
     }
     Ok(())
+}
+
+/// A port nothing listens on now, for a private server.
+fn free_port() -> Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
 }
 
 fn admin_client(bootstrap_servers: &str) -> Result<AdminClient<DefaultClientContext>> {

@@ -149,7 +149,11 @@ pub async fn produce_events(stack: &TestStack, n: usize) -> Result<Vec<Event>> {
 
 /// (table, row count, checksum) of the realtime tables: what "the same tables" means here.
 pub async fn tables(stack: &TestStack) -> Result<Vec<(String, i64, String)>> {
-    let client = stack.realtime_client().await?;
+    tables_in(&stack.realtime_client().await?).await
+}
+
+/// [`tables`] of the realtime database `client` is connected to.
+pub async fn tables_in(client: &tokio_postgres::Client) -> Result<Vec<(String, i64, String)>> {
     let mut out = Vec::new();
     for (table, key) in [
         ("transactions", "line_item_id::text || quantity || price"),
@@ -211,7 +215,12 @@ pub fn expected_counts(records: &[Event]) -> Vec<(String, i64)> {
 
 /// The row counts of [`tables`].
 pub async fn counts(stack: &TestStack) -> Result<Vec<(String, i64)>> {
-    Ok(tables(stack)
+    counts_in(&stack.realtime_client().await?).await
+}
+
+/// [`counts`] of the realtime database `client` is connected to.
+pub async fn counts_in(client: &tokio_postgres::Client) -> Result<Vec<(String, i64)>> {
+    Ok(tables_in(client)
         .await?
         .into_iter()
         .map(|(table, n, _)| (table, n))
@@ -427,7 +436,23 @@ pub async fn assert_metrics_match_recounts(client: &tokio_postgres::Client) -> R
     for (table, metric, recount) in ORACLES {
         let saved = texts(client, metric).await?;
         assert!(!saved.is_empty(), "{table} is empty");
-        assert_eq!(saved, texts(client, recount).await?, "{table}");
+        let recounted = texts(client, recount).await?;
+        if saved != recounted {
+            // Thousands of rows: show only where they differ.
+            let only = |a: &[String], b: &[String]| -> Vec<String> {
+                let b: std::collections::HashSet<&String> = b.iter().collect();
+                a.iter()
+                    .filter(|r| !b.contains(r))
+                    .take(10)
+                    .cloned()
+                    .collect()
+            };
+            panic!(
+                "{table} differs from its recount:\n  saved only: {:?}\n  recount only: {:?}",
+                only(&saved, &recounted),
+                only(&recounted, &saved)
+            );
+        }
     }
     Ok(())
 }
