@@ -97,16 +97,6 @@ pub enum Sink {
     DryRun(DryRun),
 }
 
-/// Logs librdkafka's errors (broker down, connection refused) as what they mean to a user.
-#[derive(Debug, Clone, Copy)]
-pub struct ProducerLog;
-
-impl ClientContext for ProducerLog {
-    fn error(&self, error: KafkaError, reason: &str) {
-        warn!(%error, "Kafka: {reason}; retrying with backoff, messages wait in the producer queue");
-    }
-}
-
 /// The Kafka side of [`Sink`].
 pub struct KafkaSink {
     producer: ThreadedProducer<Deliveries>,
