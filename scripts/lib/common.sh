@@ -82,9 +82,10 @@ port_owner() {
     fi
 }
 
-# The Kafka classpath runner: java with the cached jars and our log4j2 config.
+# Runs one of Kafka's tools (a class name and its arguments) from the cached jars; its log
+# (warnings only) goes to stderr, so stdout is the tool's answer.
 kafka_java() {
-    java -Dlog4j2.configurationFile="$GM_ROOT/scripts/kafka/log4j2.properties" \
+    java -Dlog4j2.configurationFile="$GM_ROOT/scripts/kafka/tools-log4j2.properties" \
         -cp "$KAFKA_HOME/libs/*" "$@"
 }
 
