@@ -19,6 +19,9 @@
 # BENCH_BATCH_EVENTS (default 1000000) and BENCH_BATCH_INCREMENTAL_EVENTS (default 150000) set
 # the number of events of the runs, BENCH_ROUNDS (default 3) how many alternating runs of the
 # generator's delivery and the stream's ingest figures and their floors count.
+# BENCH_STREAM_BASELINE=<a globalmart-stream binary> also runs that build on the same backlog in
+# every round (stream_ingest_baseline): a change measured against the build before it, side by
+# side, since the floors drift between runs.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib/common.sh"
 cd "$GM_ROOT"
@@ -206,8 +209,18 @@ bench_stream() {
     say "== stream: $events events into ${prefix}*, then saved from the backlog into $db"
     "$gen" --rate max --count "$events" --seed 1 2>"$WORK/backlog.log" || { tail -n 20 "$WORK/backlog.log"; die "the generator failed"; }
     # Like the generator's delivery figure: both sides take turns, the best run of each counts.
-    local round summary messages rate best=0 best_floor=0 load="$WORK/floor.sql" start end floor
+    local round summary messages rate best=0 best_floor=0 best_baseline=0 load="$WORK/floor.sql" start end floor
     for round in $(seq 1 "${BENCH_ROUNDS:-3}"); do
+        # The baseline first: the floor is built from the rows our run leaves in $db.
+        if [ -n "${BENCH_STREAM_BASELINE:-}" ]; then
+            gm_psql "$PG_REALTIME_PORT" postgres -c "DROP DATABASE IF EXISTS $db WITH (FORCE)" -c "CREATE DATABASE $db"
+            RUST_LOG=info "$BENCH_STREAM_BASELINE" --exit-when-idle 1 2>"$WORK/baseline.log" || { tail -n 20 "$WORK/baseline.log"; die "the baseline stream failed"; }
+            local baseline
+            baseline=$(grep 'saved: ' "$WORK/baseline.log" | tail -n 1)
+            say "   round $round: baseline ${baseline#*saved: }"
+            baseline=$(sed -n 's/.*saved: [0-9]* messages in [0-9.]* s (\([0-9]*\)\/s.*/\1/p' <<<"$baseline")
+            best_baseline=$(awk -v a="$best_baseline" -v b="$baseline" 'BEGIN { print (b > a ? b : a) }')
+        fi
         gm_psql "$PG_REALTIME_PORT" postgres -c "DROP DATABASE IF EXISTS $db WITH (FORCE)" -c "CREATE DATABASE $db"
         RUST_LOG=info "$stream" --exit-when-idle 1 2>"$WORK/ingest.log" || { tail -n 20 "$WORK/ingest.log"; die "the stream failed"; }
         summary=$(grep 'saved: ' "$WORK/ingest.log" | tail -n 1)
@@ -242,6 +255,10 @@ bench_stream() {
         say "            psql \\copy of the same rows: $(printf '%.2f' "$(elapsed "$start" "$end")") s ($(printf '%.0f' "$floor")/s)"
     done
     bench stream_ingest "$best" events/s "$best_floor"
+    if [ -n "${BENCH_STREAM_BASELINE:-}" ]; then
+        bench stream_ingest_baseline "$best_baseline" events/s "$best_floor"
+        say "   (this build / the baseline: $(awk -v a="$best" -v b="$best_baseline" 'BEGIN { printf "%.3f", a / b }'))"
+    fi
 
     say "== stream: end-to-end latency (event timestamp to row committed), steady state"
     METRICS_ADDR=127.0.0.1:$metrics_port "$stream" 2>"$WORK/latency.log" &

@@ -13,6 +13,7 @@ use globalmart_batch::analytics;
 use globalmart_batch::error::EtlError;
 use globalmart_batch::etl::{self, Settings};
 use globalmart_batch::step::{Report, Step};
+use globalmart_core::db;
 use globalmart_core::domain::Country;
 use globalmart_testkit::TestStack;
 use rust_decimal::Decimal;
@@ -199,6 +200,16 @@ async fn every_event_becomes_one_fact_pointing_at_the_version_valid_at_its_time(
     for query in &queries {
         let rows = warehouse.query(query.as_str(), &[]).await?;
         assert!(!rows.is_empty(), "no rows from {query}");
+    }
+    // docs/USER_GUIDE.md shows the same seven, and every other statement it gives runs too.
+    let documented = user_guide_statements()?;
+    for query in &queries {
+        assert!(documented.contains(query), "not in the user guide: {query}");
+    }
+    for statement in &documented {
+        warehouse.batch_execute(statement).await.map_err(|e| {
+            anyhow::anyhow!("docs/USER_GUIDE.md: {statement}: {}", db::describe(&e))
+        })?;
     }
 
     // A run with nothing new loads nothing; a replay of everything (watermarks reset) loads
@@ -438,6 +449,45 @@ async fn a_row_still_in_flight_holds_the_run_back_and_is_loaded_by_the_next() ->
         );
     }
     Ok(())
+}
+
+/// The SQL statements of docs/USER_GUIDE.md's ```sql blocks: psql meta-commands (`\di`) and
+/// comments left out, and the Grafana panel query too (its `$__timeFilter` macro is Grafana's;
+/// the dashboards test expands those).
+fn user_guide_statements() -> Result<Vec<String>> {
+    let file = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/USER_GUIDE.md");
+    let text = std::fs::read_to_string(&file)?;
+    let mut statements = Vec::new();
+    for block in text.split("```sql\n").skip(1) {
+        let block = block.split("```").next().unwrap_or_default();
+        let sql: Vec<&str> = block
+            .lines()
+            .map(str::trim_end)
+            .filter(|l| !l.trim_start().starts_with('\\') && !l.trim_start().starts_with("--"))
+            .collect();
+        let sql = sql.join("\n");
+        statements.extend(
+            sql.split(';')
+                .map(|s| dedent(s.trim_matches('\n')))
+                .filter(|s| !s.is_empty() && !s.contains("$__")),
+        );
+    }
+    Ok(statements)
+}
+
+/// `text` without the indentation its lines share (blocks inside a list are indented).
+fn dedent(text: &str) -> String {
+    let indent = text
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| l.len() - l.trim_start().len())
+        .min()
+        .unwrap_or(0);
+    let lines: Vec<&str> = text
+        .lines()
+        .map(|l| l.get(indent..).unwrap_or(l.trim_start()))
+        .collect();
+    lines.join("\n").trim().to_owned()
 }
 
 /// The guide's seven Common Queries, verbatim, from the file `scripts/demo.sh` runs (its psql
