@@ -324,3 +324,52 @@ async fn a_rerun_on_the_same_day_replaces_it_and_the_next_day_keeps_history() ->
     assert_eq!(kept, vec!["2025-12-31", "2026-01-01"]);
     Ok(())
 }
+
+#[tokio::test]
+async fn a_day_before_any_sale_gives_every_product_no_sales_and_no_customer() -> Result<()> {
+    let stack = TestStack::new().await?;
+    facts(
+        &stack,
+        &[
+            kettle(10, 4, 0),
+            shopper(&user(1), Country::Usa, 0),
+            purchase(&user(1), "PROD_00000001", 10, 60),
+        ],
+    )
+    .await?;
+    // The day before the first sale: products exist, facts up to then do not.
+    analyse(&stack, date(2025, 12, 6)).await?;
+    let warehouse = stack.warehouse_client().await?;
+    let products = rows(
+        &warehouse,
+        "SELECT product_id, total_sales, total_revenue, performance_tier FROM product_performance
+         WHERE analysis_date = '2025-12-06'",
+        |r| {
+            (
+                r.get::<_, String>(0),
+                r.get::<_, i64>(1),
+                r.get::<_, Decimal>(2),
+                r.get::<_, String>(3),
+            )
+        },
+    )
+    .await?;
+    assert_eq!(
+        products,
+        [(
+            "PROD_00000001".to_owned(),
+            0,
+            Decimal::ZERO,
+            "No Sales".to_owned()
+        )]
+    );
+    let customers: i64 = warehouse
+        .query_one(
+            "SELECT count(*) FROM rfm_analysis WHERE analysis_date = '2025-12-06'",
+            &[],
+        )
+        .await?
+        .get(0);
+    assert_eq!(customers, 0);
+    Ok(())
+}

@@ -23,8 +23,10 @@ WITH viewed AS (
 ), added AS (
     SELECT product_id, count(*) AS adds FROM cart_adds GROUP BY product_id
 ), sold AS (
+    -- The sum's type spelled out: over no sales at all, DataFusion plans a wider decimal than
+    -- it then produces, and the plan fails.
     SELECT product_id, count(DISTINCT transaction_id) AS orders, sum(quantity) AS units,
-        sum(total_amount) AS revenue
+        CAST(sum(total_amount) AS DECIMAL(24, 2)) AS revenue
     FROM sales GROUP BY product_id
 ), converted AS (
     SELECT v.product_id, count(*) AS buyers
