@@ -32,8 +32,9 @@ pub struct Config {
     /// Most messages saved in one transaction.
     // 20,000 rather than 5,000: a batch's metric upserts touch each (minute, product) once
     // however many events it holds, so under load bigger batches cut the metrics' share of
-    // the work (measured: −20 % throughput for the metrics at 5,000, −16 % at 20,000). Light
-    // traffic is cut by STREAM_BATCH_WAIT_MS long before, so latency does not change.
+    // the work (scripts/bench.sh stream, 2026-11-29: the metrics cost 20 % of the throughput
+    // at 5,000, 10-12 % at 20,000). Light traffic is cut by STREAM_BATCH_WAIT_MS long before,
+    // so latency does not change.
     #[arg(long, env = "STREAM_BATCH_SIZE", default_value = "20000",
           value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
     pub batch_size: u32,
