@@ -174,13 +174,13 @@ async fn three_kill_9s_in_a_generator_flow_with_malformed_messages_lose_and_doub
     }
     assert_metrics_match_recounts(&client).await?;
 
-    let row_total: i64 = saved[..3].iter().map(|(_, n)| n).sum();
     eprintln!(
         "reliability: kill -9 x3 | events delivered {} (of which catalogue {}), lost 0 | \
-         malformed mixed in {MALFORMED_COUNT} | rows saved {row_total} (transactions as lines), \
+         malformed mixed in {MALFORMED_COUNT} | rows saved {} (transactions as lines), \
          duplicates 0, dead letters {} | recovery after each kill {} | whole flow {:.1} s",
         delivery.delivered,
         records.len() as u64 - FLOW,
+        event_rows(&saved),
         saved[5].1,
         seconds(&recoveries),
         started.elapsed().as_secs_f64()
@@ -240,6 +240,23 @@ async fn resumed(client: &tokio_postgres::Client, before: i64, since: Instant) -
     Ok(since.elapsed())
 }
 
+/// Prints one fault's reliability figures (after its assertions: nothing lost, nothing
+/// doubled); `saved` is [`counts_in`]'s.
+fn report(fault: &str, sent: usize, saved: &[(String, i64)], recovery: Duration) {
+    eprintln!(
+        "reliability: {fault} | events sent {sent} | rows saved {} | duplicates 0 | dead letters \
+         {} | recovery {}",
+        event_rows(saved),
+        saved[5].1,
+        seconds(&[recovery])
+    );
+}
+
+/// Transaction lines, views and cart events among [`counts_in`]'s rows.
+fn event_rows(saved: &[(String, i64)]) -> i64 {
+    saved[..3].iter().map(|(_, n)| n).sum()
+}
+
 fn seconds(durations: &[Duration]) -> String {
     let all: Vec<String> = durations
         .iter()
@@ -286,12 +303,11 @@ async fn a_realtime_postgres_restarted_mid_flow_loses_nothing_and_doubles_nothin
     );
     let saved = counts_in(&client).await?;
     assert_eq!(saved, expected);
-    eprintln!(
-        "reliability: realtime PostgreSQL restarted (immediate stop, 2 s down) | events sent {} \
-         | rows saved {} | duplicates 0 | dead letters 0 | recovery after restart {}",
+    report(
+        "realtime PostgreSQL restarted (immediate stop, 2 s down)",
         records.len(),
-        saved[..3].iter().map(|(_, n)| n).sum::<i64>(),
-        seconds(&[recovery])
+        &saved,
+        recovery,
     );
     drop(client);
     drop(server);
@@ -334,12 +350,11 @@ async fn the_database_going_away_mid_flow_loses_nothing_and_doubles_nothing() ->
     );
     let saved = counts(&stack).await?;
     assert_eq!(saved, expected_counts(&records));
-    eprintln!(
-        "reliability: realtime database connection cut for 4.5 s | events sent {} | rows saved \
-         {} | duplicates 0 | dead letters 0 | recovery after reconnect {}",
+    report(
+        "realtime database connection cut for 4.5 s",
         records.len(),
-        saved[..3].iter().map(|(_, n)| n).sum::<i64>(),
-        seconds(&[recovery])
+        &saved,
+        recovery,
     );
     Ok(())
 }
@@ -381,12 +396,11 @@ async fn a_broker_killed_and_restarted_mid_flow_loses_nothing_and_doubles_nothin
 
     let saved = counts(&stack).await?;
     assert_eq!(saved, expected_counts(&records));
-    eprintln!(
-        "reliability: broker SIGKILLed, down 3 s, restarted | events sent {} | rows saved {} | \
-         duplicates 0 | dead letters 0 | recovery after restart {}",
+    report(
+        "broker SIGKILLed, down 3 s, restarted",
         records.len(),
-        saved[..3].iter().map(|(_, n)| n).sum::<i64>(),
-        seconds(&[recovery])
+        &saved,
+        recovery,
     );
     drop(broker);
     Ok(())

@@ -17,6 +17,8 @@ pub struct PostgresServer {
     bin: PathBuf,
     dir: PathBuf,
     port: u16,
+    /// Run the server's programs as the postgres OS user (we are root: initdb refuses root).
+    as_postgres: bool,
 }
 
 impl PostgresServer {
@@ -25,7 +27,8 @@ impl PostgresServer {
         let bin = newest_bin()?;
         let dir = std::env::temp_dir().join(format!("gm-pg-{}", uuid::Uuid::new_v4().simple()));
         fs::create_dir_all(&dir)?;
-        if running_as_root()? {
+        let as_postgres = running_as_root()?;
+        if as_postgres {
             // initdb refuses to run as root: the cluster belongs to the postgres OS user.
             checked(Command::new("chown").arg("postgres:").arg(&dir).output()?)?;
         }
@@ -33,6 +36,7 @@ impl PostgresServer {
             bin,
             port: crate::free_port()?,
             dir,
+            as_postgres,
         };
         let data = server.data().to_string_lossy().into_owned();
         server.run(
@@ -86,7 +90,7 @@ impl PostgresServer {
     /// Runs one of the server's programs, as the postgres OS user when we are root.
     fn run(&self, program: &str, args: &[&str]) -> Result<()> {
         let path = self.bin.join(program);
-        let mut command = if running_as_root()? {
+        let mut command = if self.as_postgres {
             let mut runuser = Command::new("runuser");
             runuser.args(["-u", "postgres", "--"]).arg(path);
             runuser
