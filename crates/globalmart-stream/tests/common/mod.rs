@@ -302,7 +302,7 @@ const ORACLES: [(&str, &str, &str); 11] = [
         "SELECT concat_ws('|', w, p, sum(v), sum(a), sum(b), sum(u), sum(r),
              (sum(v) + 3 * sum(a) + 5 * sum(b))::numeric(14, 2))
          FROM (SELECT date_trunc('minute', \"timestamp\") AS w, product_id AS p, 1 AS v, 0 AS a,
-                   0 AS b, 0 AS u, 0::numeric AS r
+                   0 AS b, 0 AS u, 0::numeric(16, 2) AS r
                FROM product_view_events WHERE event_type = 'view'
                UNION ALL
                SELECT date_trunc('minute', \"timestamp\"), product_id, 0, 1, 0, 0, 0
@@ -322,7 +322,7 @@ const ORACLES: [(&str, &str, &str); 11] = [
          FROM (SELECT date_trunc('minute', x.\"timestamp\") AS w,
                    coalesce(p.category, x.category, 'unknown') AS c, v, a, b, u, r
                FROM (SELECT \"timestamp\", product_id, category, 1 AS v, 0 AS a, 0 AS b,
-                         0 AS u, 0::numeric AS r
+                         0 AS u, 0::numeric(16, 2) AS r
                      FROM product_view_events WHERE event_type = 'view'
                      UNION ALL
                      SELECT \"timestamp\", product_id, category, 0, 1, 0, 0, 0
