@@ -451,31 +451,47 @@ async fn a_row_still_in_flight_holds_the_run_back_and_is_loaded_by_the_next() ->
     Ok(())
 }
 
-/// The SQL statements of docs/USER_GUIDE.md's ```sql blocks: psql meta-commands (`\di`) and
-/// comments left out, and the Grafana panel query too (its `$__timeFilter` macro is Grafana's;
-/// the dashboards test expands those).
+/// The SQL statements of docs/USER_GUIDE.md's ```sql blocks, and the Grafana panel query left
+/// out too (its `$__timeFilter` macro is Grafana's; the dashboards test expands those).
 fn user_guide_statements() -> Result<Vec<String>> {
-    let file = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/USER_GUIDE.md");
-    let text = std::fs::read_to_string(&file)?;
-    let mut statements = Vec::new();
-    for block in text.split("```sql\n").skip(1) {
-        let block = block.split("```").next().unwrap_or_default();
-        let sql: Vec<&str> = block
-            .lines()
-            .map(str::trim_end)
-            .filter(|l| !l.trim_start().starts_with('\\') && !l.trim_start().starts_with("--"))
-            .collect();
-        let sql = sql.join("\n");
-        statements.extend(
-            sql.split(';')
-                .map(|s| dedent(s.trim_matches('\n')))
-                .filter(|s| !s.is_empty() && !s.contains("$__")),
-        );
-    }
-    Ok(statements)
+    let text = repo_file("docs/USER_GUIDE.md")?;
+    Ok(text
+        .split("```sql\n")
+        .skip(1)
+        .flat_map(|block| statements(block.split("```").next().unwrap_or_default()))
+        .filter(|s| !s.contains("$__"))
+        .collect())
 }
 
-/// `text` without the indentation its lines share (blocks inside a list are indented).
+/// The guide's seven Common Queries, verbatim, from the file `scripts/demo.sh` runs.
+fn guide_queries() -> Result<Vec<String>> {
+    Ok(statements(&repo_file("scripts/demo_queries.sql")?))
+}
+
+/// The text of `path`, relative to the repository.
+fn repo_file(path: &str) -> Result<String> {
+    let file = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .join(path);
+    Ok(std::fs::read_to_string(&file)?)
+}
+
+/// The statements of an SQL script, each without the indentation its lines share (blocks
+/// inside a list are indented); psql meta-commands (`\echo`, `\di`) and comment lines left
+/// out.
+fn statements(script: &str) -> Vec<String> {
+    let sql: Vec<&str> = script
+        .lines()
+        .filter(|l| !l.trim_start().starts_with('\\') && !l.trim_start().starts_with("--"))
+        .collect();
+    sql.join("\n")
+        .split(';')
+        .map(dedent)
+        .filter(|s| !s.is_empty())
+        .collect()
+}
+
+/// `text` without the indentation its lines share, trimmed.
 fn dedent(text: &str) -> String {
     let indent = text
         .lines()
@@ -485,26 +501,7 @@ fn dedent(text: &str) -> String {
         .unwrap_or(0);
     let lines: Vec<&str> = text
         .lines()
-        .map(|l| l.get(indent..).unwrap_or(l.trim_start()))
+        .map(|l| l.get(indent..).unwrap_or(l.trim_start()).trim_end())
         .collect();
     lines.join("\n").trim().to_owned()
-}
-
-/// The guide's seven Common Queries, verbatim, from the file `scripts/demo.sh` runs (its psql
-/// `\echo` lines and comments left out).
-fn guide_queries() -> Result<Vec<String>> {
-    let file =
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/demo_queries.sql");
-    let text = std::fs::read_to_string(&file)?;
-    let sql: Vec<&str> = text
-        .lines()
-        .filter(|l| !l.starts_with("\\echo") && !l.starts_with("--"))
-        .collect();
-    Ok(sql
-        .join("\n")
-        .split(';')
-        .map(str::trim)
-        .filter(|q| !q.is_empty())
-        .map(str::to_owned)
-        .collect())
 }
