@@ -263,18 +263,22 @@ impl Event {
     pub fn to_json(&self) -> Vec<u8> {
         // Records are about 360 bytes (p99 440): one allocation instead of growing from 128.
         let mut json = Vec::with_capacity(640);
-        // Serialising these types cannot fail: every field is a string, number, list or map
-        // with string keys.
-        let result = match self {
-            Event::Transaction(e) => serde_json::to_writer(&mut json, e),
-            Event::ProductView(e) => serde_json::to_writer(&mut json, e),
-            Event::Cart(e) => serde_json::to_writer(&mut json, e),
-            Event::Product(p) => serde_json::to_writer(&mut json, p),
-            Event::User(u) => serde_json::to_writer(&mut json, u),
-        };
-        match result {
+        // Writing to memory cannot fail, and these types always serialise: every field is a
+        // string, number, list or map with string keys.
+        match self.write_json(&mut json) {
             Ok(()) => json,
             Err(_) => Vec::new(),
+        }
+    }
+
+    /// [`Event::to_json`] into `out`, for a writer that reuses one buffer for every record.
+    pub fn write_json<W: std::io::Write>(&self, out: W) -> serde_json::Result<()> {
+        match self {
+            Event::Transaction(e) => serde_json::to_writer(out, e),
+            Event::ProductView(e) => serde_json::to_writer(out, e),
+            Event::Cart(e) => serde_json::to_writer(out, e),
+            Event::Product(p) => serde_json::to_writer(out, p),
+            Event::User(u) => serde_json::to_writer(out, u),
         }
     }
 

@@ -5,9 +5,7 @@
 //! never got an answer.
 
 use std::io::Write;
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
-use std::sync::Arc;
-use std::thread::JoinHandle;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::Duration;
 
 use anyhow::{Context, Result};
@@ -16,7 +14,7 @@ use globalmart_core::event::Event;
 use globalmart_core::topics::Topic;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{DeliveryResult, Message};
-use rdkafka::producer::{BaseProducer, BaseRecord, Producer, ProducerContext};
+use rdkafka::producer::{BaseRecord, Producer, ProducerContext, ThreadedProducer};
 use rdkafka::{ClientConfig, ClientContext};
 use tokio::time::Instant;
 use tracing::{info, warn};
@@ -105,27 +103,11 @@ pub enum Sink {
 
 /// The Kafka side of [`Sink`].
 pub struct KafkaSink {
-    producer: Arc<BaseProducer<Deliveries>>,
-    /// Serves delivery reports and errors until `stop` is set. rdkafka's `ThreadedProducer`
-    /// does the same, but in 100 ms slices: up to a tenth of a second lost at every exit.
-    poller: Option<JoinHandle<()>>,
-    stop: Arc<AtomicBool>,
+    producer: ThreadedProducer<Deliveries>,
     names: Vec<(Topic, String)>,
+    /// The record being sent, serialised (one buffer for all: librdkafka copies it).
+    payload: Vec<u8>,
     sent: u64,
-}
-
-/// How long the delivery report thread waits for events before checking whether to stop.
-const POLL_SLICE: Duration = Duration::from_millis(10);
-
-impl Drop for KafkaSink {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        if let Some(poller) = self.poller.take() {
-            if poller.join().is_err() {
-                warn!("the delivery report thread panicked");
-            }
-        }
-    }
 }
 
 impl std::fmt::Debug for KafkaSink {
@@ -155,7 +137,7 @@ impl Sink {
             started: std::time::Instant::now(),
             prefix: kafka.topic_prefix.clone(),
         };
-        let producer: BaseProducer<Deliveries> = ClientConfig::new()
+        let producer: ThreadedProducer<Deliveries> = ClientConfig::new()
             .set("bootstrap.servers", &kafka.bootstrap_servers)
             .set("client.id", "globalmart-generator")
             .set("enable.idempotence", "true")
@@ -170,28 +152,14 @@ impl Sink {
             )
             .create_with_context(deliveries)
             .context("creating the Kafka producer (KAFKA_BOOTSTRAP_SERVERS)")?;
-        let producer = Arc::new(producer);
-        let stop = Arc::new(AtomicBool::new(false));
-        let poller = {
-            let (producer, stop) = (Arc::clone(&producer), Arc::clone(&stop));
-            std::thread::Builder::new()
-                .name("deliveries".into())
-                .spawn(move || {
-                    while !stop.load(Ordering::Relaxed) {
-                        producer.poll(POLL_SLICE);
-                    }
-                })
-                .context("starting the delivery report thread")?
-        };
         let names = Topic::ALL
             .into_iter()
             .map(|t| (t, kafka.topic_name(t)))
             .collect();
         Ok(Sink::Kafka(KafkaSink {
             producer,
-            poller: Some(poller),
-            stop,
             names,
+            payload: Vec::with_capacity(1024),
             sent: 0,
         }))
     }
@@ -207,9 +175,8 @@ impl Sink {
 
     /// Hands one record over. Waits (never drops) while the producer queue is full.
     pub async fn send(&mut self, event: &Event) -> Result<()> {
-        let payload = event.to_json();
         match self {
-            Sink::Kafka(sink) => sink.send(event, &payload).await,
+            Sink::Kafka(sink) => sink.send(event).await,
             Sink::DryRun(dry) => {
                 let out = &mut dry.out;
                 out.write_all(b"{\"topic\":")?;
@@ -220,7 +187,7 @@ impl Sink {
                 out.write_all(b",\"key\":")?;
                 serde_json::to_writer(&mut *out, event.key())?;
                 out.write_all(b",\"value\":")?;
-                out.write_all(&payload)?;
+                event.write_json(&mut *out)?;
                 out.write_all(b"}\n")?;
                 dry.sent += 1;
                 Ok(())
@@ -249,8 +216,8 @@ impl Sink {
                     "flushing the producer"
                 );
                 // Waits on the delivery counts rather than `Producer::flush`, which, beside the
-                // delivery report thread, wakes up in 100 ms steps. librdkafka sends what
-                // lingers within linger.ms anyway.
+                // polling thread, wakes up in 100 ms steps. librdkafka sends what lingers within
+                // linger.ms anyway.
                 let deadline = Instant::now() + max_wait;
                 while sink.delivery().in_flight() > 0 && Instant::now() < deadline {
                     tokio::time::sleep(FLUSH_CHECK).await;
@@ -262,6 +229,12 @@ impl Sink {
                         "the producer could not flush everything within {max_wait:?}"
                     );
                 }
+                // Dropping the producer waits out its polling thread's current 100 ms slice.
+                // Nothing is in flight any more (or it counts as lost), so that wait happens off
+                // the way out; if no thread can be started, the closure drops it here.
+                let _ = std::thread::Builder::new()
+                    .name("producer teardown".into())
+                    .spawn(move || drop(sink));
                 Ok(delivery)
             }
             Sink::DryRun(mut dry) => {
@@ -286,7 +259,9 @@ impl KafkaSink {
         }
     }
 
-    async fn send(&mut self, event: &Event, payload: &[u8]) -> Result<()> {
+    async fn send(&mut self, event: &Event) -> Result<()> {
+        self.payload.clear();
+        event.write_json(&mut self.payload)?;
         let topic = event.topic();
         let name = self
             .names
@@ -302,7 +277,7 @@ impl KafkaSink {
         };
         let mut record = BaseRecord::with_opaque_to(name, enqueued)
             .key(event.key())
-            .payload(payload);
+            .payload(&self.payload);
         loop {
             match self.producer.send(record) {
                 Ok(()) => {
