@@ -42,6 +42,10 @@ pub struct Catalogue {
     pub products: Vec<Product>,
     /// Product indexes per category group, for preference-driven browsing.
     by_group: Vec<(CategoryGroup, Vec<usize>)>,
+    /// Product indexes per category (a product never changes category), and where each
+    /// product's category is in it: comparisons draw from these.
+    by_category: Vec<Vec<usize>>,
+    category_of: Vec<usize>,
 }
 
 impl Catalogue {
@@ -61,10 +65,24 @@ impl Catalogue {
                 (group, members)
             })
             .collect();
+        let mut by_category: Vec<Vec<usize>> = Vec::new();
+        let mut slots = std::collections::HashMap::new();
+        let category_of = (products.iter().enumerate())
+            .map(|(i, p)| {
+                let slot = *slots.entry(p.category.as_str()).or_insert_with(|| {
+                    by_category.push(Vec::new());
+                    by_category.len() - 1
+                });
+                by_category[slot].push(i);
+                slot
+            })
+            .collect();
         Catalogue {
             users,
             products,
             by_group,
+            by_category,
+            category_of,
         }
     }
 
@@ -97,15 +115,9 @@ impl Catalogue {
         }
     }
 
-    /// Products of the same category as product `index` (itself included).
-    pub fn same_category(&self, index: usize) -> Vec<usize> {
-        let category = &self.products[index].category;
-        self.products
-            .iter()
-            .enumerate()
-            .filter(|(_, p)| &p.category == category)
-            .map(|(i, _)| i)
-            .collect()
+    /// Products of the same category as product `index` (itself included), in index order.
+    pub fn same_category(&self, index: usize) -> &[usize] {
+        &self.by_category[self.category_of[index]]
     }
 
     /// Changes one product or user and returns its new version.
@@ -210,4 +222,22 @@ fn email(rng: &mut Rng, user_id: &str) -> String {
         .filter(|c| c.is_ascii_alphanumeric() || *c == '.')
         .collect();
     format!("{}@{domain}", local.to_ascii_lowercase())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::SeedableRng;
+
+    #[test]
+    fn same_category_lists_exactly_the_products_of_that_category_in_order() {
+        let catalogue = Catalogue::build(&mut Rng::seed_from_u64(3), 10, 500, Utc::now());
+        for (index, product) in catalogue.products.iter().enumerate() {
+            let scanned: Vec<usize> = (catalogue.products.iter().enumerate())
+                .filter(|(_, p)| p.category == product.category)
+                .map(|(i, _)| i)
+                .collect();
+            assert_eq!(catalogue.same_category(index), scanned.as_slice());
+        }
+    }
 }
