@@ -1,7 +1,8 @@
 //! The records that travel through Kafka (SPEC section 3), one JSON object per message. Field
 //! names follow the replaced platform so its producers and queries keep working. Money is
-//! `Decimal` (written as a JSON number with 2 decimals) so sums are exact all the way into
-//! PostgreSQL `numeric` columns.
+//! `Decimal` (written as a JSON number with its exact digits, `19.99`) so sums are exact all the
+//! way into PostgreSQL `numeric` columns. Records are read with serde and written by
+//! [`crate::encode`].
 
 use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
@@ -9,10 +10,12 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::domain::{CategoryGroup, Country, PaymentMethod};
+use crate::encode;
 use crate::topics::Topic;
 use crate::validate::{self, Invalid};
 
 /// One line of an order or a checkout: a product, how many, at what unit price.
+/// Also `Serialize`: the stream stores a checkout's lines as JSON.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct LineItem {
     pub product_id: String,
@@ -21,14 +24,14 @@ pub struct LineItem {
 }
 
 /// `transactions-topic`: a completed order.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 pub struct Transaction {
     pub transaction_id: Uuid,
     pub user_id: String,
     /// The shopping session that checked out; absent in the replaced platform's events.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     pub session_id: Option<String>,
-    #[serde(with = "crate::timestamp")]
+    #[serde(deserialize_with = "crate::timestamp::deserialize")]
     pub timestamp: DateTime<Utc>,
     pub products: Vec<LineItem>,
     pub total_amount: Decimal,
@@ -47,10 +50,10 @@ impl Transaction {
 
 /// An event of a shopping session: who, when, where, and what happened (`action`, whose
 /// `event_type` tag and fields sit beside these in the same JSON object).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 pub struct SessionEvent<A> {
     pub event_id: Uuid,
-    #[serde(with = "crate::timestamp")]
+    #[serde(deserialize_with = "crate::timestamp::deserialize")]
     pub timestamp: DateTime<Utc>,
     pub user_id: String,
     pub session_id: String,
@@ -63,7 +66,7 @@ pub struct SessionEvent<A> {
 pub type CartEvent = SessionEvent<CartAction>;
 
 /// The kind of cart event, tagged by `event_type`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(tag = "event_type", rename_all = "snake_case")]
 pub enum CartAction {
     AddToCart(CartItem),
@@ -85,7 +88,7 @@ impl CartAction {
 }
 
 /// A product line in the cart, with the cart's size and value after the change.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 pub struct CartItem {
     pub product_id: String,
     pub product_name: String,
@@ -97,7 +100,7 @@ pub struct CartItem {
 }
 
 /// `update_quantity`: the line with its new quantity, and the quantity before.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 pub struct QuantityChange {
     #[serde(flatten)]
     pub item: CartItem,
@@ -106,7 +109,7 @@ pub struct QuantityChange {
 }
 
 /// `checkout`: the cart's contents as they are ordered.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 pub struct Checkout {
     pub items: Vec<LineItem>,
     pub total_items: i32,
@@ -118,7 +121,7 @@ pub struct Checkout {
 pub type ProductViewEvent = SessionEvent<ViewAction>;
 
 /// The kind of browsing event, tagged by `event_type`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(tag = "event_type", rename_all = "snake_case")]
 pub enum ViewAction {
     View(ProductView),
@@ -140,7 +143,7 @@ impl ViewAction {
 }
 
 /// A product page seen for `view_duration` seconds, maybe reached from a search.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 pub struct ProductView {
     pub product_id: String,
     pub product_name: String,
@@ -152,14 +155,14 @@ pub struct ProductView {
 }
 
 /// A search and how many products it found.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 pub struct Search {
     pub search_query: String,
     pub results_count: i32,
 }
 
 /// A category and price filter and how many products it left.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 pub struct Filter {
     pub filter_category: String,
     pub min_price: Decimal,
@@ -168,14 +171,14 @@ pub struct Filter {
 }
 
 /// Products compared side by side.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 pub struct Compare {
     pub product_ids: Vec<String>,
     pub category: String,
 }
 
 /// `products-topic` (key product_id): the latest version of a product, re-sent on change.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 pub struct Product {
     pub product_id: String,
     pub name: String,
@@ -184,21 +187,21 @@ pub struct Product {
     /// Units in stock.
     pub inventory: i32,
     pub rating: Decimal,
-    #[serde(with = "crate::timestamp")]
+    #[serde(deserialize_with = "crate::timestamp::deserialize")]
     pub updated_at: DateTime<Utc>,
 }
 
 /// `users-topic` (key user_id): the latest version of a user, re-sent on change.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 pub struct User {
     pub user_id: String,
     pub email: String,
     pub age: i32,
     pub country: Country,
-    #[serde(with = "crate::timestamp")]
+    #[serde(deserialize_with = "crate::timestamp::deserialize")]
     pub registration_date: DateTime<Utc>,
     pub preferences: Vec<CategoryGroup>,
-    #[serde(with = "crate::timestamp")]
+    #[serde(deserialize_with = "crate::timestamp::deserialize")]
     pub updated_at: DateTime<Utc>,
 }
 
@@ -263,23 +266,14 @@ impl Event {
     pub fn to_json(&self) -> Vec<u8> {
         // Records are about 360 bytes (p99 440): one allocation instead of growing from 128.
         let mut json = Vec::with_capacity(640);
-        // Writing to memory cannot fail, and these types always serialise: every field is a
-        // string, number, list or map with string keys.
-        match self.write_json(&mut json) {
-            Ok(()) => json,
-            Err(_) => Vec::new(),
-        }
+        self.write_json(&mut json);
+        json
     }
 
-    /// [`Event::to_json`] into `out`, for a writer that reuses one buffer for every record.
-    pub fn write_json<W: std::io::Write>(&self, out: W) -> serde_json::Result<()> {
-        match self {
-            Event::Transaction(e) => serde_json::to_writer(out, e),
-            Event::ProductView(e) => serde_json::to_writer(out, e),
-            Event::Cart(e) => serde_json::to_writer(out, e),
-            Event::Product(p) => serde_json::to_writer(out, p),
-            Event::User(u) => serde_json::to_writer(out, u),
-        }
+    /// [`Event::to_json`] appended to `out`, for a writer that reuses one buffer for every
+    /// record.
+    pub fn write_json(&self, out: &mut Vec<u8>) {
+        encode::event(self, out);
     }
 
     /// Parses a message of `topic` and validates it against `now`; the error is the reason a

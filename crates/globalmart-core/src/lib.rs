@@ -5,6 +5,7 @@
 pub mod config;
 pub mod db;
 pub mod domain;
+mod encode;
 pub mod event;
 pub mod logging;
 pub mod metrics;

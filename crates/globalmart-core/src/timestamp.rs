@@ -3,7 +3,7 @@
 //! ISO timestamps of the replaced platform's producers, which carry no zone and mean UTC.
 
 use chrono::{DateTime, Datelike, NaiveDate, NaiveDateTime, SecondsFormat, Timelike, Utc};
-use serde::{de, Deserialize, Deserializer, Serializer};
+use serde::{de, Deserialize, Deserializer};
 
 /// Parses RFC 3339, a naive ISO date-time (`T` or space separated, optional fraction) as UTC, or
 /// a bare date as midnight UTC.
@@ -24,20 +24,21 @@ pub fn parse(text: &str) -> Option<DateTime<Utc>> {
 
 /// Formats as RFC 3339 UTC with microseconds (`2025-12-07T10:15:00.123456Z`).
 pub fn format(t: &DateTime<Utc>) -> String {
-    let mut buf = [0; FORMATTED_LEN];
+    let mut buf = Formatted::default();
     match write(t, &mut buf) {
         Some(text) => text.to_owned(),
         None => t.to_rfc3339_opts(SecondsFormat::Micros, true),
     }
 }
 
-const FORMATTED_LEN: usize = "2025-12-07T10:15:00.123456Z".len();
+/// Room for one timestamp as [`format`] writes it.
+pub(crate) type Formatted = [u8; "2025-12-07T10:15:00.123456Z".len()];
 
 /// [`format`] into `buf`, digit by digit: the generator writes two or three timestamps per
 /// event, a million events a second, and chrono's formatting machinery was a sixteenth of that
 /// work. None for what this layout cannot hold (years outside 0..=9999, a leap second), which
 /// chrono then formats.
-fn write<'b>(t: &DateTime<Utc>, buf: &'b mut [u8; FORMATTED_LEN]) -> Option<&'b str> {
+pub(crate) fn write<'b>(t: &DateTime<Utc>, buf: &'b mut Formatted) -> Option<&'b str> {
     // One conversion: DateTime's own accessors each convert from UTC to "local" again.
     let (date, time) = (t.date_naive(), t.time());
     let year = u32::try_from(date.year()).ok().filter(|y| *y <= 9999)?;
@@ -68,16 +69,7 @@ pub fn to_micros(t: DateTime<Utc>) -> DateTime<Utc> {
     DateTime::from_timestamp_micros(t.timestamp_micros()).unwrap_or(t)
 }
 
-/// `#[serde(with = "crate::timestamp")]` for a `DateTime<Utc>` field.
-pub fn serialize<S: Serializer>(t: &DateTime<Utc>, serializer: S) -> Result<S::Ok, S::Error> {
-    let mut buf = [0; FORMATTED_LEN];
-    match write(t, &mut buf) {
-        Some(text) => serializer.serialize_str(text),
-        None => serializer.serialize_str(&format(t)),
-    }
-}
-
-/// See [`serialize`].
+/// `#[serde(deserialize_with = "crate::timestamp::deserialize")]` for a `DateTime<Utc>` field.
 pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<DateTime<Utc>, D::Error> {
     let text = <std::borrow::Cow<'de, str>>::deserialize(deserializer)?;
     parse(&text).ok_or_else(|| {
@@ -138,7 +130,7 @@ mod tests {
             DateTime::from_timestamp(1_483_228_799, 1_500_000_000),
         ];
         for t in beyond.into_iter().map(|t| t.expect("a valid instant")) {
-            let mut buf = [0; FORMATTED_LEN];
+            let mut buf = Formatted::default();
             assert_eq!(write(&t, &mut buf), None, "{t:?}");
             assert_eq!(format(&t), chrono(t));
         }

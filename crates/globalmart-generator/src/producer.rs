@@ -123,6 +123,8 @@ impl std::fmt::Debug for KafkaSink {
 pub struct DryRun {
     out: std::io::BufWriter<std::io::Stdout>,
     prefix: String,
+    /// The record being written, serialised (one buffer for all).
+    payload: Vec<u8>,
     sent: u64,
 }
 
@@ -169,6 +171,7 @@ impl Sink {
         Sink::DryRun(DryRun {
             out: std::io::BufWriter::with_capacity(1 << 20, std::io::stdout()),
             prefix: prefix.to_owned(),
+            payload: Vec::with_capacity(1024),
             sent: 0,
         })
     }
@@ -187,7 +190,9 @@ impl Sink {
                 out.write_all(b",\"key\":")?;
                 serde_json::to_writer(&mut *out, event.key())?;
                 out.write_all(b",\"value\":")?;
-                event.write_json(&mut *out)?;
+                dry.payload.clear();
+                event.write_json(&mut dry.payload);
+                out.write_all(&dry.payload)?;
                 out.write_all(b"}\n")?;
                 dry.sent += 1;
                 Ok(())
@@ -261,7 +266,7 @@ impl KafkaSink {
 
     async fn send(&mut self, event: &Event) -> Result<()> {
         self.payload.clear();
-        event.write_json(&mut self.payload)?;
+        event.write_json(&mut self.payload);
         let topic = event.topic();
         let name = self
             .names

@@ -63,7 +63,7 @@ fn the_mix_stays_60_30_10_within_two_points() {
 }
 
 #[test]
-fn every_record_passes_validation() {
+fn every_record_passes_validation_and_reads_back_from_its_message() {
     let (mix, records) = generate(2, 0.02, 100_000);
     for record in records
         .iter()
@@ -71,6 +71,12 @@ fn every_record_passes_validation() {
     {
         if let Err(reason) = record.validate(now()) {
             panic!("{reason}: {record:?}");
+        }
+        // What the stream will read: the message, parsed and validated.
+        let json = record.to_json();
+        match Event::parse(record.topic(), &json, now()) {
+            Ok(parsed) => assert_eq!(&parsed, record, "{}", String::from_utf8_lossy(&json)),
+            Err(reason) => panic!("{reason}: {}", String::from_utf8_lossy(&json)),
         }
     }
 }
