@@ -200,13 +200,23 @@ impl<'a> Object<'a> {
     }
 
     fn strs<'s>(&mut self, key: &str, values: impl IntoIterator<Item = &'s str>) -> &mut Self {
+        self.array(key, values, string)
+    }
+
+    /// `"key":[…]`, each element written by `write`.
+    fn array<T>(
+        &mut self,
+        key: &str,
+        values: impl IntoIterator<Item = T>,
+        write: impl Fn(&mut Vec<u8>, T),
+    ) -> &mut Self {
         let out = self.key(key);
         out.push(b'[');
         for (i, value) in values.into_iter().enumerate() {
             if i > 0 {
                 out.push(b',');
             }
-            string(out, value);
+            write(out, value);
         }
         out.push(b']');
         self
@@ -238,20 +248,13 @@ impl<'a> Object<'a> {
     }
 
     fn line_items(&mut self, key: &str, items: &[LineItem]) -> &mut Self {
-        let out = self.key(key);
-        out.push(b'[');
-        for (i, item) in items.iter().enumerate() {
-            if i > 0 {
-                out.push(b',');
-            }
+        self.array(key, items, |out, item| {
             let mut o = Object::start(out);
             o.str("product_id", &item.product_id)
                 .int("quantity", item.quantity)
                 .money("price", item.price);
             o.end();
-        }
-        out.push(b']');
-        self
+        })
     }
 }
 
