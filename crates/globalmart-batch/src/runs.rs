@@ -1,11 +1,13 @@
 //! Run bookkeeping in the warehouse: `batch_runs` (one row per run) and `batch_run_steps` (one
 //! per step, with its figures), written outside the steps' transactions so a failure is
-//! recorded too.
+//! recorded too. A run whose process died (SIGKILL, power loss) cannot record its end; each run
+//! holds an advisory lock on its session for as long as it runs, so the next run can tell such
+//! a run from one still going and records it as failed.
 
 use std::time::{Duration, Instant};
 
 use tokio_postgres::Client;
-use tracing::info;
+use tracing::{info, warn};
 
 use crate::error::EtlError;
 use crate::report;
@@ -19,6 +21,7 @@ pub async fn recorded<T>(
     work: impl AsyncFnOnce(&mut Client, i64) -> Result<T, EtlError>,
 ) -> Result<T, EtlError> {
     let started = Instant::now();
+    close_interrupted(warehouse).await?;
     let run = start(warehouse, command).await?;
     info!("=== Batch Processing Started ===");
     let outcome = work(warehouse, run).await;
@@ -34,15 +37,65 @@ pub async fn recorded<T>(
     outcome
 }
 
-/// Records a run of `command` as started; returns its id.
-async fn start(client: &Client, command: &str) -> Result<i64, EtlError> {
-    let row = client
+/// The advisory lock a run holds while it runs: (RUN_LOCK, its id). Ids wrap at 2^31, the
+/// lock's second key being an int.
+const RUN_LOCK: i32 = 0x474d_5255;
+const RUN_KEY: &str = "(run_id % 2147483647)::int";
+
+/// Records a run of `command` as started, holding its lock; returns its id.
+async fn start(client: &mut Client, command: &str) -> Result<i64, EtlError> {
+    // One transaction: no other run can see this row before its lock is held.
+    let tx = client.transaction().await?;
+    let run = tx
         .query_one(
-            "INSERT INTO batch_runs (command) VALUES ($1) RETURNING run_id",
-            &[&command],
+            &format!(
+                "WITH run AS (INSERT INTO batch_runs (command) VALUES ($1) RETURNING run_id)
+                 SELECT run_id, pg_advisory_lock($2, {RUN_KEY})::text FROM run"
+            ),
+            &[&command, &RUN_LOCK],
+        )
+        .await?
+        .get(0);
+    tx.commit().await?;
+    Ok(run)
+}
+
+/// Records as failed every run still marked running whose lock nobody holds: its process
+/// ended before it could say how the run went. Their unfinished steps were rolled back.
+async fn close_interrupted(client: &Client) -> Result<(), EtlError> {
+    const WHY: &str = "interrupted: the process running it ended before the run did \
+        (its unfinished step was rolled back)";
+    let rows = client
+        .query(
+            &format!(
+                "UPDATE batch_runs SET status = 'failed', finished_at = now(), error = $2
+                 WHERE status = 'running' AND NOT EXISTS (
+                     SELECT 1 FROM pg_locks l
+                     WHERE l.locktype = 'advisory' AND l.objsubid = 2
+                       AND l.database = (SELECT oid FROM pg_database
+                                         WHERE datname = current_database())
+                       AND l.classid = $1::int::oid AND l.objid = {RUN_KEY}::oid)
+                 RETURNING run_id"
+            ),
+            &[&RUN_LOCK, &WHY],
         )
         .await?;
-    Ok(row.get(0))
+    let runs: Vec<i64> = rows.iter().map(|r| r.get(0)).collect();
+    if runs.is_empty() {
+        return Ok(());
+    }
+    client
+        .execute(
+            "UPDATE batch_run_steps SET status = 'failed', finished_at = now(), error = $2
+             WHERE run_id = ANY($1) AND status = 'running'",
+            &[&runs, &WHY],
+        )
+        .await?;
+    warn!(
+        ?runs,
+        "earlier runs ended with their process, unrecorded; now recorded as failed"
+    );
+    Ok(())
 }
 
 /// Records that `step` of `run` started.
@@ -108,6 +161,15 @@ async fn finish(client: &Client, run: i64, error: Option<&str>) -> Result<(), Et
         .execute(
             "UPDATE batch_runs SET finished_at = now(), status = $2, error = $3 WHERE run_id = $1",
             &[&run, &status, &error],
+        )
+        .await?;
+    // `run --every` keeps its session: the lock goes with the run, not with the process.
+    client
+        .execute(
+            &format!(
+                "SELECT pg_advisory_unlock($2, {RUN_KEY})::text FROM batch_runs WHERE run_id = $1"
+            ),
+            &[&run, &RUN_LOCK],
         )
         .await?;
     Ok(())

@@ -62,6 +62,92 @@ async fn count(client: &Client, table: &str) -> Result<i64> {
         .get(0))
 }
 
+/// Each run's status, and whether its error says it was interrupted.
+async fn runs(warehouse: &Client) -> Result<Vec<(String, bool)>> {
+    Ok(warehouse
+        .query("SELECT status, error FROM batch_runs ORDER BY run_id", &[])
+        .await?
+        .iter()
+        .map(|r| {
+            let error: Option<String> = r.get(1);
+            let interrupted = error.is_some_and(|e| e.starts_with("interrupted"));
+            (r.get(0), interrupted)
+        })
+        .collect())
+}
+
+async fn running_steps(warehouse: &Client) -> Result<i64> {
+    Ok(warehouse
+        .query_one(
+            "SELECT count(*) FROM batch_run_steps WHERE status = 'running'",
+            &[],
+        )
+        .await?
+        .get(0))
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_run_is_closed_as_interrupted_only_once_its_session_is_gone() -> Result<()> {
+    let stack = TestStack::new().await?;
+    let out = batch(&stack, ["etl"]).run()?; // the schema, and a first run
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
+    // A run still going: its row, and the lock its session holds (the batch's protocol).
+    let alive = stack.warehouse_client().await?;
+    alive
+        .execute(
+            "WITH run AS (INSERT INTO batch_runs (command) VALUES ('etl') RETURNING run_id)
+             SELECT pg_advisory_lock(1196249685, (run_id % 2147483647)::int)::text FROM run",
+            &[],
+        )
+        .await?;
+    // A run whose process died: its row and a step, no lock.
+    let warehouse = stack.warehouse_client().await?;
+    warehouse
+        .execute(
+            "WITH run AS (INSERT INTO batch_runs (command) VALUES ('etl') RETURNING run_id)
+             INSERT INTO batch_run_steps (run_id, step, started_at, status)
+             SELECT run_id, 'fact_sales', now(), 'running' FROM run",
+            &[],
+        )
+        .await?;
+
+    let out = batch(&stack, ["etl"]).run()?;
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
+    let after = [
+        ("succeeded".into(), false),
+        ("running".into(), false),
+        ("failed".into(), true),
+        ("succeeded".into(), false),
+    ];
+    assert_eq!(runs(&warehouse).await?, after);
+    assert_eq!(running_steps(&warehouse).await?, 0);
+
+    // Its session gone, the run that was going is interrupted too.
+    drop(alive);
+    let started = Instant::now();
+    while warehouse
+        .query_one(
+            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND classid = 1196249685",
+            &[],
+        )
+        .await?
+        .get::<_, i64>(0)
+        > 0
+    {
+        ensure!(
+            started.elapsed() < StdDuration::from_secs(10),
+            "the closed session's lock is still held after 10 s"
+        );
+        tokio::time::sleep(StdDuration::from_millis(20)).await;
+    }
+    let out = batch(&stack, ["etl"]).run()?;
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
+    let statuses = runs(&warehouse).await?;
+    assert_eq!(statuses[1], ("failed".into(), true), "{statuses:?}");
+    assert_eq!(statuses.len(), 5);
+    Ok(())
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_batch_killed_mid_run_then_rerun_equals_a_clean_run() -> Result<()> {
     let stack = TestStack::new().await?;
@@ -100,15 +186,13 @@ async fn a_batch_killed_mid_run_then_rerun_equals_a_clean_run() -> Result<()> {
     assert_eq!(out.code, Some(0), "{}", out.stderr);
     let after_kill = checksums(&warehouse).await?;
     assert_eq!(count(&warehouse, "fact_product_views").await?, views);
-    // The killed run is recorded as still running (it could not say otherwise); the rerun as
-    // succeeded.
-    let statuses: Vec<String> = warehouse
-        .query("SELECT status FROM batch_runs ORDER BY run_id", &[])
-        .await?
-        .iter()
-        .map(|r| r.get(0))
-        .collect();
-    assert_eq!(statuses, vec!["running", "succeeded"]);
+    // The killed run could not record its end: the rerun found its lock gone, recorded it as
+    // failed, steps included, and then succeeded.
+    assert_eq!(
+        runs(&warehouse).await?,
+        [("failed".into(), true), ("succeeded".into(), false)]
+    );
+    assert_eq!(running_steps(&warehouse).await?, 0);
 
     // A clean run over the same realtime rows, into an emptied warehouse.
     let out = batch(&stack, ["reset", "--yes"]).run()?;
