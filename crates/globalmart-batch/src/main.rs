@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use chrono::NaiveDate;
+use deadpool_postgres::{Object, Pool};
 use globalmart_batch::config::{Command, Config};
 use globalmart_batch::error::EtlError;
 use globalmart_batch::etl::{self, Settings};
@@ -34,28 +35,20 @@ async fn run(config: Config) -> anyhow::Result<ExitCode> {
         error!("reset drops every warehouse table and its data: run `globalmart-batch reset --yes` to do it");
         return Ok(ExitCode::from(2));
     }
-    let warehouse = connect_and_migrate(&config.warehouse.settings, Db::Warehouse, name, 1, wait);
-    let mut warehouse = warehouse
-        .await?
-        .get()
-        .await
-        .context("connecting to the warehouse")?;
+    let warehouse_pool =
+        connect_and_migrate(&config.warehouse.settings, Db::Warehouse, name, 1, wait).await?;
+    let mut warehouse = connection(&warehouse_pool, "warehouse").await?;
     let settings = Settings {
         chunk_rows: usize::try_from(config.chunk_rows).unwrap_or(usize::MAX),
         lock_timeout: config.lock_timeout,
     };
-    let realtime = async {
-        let pool =
-            connect_and_migrate(&config.realtime.settings, Db::Realtime, name, 1, wait).await?;
-        pool.get()
-            .await
-            .context("connecting to the realtime database")
-    };
+    // Connected (and migrated) only by the commands that read it.
+    let realtime_pool = connect_and_migrate(&config.realtime.settings, Db::Realtime, name, 1, wait);
     const REDO: &str =
         "the run failed; its unfinished step was rolled back and the next run redoes it";
     match &config.command {
         Command::Etl => {
-            let mut realtime = realtime.await?;
+            let mut realtime = connection(&realtime_pool.await?, "realtime database").await?;
             etl::run(&mut realtime, &mut warehouse, &settings)
                 .await
                 .context(REDO)?;
@@ -66,8 +59,9 @@ async fn run(config: Config) -> anyhow::Result<ExitCode> {
                 .context(REDO)?;
         }
         Command::Run(repeat) => {
-            let mut realtime = realtime.await?;
+            let realtime_pool = realtime_pool.await?;
             let Some(every) = repeat.every else {
+                let mut realtime = connection(&realtime_pool, "realtime database").await?;
                 run_once(&mut realtime, &mut warehouse, &settings, repeat.day.date())
                     .await
                     .context(REDO)?;
@@ -77,11 +71,20 @@ async fn run(config: Config) -> anyhow::Result<ExitCode> {
             report::register();
             metrics::serve(config.metrics_addr, shutdown.clone()).await?;
             info!("a run every {every:?}; Ctrl+C or SIGTERM stops after the run in progress");
+            // Each run takes its connections from the pools again: one a database dropped in
+            // between (a restart, a terminated session) is replaced instead of failing every
+            // run after it.
+            drop(warehouse);
             loop {
-                if let Err(e) =
-                    run_once(&mut realtime, &mut warehouse, &settings, repeat.day.date()).await
-                {
-                    error!("{:#}", anyhow::Error::new(e).context(REDO));
+                let run = async {
+                    let mut warehouse = connection(&warehouse_pool, "warehouse").await?;
+                    let mut realtime = connection(&realtime_pool, "realtime database").await?;
+                    run_once(&mut realtime, &mut warehouse, &settings, repeat.day.date())
+                        .await
+                        .context(REDO)
+                };
+                if let Err(e) = run.await {
+                    error!("{e:#}");
                 }
                 tokio::select! {
                     () = shutdown.cancelled() => break,
@@ -90,12 +93,12 @@ async fn run(config: Config) -> anyhow::Result<ExitCode> {
             }
         }
         Command::Check { max_lag } => {
-            let realtime = realtime.await?;
+            let realtime = connection(&realtime_pool.await?, "realtime database").await?;
             let findings = quality::check(&realtime, &warehouse, *max_lag).await?;
             return Ok(report(&findings));
         }
         Command::Validate => {
-            let realtime = realtime.await?;
+            let realtime = connection(&realtime_pool.await?, "realtime database").await?;
             let findings = quality::validate(&realtime, &warehouse).await?;
             return Ok(report(&findings));
         }
@@ -121,6 +124,13 @@ async fn run_once(
         Ok(())
     })
     .await
+}
+
+/// A connection from `pool`: the one it holds, or a new one if the database closed that.
+async fn connection(pool: &Pool, db: &str) -> anyhow::Result<Object> {
+    pool.get()
+        .await
+        .with_context(|| format!("connecting to the {db}"))
 }
 
 /// Prints the findings; failure when any check failed.

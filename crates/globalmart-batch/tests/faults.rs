@@ -1,6 +1,7 @@
 //! The batch killed mid-run (SIGKILL, by the pid of the process this test started) and run
 //! again leaves the same warehouse as one clean run: every dimension version and fact, by
-//! natural key, checksummed.
+//! natural key, checksummed. A killed run is recorded as interrupted, and `run --every` carries
+//! on after the databases drop its sessions.
 
 mod common;
 
@@ -202,4 +203,70 @@ async fn a_batch_killed_mid_run_then_rerun_equals_a_clean_run() -> Result<()> {
     let warehouse = stack.warehouse_client().await?;
     assert_eq!(checksums(&warehouse).await?, after_kill);
     Ok(())
+}
+
+/// Runs recorded as succeeded after run `after`.
+async fn succeeded_after(warehouse: &Client, after: i64) -> Result<i64> {
+    Ok(warehouse
+        .query_one(
+            "SELECT count(*) FROM batch_runs WHERE status = 'succeeded' AND run_id > $1",
+            &[&after],
+        )
+        .await?
+        .get(0))
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn run_every_carries_on_after_the_databases_drop_its_sessions() -> Result<()> {
+    let stack = TestStack::new().await?;
+    let mut realtime = stack.realtime_client().await?;
+    save(&mut realtime, &shop(6, 0.02, 2_000, 30)).await?;
+    let mut child = std::process::Command::new(BIN)
+        .env_clear()
+        .envs(database_env(Db::Realtime, &stack.realtime))
+        .envs(database_env(Db::Warehouse, &stack.warehouse))
+        .env("METRICS_ADDR", "127.0.0.1:0")
+        .args(["run", "--every", "1s"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()?;
+    let warehouse = stack.warehouse_client().await?;
+    let outcome = async {
+        let started = Instant::now();
+        while succeeded_after(&warehouse, 0).await? == 0 {
+            ensure!(
+                started.elapsed() < StdDuration::from_secs(60),
+                "no run succeeded in 60 s"
+            );
+            tokio::time::sleep(StdDuration::from_millis(50)).await;
+        }
+        // Both databases end the batch's sessions, as a restart or an administrator would.
+        for client in [&realtime, &warehouse] {
+            client
+                .execute(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+                     WHERE datname = current_database() AND pid <> pg_backend_pid()
+                       AND application_name = 'globalmart-batch'",
+                    &[],
+                )
+                .await?;
+        }
+        let last: i64 = warehouse
+            .query_one("SELECT coalesce(max(run_id), 0) FROM batch_runs", &[])
+            .await?
+            .get(0);
+        let terminated = Instant::now();
+        while succeeded_after(&warehouse, last).await? == 0 {
+            ensure!(
+                terminated.elapsed() < StdDuration::from_secs(30),
+                "no run succeeded in the 30 s after the sessions were terminated"
+            );
+            tokio::time::sleep(StdDuration::from_millis(50)).await;
+        }
+        Ok(())
+    }
+    .await;
+    child.kill()?; // the process this test started
+    child.wait()?;
+    outcome
 }
