@@ -60,12 +60,12 @@ pub async fn run(config: Config) -> Result<Delivery> {
             () = shutdown.cancelled() => break 'run,
         };
         let batch_started = Instant::now();
-        let mut now = Utc::now();
+        let mut now = timestamp::to_micros(Utc::now());
         for i in 0..due {
             if config.count.is_some_and(|n| mix.counts().events() >= n) {
                 break 'run;
             }
-            if i % CLOCK_EVERY == 0 {
+            if i > 0 && i % CLOCK_EVERY == 0 {
                 now = timestamp::to_micros(Utc::now());
             }
             let event = mix.next(now);
