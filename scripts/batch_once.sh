@@ -7,18 +7,19 @@
 #   2026-11-25T15:05:00Z run failed (exit 1) in 3 s: <the batch's last error line>
 #   2026-11-25T15:10:00Z run skipped: the previous run still holds the lock
 # Exits with the batch's exit code (0 when skipped). The repository's .env applies.
-# GLOBALMART_BATCH_BIN overrides the binary (default: the release build).
+# GLOBALMART_BATCH_BIN overrides the binary (default: the build of scripts/demo.sh and
+# scripts/test.sh).
 set -uo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib/common.sh"
 
-BIN=${GLOBALMART_BATCH_BIN:-$CARGO_TARGET_DIR/release/globalmart-batch}
+BIN=${GLOBALMART_BATCH_BIN:-$GM_BIN/globalmart-batch}
 SUMMARY=$GM_LOGS/batch_processing.log
 OUTPUT=$GM_LOGS/batch_output.log
 stamp() { date -u +%Y-%m-%dT%H:%M:%SZ; }
 summary() { echo "$(stamp) $*" | tee -a "$SUMMARY"; }
 
 if [ ! -x "$BIN" ]; then
-    summary "run failed (exit 127) in 0 s: $BIN not found (build it: cargo build --release -p globalmart-batch)"
+    summary "run failed (exit 127) in 0 s: $BIN not found (build it: scripts/demo.sh, or cargo build --workspace --all-targets)"
     exit 127
 fi
 exec 9>"$GM_RUN/batch.lock"

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Benchmarks (SPEC section 7): builds in release, measures our figures and their floors in the
-# same run on this machine, and prints one line per figure:
+# Benchmarks (docs/PERFORMANCE.md): builds in release, measures our figures and
+# their floors in the same run on this machine, and prints one line per figure:
 #   BENCH <name> <value> <unit> floor=<value> ratio=<value>
 # ratio is 1.0 at the floor and higher is better (value/floor for rates).
 #
@@ -63,8 +63,8 @@ generated_rate() {
 bench_generator() {
     local events=${BENCH_GENERATOR_EVENTS:-1000000}
     say "== generator: release build"
-    cargo build --release --locked -p globalmart-generator
-    local gen=$CARGO_TARGET_DIR/release/globalmart-generator
+    gm_build_release
+    local gen=$GM_RELEASE_BIN/globalmart-generator
     local quiet=(--stats-interval 1h)
     export METRICS_ADDR=127.0.0.1:0 RUST_LOG=warn
 
@@ -192,9 +192,9 @@ PY
 bench_stream() {
     local events=${BENCH_STREAM_EVENTS:-300000}
     say "== stream: release build"
-    cargo build --release --locked -p globalmart-generator -p globalmart-stream
-    local gen=$CARGO_TARGET_DIR/release/globalmart-generator
-    local stream=$CARGO_TARGET_DIR/release/globalmart-stream
+    gm_build_release
+    local gen=$GM_RELEASE_BIN/globalmart-generator
+    local stream=$GM_RELEASE_BIN/globalmart-stream
     scripts/dev-up.sh >/dev/null
 
     local prefix="bench-stream-$$-" db="gm_bench_stream_$$" floor_db="gm_bench_floor_$$"
@@ -359,10 +359,10 @@ batch_run() {
 bench_batch() {
     local events=${BENCH_BATCH_EVENTS:-1000000} more=${BENCH_BATCH_INCREMENTAL_EVENTS:-150000}
     say "== batch: release build"
-    cargo build --release --locked -p globalmart-generator -p globalmart-stream -p globalmart-batch
-    BATCH_GEN=$CARGO_TARGET_DIR/release/globalmart-generator
-    BATCH_STREAM=$CARGO_TARGET_DIR/release/globalmart-stream
-    BATCH_BIN=$CARGO_TARGET_DIR/release/globalmart-batch
+    gm_build_release
+    BATCH_GEN=$GM_RELEASE_BIN/globalmart-generator
+    BATCH_STREAM=$GM_RELEASE_BIN/globalmart-stream
+    BATCH_BIN=$GM_RELEASE_BIN/globalmart-batch
     scripts/dev-up.sh >/dev/null
 
     local prefix="bench-batch-$$-"

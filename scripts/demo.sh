@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The README's first command: the whole platform on this machine, end to end. Brings up the
-# local stack, builds in release, starts the stream, runs the generator, runs the batch (ETL
+# local stack, builds (the dev profile the tests reuse), starts the stream, runs the generator, runs the batch (ETL
 # and analytics), then prints a summary: events per topic, rows per table, the guide's seven
 # Common Queries and `globalmart-batch check`. Leaves the stack and the stream running.
 #   scripts/demo.sh [--rate EVENTS_PER_SECOND] [--duration 60s]
@@ -19,14 +19,14 @@ while [ $# -gt 0 ]; do
     esac
 done
 require_cargo
-BIN=$CARGO_TARGET_DIR/release
+BIN=$GM_BIN
 STREAM_PID_FILE=$GM_RUN/demo-stream.pid
 
 say "== 1/6 local stack"
 scripts/dev-up.sh
 say ""
-say "== 2/6 release build (first time: about 30 minutes on 2 cores; cached in $CARGO_TARGET_DIR)"
-cargo build --release --locked --bins
+say "== 2/6 build (first time: about 8 minutes on 2 cores; cached in $CARGO_TARGET_DIR, the tests reuse it)"
+gm_build
 say ""
 say "== 3/6 stream: every topic into the realtime database (log: logs/stream.log)"
 pid=$(read_pid "$STREAM_PID_FILE")

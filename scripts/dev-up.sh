@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Brings up GlobalMart's local stack on a machine without Docker (SPEC section 6) and prints a
+# Brings up GlobalMart's local stack on a machine without Docker (docs/USER_GUIDE.md, Setup) and prints a
 # status table:
 #   - PostgreSQL: globalmart_warehouse on 5432 and a second cluster with globalmart_realtime on
 #     5433, role globalmart_user with the documented passwords, migrations applied;

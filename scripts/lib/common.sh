@@ -10,6 +10,10 @@ GM_CACHE=${GLOBALMART_CACHE:-$HOME/.cache/globalmart}
 GM_LOGS=${GLOBALMART_LOGS:-$GM_ROOT/logs}
 GM_RUN=$GM_CACHE/run
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$GM_CACHE/target}
+# The binaries the demo and the tests run: the dev profile (our crates unoptimised, their
+# dependencies at opt-level 1), built by gm_build. The benchmarks build release (gm_build_release).
+GM_BIN=$CARGO_TARGET_DIR/debug
+GM_RELEASE_BIN=$CARGO_TARGET_DIR/release
 
 KAFKA_VERSION=$(sed -n 's:.*<kafka.version>\(.*\)</kafka.version>.*:\1:p' "$GM_ROOT/scripts/kafka/pom.xml")
 KAFKA_HOME=$GM_CACHE/kafka-$KAFKA_VERSION
@@ -22,7 +26,7 @@ PROMETHEUS_PORT=9090
 PROMETHEUS_PID_FILE=$GM_RUN/prometheus.pid
 PROMETHEUS_DATA=$GM_CACHE/prometheus-data
 
-# The documented development defaults (SPEC section 2); .env.example lists them.
+# The documented development defaults (.env.example lists them).
 PG_WAREHOUSE_PORT=${POSTGRES_WAREHOUSE_PORT:-5432}
 PG_WAREHOUSE_DB=${POSTGRES_WAREHOUSE_DB:-globalmart_warehouse}
 PG_WAREHOUSE_PASSWORD=${POSTGRES_WAREHOUSE_PASSWORD:-warehouse_password}
@@ -48,6 +52,21 @@ die() {
 # Stops with a clear message when Rust is missing (the machines come with Rust stable).
 require_cargo() {
     command -v cargo >/dev/null 2>&1 || die "cargo not found: install Rust stable (rustup) first"
+}
+
+# Builds every binary and test of the workspace in the dev profile: one set of artefacts for
+# the demo, the test suite and the scheduling scripts. Building with -p, or binaries without
+# their tests, would compile dependencies again with other features.
+gm_build() {
+    require_cargo
+    cargo build --workspace --all-targets --locked
+}
+
+# Builds every binary of the workspace in release (the benchmarks), always the same set, so
+# one build serves every benchmark.
+gm_build_release() {
+    require_cargo
+    cargo build --workspace --bins --release --locked
 }
 
 # Runs a command as root: directly when we are root, through sudo otherwise.

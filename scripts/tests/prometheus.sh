@@ -13,7 +13,7 @@ cd "$GM_ROOT"
 
 command -v prometheus >/dev/null && command -v promtool >/dev/null ||
     die "prometheus and promtool are missing: run scripts/dev-up.sh --with-prometheus"
-BIN=$CARGO_TARGET_DIR/debug
+BIN=$GM_BIN
 ID=gm_prom_check_$$
 WORK=$(mktemp -d)
 PIDS=()

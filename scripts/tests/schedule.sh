@@ -14,7 +14,7 @@ source "$GM_ROOT/scripts/tests/lib.sh"
 cd "$GM_ROOT"
 
 # The debug build the tests just made; it fails fast on a warehouse nobody listens on.
-export GLOBALMART_BATCH_BIN=$CARGO_TARGET_DIR/debug/globalmart-batch
+export GLOBALMART_BATCH_BIN=$GM_BIN/globalmart-batch
 export POSTGRES_WAREHOUSE_PORT=1 BATCH_DB_WAIT_SECONDS=1
 
 SAVED=$(mktemp)

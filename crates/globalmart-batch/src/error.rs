@@ -14,6 +14,8 @@ pub enum EtlError {
     DataFusion(#[from] DataFusionError),
     #[error("Arrow: {0}")]
     Arrow(#[from] ArrowError),
+    #[error("no text column {0} in the rows read")]
+    MissingColumn(&'static str),
     #[error("no PostgreSQL mapping for Arrow type {0}")]
     UnsupportedType(DataType),
     #[error(

@@ -1,18 +1,16 @@
-//! `globalmart-batch`: the warehouse ETL.
+//! `globalmart-batch`: the warehouse ETL and analytics. Builds the parts (pools, and for
+//! `run --every` the metrics endpoint and shutdown signal) and runs the command.
 
 use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::Context;
-use chrono::NaiveDate;
-use deadpool_postgres::{Object, Pool};
 use globalmart_batch::config::{Command, Config};
-use globalmart_batch::error::EtlError;
 use globalmart_batch::etl::{self, Settings};
-use globalmart_batch::{analytics, quality, report, runs};
-use globalmart_core::db::{connect_and_migrate, migrate, Db};
-use globalmart_core::metrics;
-use tokio_postgres::Client;
+use globalmart_batch::schedule::{self, connection, REDO};
+use globalmart_batch::{analytics, monitoring, quality, reset};
+use globalmart_core::db::{connect_and_migrate, Db};
+use globalmart_core::{metrics, shutdown};
 use tracing::{error, info};
 
 #[tokio::main]
@@ -37,23 +35,22 @@ async fn run(config: Config) -> anyhow::Result<ExitCode> {
     }
     let warehouse_pool =
         connect_and_migrate(&config.warehouse.settings, Db::Warehouse, name, 1, wait).await?;
-    let mut warehouse = connection(&warehouse_pool, "warehouse").await?;
     let settings = Settings {
         chunk_rows: usize::try_from(config.chunk_rows).unwrap_or(usize::MAX),
         lock_timeout: config.lock_timeout,
     };
     // Connected (and migrated) only by the commands that read it.
     let realtime_pool = connect_and_migrate(&config.realtime.settings, Db::Realtime, name, 1, wait);
-    const REDO: &str =
-        "the run failed; its unfinished step was rolled back and the next run redoes it";
     match &config.command {
         Command::Etl => {
             let mut realtime = connection(&realtime_pool.await?, "realtime database").await?;
+            let mut warehouse = connection(&warehouse_pool, "warehouse").await?;
             etl::run(&mut realtime, &mut warehouse, &settings)
                 .await
                 .context(REDO)?;
         }
         Command::Analytics(day) => {
+            let mut warehouse = connection(&warehouse_pool, "warehouse").await?;
             analytics::run(&mut warehouse, day.date())
                 .await
                 .context(REDO)?;
@@ -62,79 +59,48 @@ async fn run(config: Config) -> anyhow::Result<ExitCode> {
             let realtime_pool = realtime_pool.await?;
             let Some(every) = repeat.every else {
                 let mut realtime = connection(&realtime_pool, "realtime database").await?;
-                run_once(&mut realtime, &mut warehouse, &settings, repeat.day.date())
+                let mut warehouse = connection(&warehouse_pool, "warehouse").await?;
+                schedule::run_once(&mut realtime, &mut warehouse, &settings, repeat.day.date())
                     .await
                     .context(REDO)?;
                 return Ok(ExitCode::SUCCESS);
             };
-            let shutdown = globalmart_core::shutdown::on_signal()?;
-            report::register();
+            let shutdown = shutdown::on_signal()?;
+            monitoring::register();
             metrics::serve(config.metrics_addr, shutdown.clone()).await?;
-            info!("a run every {every:?}; Ctrl+C or SIGTERM stops after the run in progress");
-            // Each run takes its connections from the pools again: one a database dropped in
-            // between (a restart, a terminated session) is replaced instead of failing every
-            // run after it.
-            drop(warehouse);
-            loop {
-                let run = async {
-                    let mut warehouse = connection(&warehouse_pool, "warehouse").await?;
-                    let mut realtime = connection(&realtime_pool, "realtime database").await?;
-                    run_once(&mut realtime, &mut warehouse, &settings, repeat.day.date())
-                        .await
-                        .context(REDO)
-                };
-                if let Err(e) = run.await {
-                    error!("{e:#}");
-                }
-                tokio::select! {
-                    () = shutdown.cancelled() => break,
-                    () = tokio::time::sleep(every) => {}
-                }
-            }
+            schedule::every(
+                every,
+                &realtime_pool,
+                &warehouse_pool,
+                &settings,
+                repeat.day.date,
+                &shutdown,
+            )
+            .await;
         }
         Command::Check { max_lag } => {
             let realtime = connection(&realtime_pool.await?, "realtime database").await?;
+            let warehouse = connection(&warehouse_pool, "warehouse").await?;
             let findings = quality::check(&realtime, &warehouse, *max_lag).await?;
-            return Ok(report(&findings));
+            return Ok(print_findings(&findings));
         }
         Command::Validate => {
             let realtime = connection(&realtime_pool.await?, "realtime database").await?;
+            let warehouse = connection(&warehouse_pool, "warehouse").await?;
             let findings = quality::validate(&realtime, &warehouse).await?;
-            return Ok(report(&findings));
+            return Ok(print_findings(&findings));
         }
         Command::Reset { .. } => {
-            quality::reset(&warehouse).await?;
-            migrate(&mut warehouse, Db::Warehouse).await?;
+            let mut warehouse = connection(&warehouse_pool, "warehouse").await?;
+            reset::reset(&mut warehouse).await?;
             info!("the warehouse is empty and migrated again");
         }
     }
     Ok(ExitCode::SUCCESS)
 }
 
-/// One `run`: the ETL, then the analytics of `date`, recorded as one run.
-async fn run_once(
-    realtime: &mut Client,
-    warehouse: &mut Client,
-    settings: &Settings,
-    date: NaiveDate,
-) -> Result<(), EtlError> {
-    runs::recorded(warehouse, "run", async |warehouse, run| {
-        etl::steps(realtime, warehouse, settings, run).await?;
-        analytics::jobs(warehouse, date, run).await?;
-        Ok(())
-    })
-    .await
-}
-
-/// A connection from `pool`: the one it holds, or a new one if the database closed that.
-async fn connection(pool: &Pool, db: &str) -> anyhow::Result<Object> {
-    pool.get()
-        .await
-        .with_context(|| format!("connecting to the {db}"))
-}
-
 /// Prints the findings; failure when any check failed.
-fn report(findings: &[quality::Finding]) -> ExitCode {
+fn print_findings(findings: &[quality::Finding]) -> ExitCode {
     println!("{}", quality::table(findings));
     if findings.iter().all(|f| f.failures == 0) {
         ExitCode::SUCCESS

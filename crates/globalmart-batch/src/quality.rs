@@ -1,6 +1,6 @@
-//! Data quality: `check` (the warehouse on its own), `validate` (the facts against the realtime
-//! source) and `reset` (drop and recreate the warehouse). Each check counts offending rows; the
-//! commands print one table line per check and fail when any count is not zero.
+//! Data quality: `check` (the warehouse on its own) and `validate` (the facts against the
+//! realtime source). Each check counts offending rows; the commands print one table line per
+//! check and fail when any count is not zero.
 
 use std::fmt::Write as _;
 use std::time::Duration;
@@ -10,8 +10,7 @@ use datafusion::arrow::datatypes::{DataType, Int64Type};
 use tokio_postgres::Client;
 
 use crate::error::EtlError;
-use crate::extract::{self, field, read};
-use crate::transform::plan;
+use crate::etl::{field, plan, rows, schema};
 
 /// One line of a quality report.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -173,39 +172,52 @@ pub async fn check(
     Ok(findings)
 }
 
-/// A fact table and its realtime source, compared key by key up to the ETL's watermark.
+/// A fact table and its realtime source, compared key by key up to the ETL's watermark of the
+/// source ($watermark): (fact, its keys, source, the source's keys).
 const SOURCES: [(&str, &str, &str, &str); 3] = [
-    ("fact_sales", "event_id", "transactions", "line_item_id"),
+    (
+        "fact_sales",
+        "SELECT event_id::text FROM fact_sales",
+        "transactions",
+        "SELECT line_item_id::text FROM transactions
+         WHERE ingest_seq <= current_setting('globalmart.watermark')::int8",
+    ),
     (
         "fact_product_views",
-        "event_id",
+        "SELECT event_id::text FROM fact_product_views",
         "product_view_events",
-        "event_id",
+        "SELECT event_id::text FROM product_view_events
+         WHERE ingest_seq <= current_setting('globalmart.watermark')::int8",
     ),
-    ("fact_cart_events", "event_id", "cart_events", "event_id"),
+    (
+        "fact_cart_events",
+        "SELECT event_id::text FROM fact_cart_events",
+        "cart_events",
+        "SELECT event_id::text FROM cart_events
+         WHERE ingest_seq <= current_setting('globalmart.watermark')::int8",
+    ),
 ];
+
+const WATERMARK: &str = "SELECT last_ingest_seq FROM etl_watermarks WHERE source_table = $1";
 
 /// Compares each fact table with its realtime source up to the ETL's watermark: row counts,
 /// keys missing from the warehouse, keys the source does not have, and for sales the units
 /// and amounts.
 pub async fn validate(realtime: &Client, warehouse: &Client) -> Result<Vec<Finding>, EtlError> {
     let mut findings = Vec::new();
-    for (fact, fact_key, source, source_key) in SOURCES {
+    for (fact, fact_keys, source, source_keys) in SOURCES {
         let watermark: i64 = warehouse
-            .query_opt(
-                "SELECT last_ingest_seq FROM etl_watermarks WHERE source_table = $1",
-                &[&source],
-            )
+            .query_opt(WATERMARK, &[&source])
             .await?
             .map(|r| r.get(0))
             .unwrap_or(0);
-        // Identifiers are this module's constants and the watermark our own integer.
         let source_keys = keys(
             realtime,
-            &format!("SELECT {source_key}::text FROM {source} WHERE ingest_seq <= {watermark}"),
+            source_keys,
+            &[("watermark", watermark.to_string())],
         )
         .await?;
-        let fact_keys = keys(warehouse, &format!("SELECT {fact_key}::text FROM {fact}")).await?;
+        let fact_keys = keys(warehouse, fact_keys, &[]).await?;
         let compared = plan(
             &[("source", &source_keys), ("fact", &fact_keys)],
             "SELECT
@@ -238,10 +250,7 @@ pub async fn validate(realtime: &Client, warehouse: &Client) -> Result<Vec<Findi
         }
     }
     let watermark: i64 = warehouse
-        .query_opt(
-            "SELECT last_ingest_seq FROM etl_watermarks WHERE source_table = 'transactions'",
-            &[],
-        )
+        .query_opt(WATERMARK, &[&"transactions"])
         .await?
         .map(|r| r.get(0))
         .unwrap_or(0);
@@ -270,20 +279,18 @@ pub async fn validate(realtime: &Client, warehouse: &Client) -> Result<Vec<Findi
 }
 
 /// The keys a query returns, as a one-column (`key`) batch.
-async fn keys(client: &Client, query: &str) -> Result<RecordBatch, EtlError> {
-    let stream = client.copy_out(&extract::copy_of(query)).await?;
-    read(stream, extract::schema(vec![field("key", DataType::Utf8)])).await
-}
-
-/// Drops everything in the warehouse; the caller migrates it again.
-pub async fn reset(warehouse: &Client) -> Result<(), EtlError> {
-    warehouse
-        .batch_execute(
-            "DROP SCHEMA public CASCADE;
-             CREATE SCHEMA public;",
-        )
-        .await?;
-    Ok(())
+async fn keys(
+    client: &Client,
+    query: &str,
+    values: &[(&str, String)],
+) -> Result<RecordBatch, EtlError> {
+    rows(
+        client,
+        query,
+        values,
+        schema(vec![field("key", DataType::Utf8)]),
+    )
+    .await
 }
 
 /// The findings as a table, worst first; the last line says whether all passed.

@@ -1,4 +1,4 @@
-//! The one configuration loader (SPEC section 2). Every setting is a clap argument with an
+//! The one configuration loader (docs/ARCHITECTURE.md, "Configuration"). Every setting is a clap argument with an
 //! environment key, so precedence is flag > environment > `.env` > default and `--help` lists
 //! every key. A bad value stops the program with the key, the value and what is allowed.
 

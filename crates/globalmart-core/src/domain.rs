@@ -260,7 +260,7 @@ impl CategoryGroup {
     }
 }
 
-/// The id formats of SPEC section 3: a prefix and eight digits (`USER_00000042`).
+/// The id formats of the event contract (docs/ARCHITECTURE.md, "The event contract"): a prefix and eight digits (`USER_00000042`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum IdKind {
     User,

@@ -1,4 +1,4 @@
-//! The records that travel through Kafka (SPEC section 3), one JSON object per message. Field
+//! The records that travel through Kafka (docs/ARCHITECTURE.md, "The event contract"), one JSON object per message. Field
 //! names follow the replaced platform so its producers and queries keep working. Money is
 //! `Decimal` (written as a JSON number with its exact digits, `19.99`) so sums are exact all the
 //! way into PostgreSQL `numeric` columns. Records are read with serde and written by
@@ -298,7 +298,7 @@ impl Event {
         Ok(event)
     }
 
-    /// Checks the rules of SPEC section 3; see [`crate::validate`].
+    /// Checks the event contract's rules; see [`crate::validate`].
     pub fn validate(&self, now: DateTime<Utc>) -> Result<(), Invalid> {
         match self {
             Event::Transaction(e) => validate::transaction(e, now),

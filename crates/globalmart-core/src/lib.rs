@@ -1,12 +1,14 @@
 //! GlobalMart's shared contract and plumbing: the events and catalogue every binary exchanges
-//! (SPEC section 3), their validation, topic names, and the one way each binary reads its
-//! configuration, reaches PostgreSQL, serves metrics, logs and shuts down.
+//! (docs/ARCHITECTURE.md, "The event contract"), their validation, topic names, and the one way
+//! each binary reads its configuration, reaches PostgreSQL and Kafka, serves metrics, logs and
+//! shuts down.
 
 pub mod config;
 pub mod db;
 pub mod domain;
 mod encode;
 pub mod event;
+pub mod kafka;
 pub mod logging;
 pub mod metrics;
 pub mod shutdown;

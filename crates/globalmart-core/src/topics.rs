@@ -1,4 +1,4 @@
-//! Kafka topic names (SPEC section 1). Event topics are keyed by user_id, catalogue topics by the
+//! Kafka topic names (docs/ARCHITECTURE.md, "The event contract"). Event topics are keyed by user_id, catalogue topics by the
 //! record's id and compacted, so a consumer that starts late still sees every product and user.
 
 /// A topic of the platform.
@@ -46,7 +46,8 @@ impl Topic {
     }
 }
 
-/// Partitions per topic on the local stack: the unit of stream parallelism (SPEC section 8).
+/// Partitions per topic on the local stack: the unit of stream parallelism
+/// (docs/ARCHITECTURE.md, "Scaling").
 pub const DEFAULT_PARTITIONS: i32 = 3;
 
 #[cfg(test)]

@@ -1,4 +1,4 @@
-//! The validation rules of SPEC section 3, shared by the generator (which must never emit an
+//! The validation rules of the event contract (docs/ARCHITECTURE.md, "The event contract"), shared by the generator (which must never emit an
 //! invalid event) and the stream (which dead-letters one with the reason). Types and known enum
 //! values are already enforced by deserialisation; these are the rules a type cannot express.
 //! Each reason is a stable, human-readable sentence naming the field and the offending value.
@@ -50,7 +50,7 @@ pub enum Invalid {
     QuantityChangeMismatch { quantity: i32, new_quantity: i32 },
 }
 
-/// Quantity of one line (SPEC: 1..=100).
+/// Quantity of one line (1..=100).
 pub const QUANTITY: (i32, i32) = (1, 100);
 /// Any price or unit price, in dollars.
 pub const PRICE: (Decimal, Decimal) = (Decimal::ZERO, Decimal::from_parts(10_000, 0, 0, false, 0));

@@ -1,4 +1,4 @@
-//! The event contract of SPEC section 3: every kind round-trips through JSON, the replaced
+//! The event contract (docs/ARCHITECTURE.md, "The event contract"): every kind round-trips through JSON, the replaced
 //! platform's naive timestamps are read as UTC, and every validation rule rejects with its
 //! stable reason.
 

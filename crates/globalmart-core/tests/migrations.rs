@@ -1,4 +1,5 @@
-//! Migrations on the real local PostgreSQL servers: every table of SPEC sections 4 and 5 exists,
+//! Migrations on the real local PostgreSQL servers: every table of the realtime and
+//! warehouse schemas (docs/ARCHITECTURE.md, "Where things are") exists,
 //! and applying the migrations again, by the binaries' runner or by hand with `psql -f`,
 //! changes nothing.
 

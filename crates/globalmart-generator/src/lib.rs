@@ -1,14 +1,16 @@
 //! globalmart-generator: realistic e-commerce events into Kafka. `catalogue` builds the shop,
 //! `session` plays one shopper, `mix` drives many of them into the 60/30/10 stream, `pace` keeps
-//! the rate, `producer` delivers (or prints, with --dry-run) and `report` tells what happened.
+//! the rate, `producer` delivers (or prints, with --dry-run), `monitoring` tells what happened,
+//! and `generate` runs them: `main` builds the output, the metrics endpoint and the shutdown
+//! signal and hands them over.
 
 pub mod catalogue;
 pub mod config;
+pub mod generate;
 pub mod mix;
+pub mod monitoring;
 pub mod pace;
 pub mod producer;
-pub mod report;
-pub mod run;
 pub mod session;
 
 /// The one random generator of a run: a named algorithm, so a seed gives the same sequence on

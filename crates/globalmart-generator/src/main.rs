@@ -1,8 +1,13 @@
-//! `globalmart-generator`: realistic e-commerce events into Kafka.
+//! `globalmart-generator`: realistic e-commerce events into Kafka. Builds the parts (the
+//! output, the metrics endpoint, the shutdown signal) and runs the generation.
 
 use std::process::ExitCode;
 
-use globalmart_generator::{config::Config, run};
+use anyhow::Result;
+use globalmart_core::{metrics, shutdown};
+use globalmart_generator::config::Config;
+use globalmart_generator::generate;
+use globalmart_generator::producer::{Delivery, Output};
 use tracing::error;
 
 /// Building an event allocates a handful of small strings; at a million events a second the
@@ -14,7 +19,7 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 async fn main() -> ExitCode {
     let config: Config = globalmart_core::config::load();
     globalmart_core::logging::init();
-    match run::run(config).await {
+    match run(&config).await {
         Ok(delivery) if delivery.failed + delivery.in_flight() == 0 => ExitCode::SUCCESS,
         Ok(delivery) => {
             error!(
@@ -29,4 +34,11 @@ async fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+async fn run(config: &Config) -> Result<Delivery> {
+    let shutdown = shutdown::on_signal()?;
+    metrics::serve(config.metrics_addr, shutdown.clone()).await?;
+    let output = Output::for_config(config)?;
+    generate::run(config, output, shutdown).await
 }

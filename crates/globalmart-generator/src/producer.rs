@@ -11,20 +11,21 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use globalmart_core::config::KafkaArgs;
 use globalmart_core::event::Event;
+use globalmart_core::kafka;
 use globalmart_core::topics::Topic;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{DeliveryResult, Message};
 use rdkafka::producer::{BaseRecord, Producer, ProducerContext, ThreadedProducer};
-use rdkafka::{ClientConfig, ClientContext};
+use rdkafka::ClientContext;
 use tokio::time::Instant;
 use tracing::{info, warn};
 
-use crate::report;
+use crate::monitoring;
 
 /// What happened to the records sent so far.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Delivery {
-    /// Records handed to the sink.
+    /// Records handed to the output.
     pub sent: u64,
     /// Acknowledged by the broker (or written, with --dry-run).
     pub delivered: u64,
@@ -75,7 +76,7 @@ impl ProducerContext for Deliveries {
                 if enqueued_micros > 0 {
                     let now = self.started.elapsed().as_micros() as usize;
                     let seconds = now.saturating_sub(enqueued_micros) as f64 / 1e6;
-                    report::DELIVERY_LATENCY.observe(seconds);
+                    monitoring::DELIVERY_LATENCY.observe(seconds);
                 }
             }
             Err((error, message)) => {
@@ -85,7 +86,9 @@ impl ProducerContext for Deliveries {
                     .strip_prefix(&self.prefix)
                     .unwrap_or(message.topic());
                 let topic = Topic::from_name(name).map_or("unknown", Topic::name);
-                report::DELIVERY_ERRORS.with_label_values(&[topic]).inc();
+                monitoring::DELIVERY_ERRORS
+                    .with_label_values(&[topic])
+                    .inc();
                 if self.failures_logged.fetch_add(1, Ordering::Relaxed) < 10 {
                     warn!(topic, %error, "a message was not delivered");
                 }
@@ -94,15 +97,15 @@ impl ProducerContext for Deliveries {
     }
 }
 
-/// Where records go.
+/// Where records go: the broker, or stdout with --dry-run.
 #[derive(Debug)]
-pub enum Sink {
-    Kafka(KafkaSink),
+pub enum Output {
+    Kafka(KafkaOutput),
     DryRun(DryRun),
 }
 
-/// The Kafka side of [`Sink`].
-pub struct KafkaSink {
+/// The Kafka side of [`Output`].
+pub struct KafkaOutput {
     producer: ThreadedProducer<Deliveries>,
     names: Vec<(Topic, String)>,
     /// The record being sent, serialised (one buffer for all: librdkafka copies it).
@@ -110,15 +113,15 @@ pub struct KafkaSink {
     sent: u64,
 }
 
-impl std::fmt::Debug for KafkaSink {
+impl std::fmt::Debug for KafkaOutput {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("KafkaSink")
+        f.debug_struct("KafkaOutput")
             .field("sent", &self.sent)
             .finish_non_exhaustive()
     }
 }
 
-/// The --dry-run side of [`Sink`].
+/// The --dry-run side of [`Output`].
 #[derive(Debug)]
 pub struct DryRun {
     out: std::io::BufWriter<std::io::Stdout>,
@@ -128,10 +131,19 @@ pub struct DryRun {
     sent: u64,
 }
 
-impl Sink {
+impl Output {
+    /// The output `config` asks for: stdout with --dry-run, the broker otherwise.
+    pub fn for_config(config: &crate::config::Config) -> Result<Output> {
+        if config.dry_run {
+            Ok(Output::dry_run(&config.kafka.topic_prefix))
+        } else {
+            Output::kafka(&config.kafka, config.delivery_timeout)
+        }
+    }
+
     /// A producer for `kafka` (connections open lazily; nothing is sent yet). A record is
     /// retried for `delivery_timeout` before it counts as failed.
-    pub fn kafka(kafka: &KafkaArgs, delivery_timeout: Duration) -> Result<Sink> {
+    pub fn kafka(kafka: &KafkaArgs, delivery_timeout: Duration) -> Result<Output> {
         let deliveries = Deliveries {
             delivered: AtomicU64::new(0),
             failed: AtomicU64::new(0),
@@ -139,26 +151,25 @@ impl Sink {
             started: std::time::Instant::now(),
             prefix: kafka.topic_prefix.clone(),
         };
-        let producer: ThreadedProducer<Deliveries> = ClientConfig::new()
-            .set("bootstrap.servers", &kafka.bootstrap_servers)
-            .set("client.id", "globalmart-generator")
-            .set("enable.idempotence", "true")
-            .set("acks", "all")
-            .set("compression.type", "lz4")
-            .set("linger.ms", "5")
-            .set("batch.num.messages", "10000")
-            .set("queue.buffering.max.messages", "500000")
-            .set(
-                "message.timeout.ms",
-                delivery_timeout.as_millis().to_string(),
-            )
-            .create_with_context(deliveries)
-            .context("creating the Kafka producer (KAFKA_BOOTSTRAP_SERVERS)")?;
+        let producer: ThreadedProducer<Deliveries> =
+            kafka::client_config(kafka, "globalmart-generator")
+                .set("enable.idempotence", "true")
+                .set("acks", "all")
+                .set("compression.type", "lz4")
+                .set("linger.ms", "5")
+                .set("batch.num.messages", "10000")
+                .set("queue.buffering.max.messages", "500000")
+                .set(
+                    "message.timeout.ms",
+                    delivery_timeout.as_millis().to_string(),
+                )
+                .create_with_context(deliveries)
+                .context("creating the Kafka producer (KAFKA_BOOTSTRAP_SERVERS)")?;
         let names = Topic::ALL
             .into_iter()
             .map(|t| (t, kafka.topic_name(t)))
             .collect();
-        Ok(Sink::Kafka(KafkaSink {
+        Ok(Output::Kafka(KafkaOutput {
             producer,
             names,
             payload: Vec::with_capacity(1024),
@@ -167,8 +178,8 @@ impl Sink {
     }
 
     /// JSON lines on stdout, topic names with `prefix`.
-    pub fn dry_run(prefix: &str) -> Sink {
-        Sink::DryRun(DryRun {
+    pub fn dry_run(prefix: &str) -> Output {
+        Output::DryRun(DryRun {
             out: std::io::BufWriter::with_capacity(1 << 20, std::io::stdout()),
             prefix: prefix.to_owned(),
             payload: Vec::with_capacity(1024),
@@ -179,8 +190,8 @@ impl Sink {
     /// Hands one record over. Waits (never drops) while the producer queue is full.
     pub async fn send(&mut self, event: &Event) -> Result<()> {
         match self {
-            Sink::Kafka(sink) => sink.send(event).await,
-            Sink::DryRun(dry) => {
+            Output::Kafka(out) => out.send(event).await,
+            Output::DryRun(dry) => {
                 let out = &mut dry.out;
                 out.write_all(b"{\"topic\":")?;
                 serde_json::to_writer(
@@ -203,8 +214,8 @@ impl Sink {
     /// Where delivery stands now.
     pub fn progress(&self) -> Delivery {
         match self {
-            Sink::Kafka(sink) => sink.delivery(),
-            Sink::DryRun(dry) => Delivery {
+            Output::Kafka(out) => out.delivery(),
+            Output::DryRun(dry) => Delivery {
                 sent: dry.sent,
                 delivered: dry.sent,
                 failed: 0,
@@ -215,19 +226,19 @@ impl Sink {
     /// Flushes everything in flight (Kafka: up to `max_wait`) and returns the final count.
     pub async fn finish(self, max_wait: Duration) -> Result<Delivery> {
         match self {
-            Sink::Kafka(sink) => {
+            Output::Kafka(out) => {
                 info!(
-                    in_flight = sink.delivery().in_flight(),
+                    in_flight = out.delivery().in_flight(),
                     "flushing the producer"
                 );
                 // Waits on the delivery counts rather than `Producer::flush`, which, beside the
                 // polling thread, wakes up in 100 ms steps. librdkafka sends what lingers within
                 // linger.ms anyway.
                 let deadline = Instant::now() + max_wait;
-                while sink.delivery().in_flight() > 0 && Instant::now() < deadline {
+                while out.delivery().in_flight() > 0 && Instant::now() < deadline {
                     tokio::time::sleep(FLUSH_CHECK).await;
                 }
-                let delivery = sink.delivery();
+                let delivery = out.delivery();
                 if delivery.in_flight() > 0 {
                     warn!(
                         in_flight = delivery.in_flight(),
@@ -239,10 +250,10 @@ impl Sink {
                 // the way out; if no thread can be started, the closure drops it here.
                 let _ = std::thread::Builder::new()
                     .name("producer teardown".into())
-                    .spawn(move || drop(sink));
+                    .spawn(move || drop(out));
                 Ok(delivery)
             }
-            Sink::DryRun(mut dry) => {
+            Output::DryRun(mut dry) => {
                 dry.out.flush()?;
                 Ok(Delivery {
                     sent: dry.sent,
@@ -254,7 +265,7 @@ impl Sink {
     }
 }
 
-impl KafkaSink {
+impl KafkaOutput {
     fn delivery(&self) -> Delivery {
         let counts = self.producer.context();
         Delivery {
@@ -291,7 +302,7 @@ impl KafkaSink {
                 }
                 Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), returned)) => {
                     // The broker is slower than we generate (or down): wait for room.
-                    report::QUEUE_FULL.inc();
+                    monitoring::QUEUE_FULL.inc();
                     record = returned;
                     tokio::time::sleep(Duration::from_millis(5)).await;
                 }

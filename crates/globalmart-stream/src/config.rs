@@ -8,8 +8,6 @@ use clap::Parser;
 use globalmart_core::config::{parse_duration, DbArgs, KafkaArgs, Realtime};
 use rust_decimal::Decimal;
 
-use crate::tally::Thresholds;
-
 /// Consumes the event and catalogue topics and saves every event exactly once into the realtime
 /// database, keeping the realtime metrics and alerts.
 #[derive(Debug, Parser)]
@@ -97,6 +95,59 @@ pub struct Config {
     /// Where to serve Prometheus metrics (GET /metrics).
     #[arg(long, env = "METRICS_ADDR", default_value = "127.0.0.1:9102")]
     pub metrics_addr: SocketAddr,
+}
+
+/// Anomaly and stock thresholds: what makes a transaction, a line, a stock level or a
+/// product's demand worth an alert. Set from [`Config`]; the defaults are the documented ones.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Thresholds {
+    /// A transaction total at or above this is a high-value anomaly.
+    pub high_value: Decimal,
+    /// A line quantity at or above this is a high-quantity anomaly.
+    pub high_quantity: i32,
+    /// Stock falling below this raises a low-stock alert.
+    pub low_stock: i32,
+    /// Two orders of at least this by one user within a minute are suspicious.
+    pub suspicious_amount: Decimal,
+    /// At least this many units of one product within 10 minutes is high demand.
+    pub high_demand_units: i64,
+    /// Stock that the last hour's sales would empty within this many hours needs a restock.
+    pub restock_horizon_hours: i32,
+}
+
+impl Default for Thresholds {
+    fn default() -> Self {
+        Thresholds {
+            high_value: Decimal::from(3000),
+            high_quantity: 50,
+            low_stock: 10,
+            suspicious_amount: Decimal::from(1000),
+            high_demand_units: 20,
+            restock_horizon_hours: 24,
+        }
+    }
+}
+
+impl Thresholds {
+    /// critical >= 10000, high >= 6500, else medium (for totals at or above `high_value`).
+    pub fn value_severity(total: Decimal) -> &'static str {
+        if total >= Decimal::from(10_000) {
+            "critical"
+        } else if total >= Decimal::from(6_500) {
+            "high"
+        } else {
+            "medium"
+        }
+    }
+
+    /// critical >= 100, high >= 75, else medium (for quantities at or above `high_quantity`).
+    pub fn quantity_severity(quantity: i32) -> &'static str {
+        match quantity {
+            q if q >= 100 => "critical",
+            q if q >= 75 => "high",
+            _ => "medium",
+        }
+    }
 }
 
 impl Config {

@@ -1,16 +1,31 @@
-//! globalmart-stream: Kafka topics into the realtime database, effectively once. `consume`
-//! reads the topics in a consumer group and cuts batches; `sink` saves a batch, its dead letters
-//! and its offsets in one transaction, with `tally` adding the realtime metrics of the events it
-//! inserted, `stock` the stock on hand and `patterns` suspicious orders and high demand; `sweep` records abandoned carts periodically and
-//! `alerts` publishes the alerts to alerts-topic; `report` logs and counts what
-//! happened.
+//! globalmart-stream: Kafka topics into the realtime database, effectively once.
+//!
+//! The data path, one module per stage (docs/ARCHITECTURE.md, "Where things are"):
+//! - `source`: the Kafka consumer, its partition assignments, seeking to the stored offsets,
+//!   the lag;
+//! - `batcher`: messages into a [`Batch`], each offset and event once;
+//! - `save`: a batch in one transaction, through the writers of `write/` (one module per table
+//!   group; `write::alerts` is the only writer of `alerts`);
+//! - `pipeline`: the loop that cuts batches, saves them and commits offsets;
+//! - `housekeeping`: the abandoned-cart sweep, metric retention, alert publishing (`publish`);
+//! - `monitoring`: the guide's log lines and the Prometheus metrics.
+//!
+//! `main` builds the parts (configuration, pool, Kafka clients, metrics endpoint, shutdown
+//! signal) and hands them to [`pipeline::run`].
 
-pub mod alerts;
+mod batcher;
 pub mod config;
-pub mod consume;
-pub mod patterns;
-pub mod report;
-pub mod sink;
-pub mod stock;
-pub mod sweep;
-pub mod tally;
+mod housekeeping;
+mod monitoring;
+pub mod pipeline;
+pub mod publish;
+mod retry;
+mod save;
+pub mod source;
+mod write;
+
+pub use batcher::{Batch, Received};
+pub use config::{Config, Thresholds};
+pub use housekeeping::{abandoned_carts, prune};
+pub use save::Saved;
+pub use write::offsets::stored_offsets;

@@ -20,8 +20,11 @@ use globalmart_core::db::Db;
 use globalmart_core::event::Event;
 use globalmart_core::topics::Topic;
 use globalmart_generator::config::Config as GeneratorConfig;
+use globalmart_generator::generate;
 use globalmart_generator::mix::Mix;
+use globalmart_generator::producer::Output;
 use globalmart_testkit::{connect, database_env, KafkaBroker, PostgresServer, Proxy, TestStack};
+use tokio_util::sync::CancellationToken;
 
 /// Events of the generator flow the stream is killed in.
 const FLOW: u64 = 200_000;
@@ -87,7 +90,9 @@ async fn three_kill_9s_in_a_generator_flow_with_malformed_messages_lose_and_doub
     }
 
     let started = Instant::now();
-    let generator = tokio::spawn(globalmart_generator::run::run(config));
+    let output = Output::for_config(&config)?;
+    let generator =
+        tokio::spawn(async move { generate::run(&config, output, CancellationToken::new()).await });
     let malformed = tokio::spawn(produce_malformed(
         stack.bootstrap_servers.clone(),
         stack.topic_prefix(),

@@ -15,9 +15,9 @@ use globalmart_core::event::{
 };
 use globalmart_core::topics::Topic;
 use globalmart_generator::mix::{Mix, MixSettings};
-use globalmart_stream::sink::{stored_offsets, Batch, Received, Saved};
-use globalmart_stream::sweep::{abandoned_carts, prune};
-use globalmart_stream::tally::Thresholds;
+use globalmart_stream::{
+    abandoned_carts, prune, stored_offsets, Batch, Received, Saved, Thresholds,
+};
 use globalmart_testkit::TestStack;
 use rust_decimal::Decimal;
 

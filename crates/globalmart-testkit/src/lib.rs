@@ -27,7 +27,8 @@ pub use cli::{Cli, CliOutput};
 pub use postgres::PostgresServer;
 pub use proxy::Proxy;
 
-/// The local stack's addresses: the same keys and defaults as the binaries (SPEC section 2).
+/// The local stack's addresses: the same keys and defaults as the binaries
+/// (docs/ARCHITECTURE.md, "Configuration").
 #[derive(Debug, Parser)]
 struct Local {
     #[command(flatten)]

@@ -17,10 +17,9 @@ use tokio_postgres::{Client, Transaction};
 use tracing::info;
 
 use crate::error::EtlError;
-use crate::extract::{self, field, read};
-use crate::load::stage;
-use crate::runs::{self, grouped};
-use crate::step::{Loaded, Report};
+use crate::etl::{field, rows, schema, stage};
+use crate::figures::{grouped, Figures};
+use crate::history;
 
 /// The facts the jobs read, with natural keys: every sale line (its product's category as
 /// of the sale), product view and cart add up to the end of the analysis date, and the current
@@ -72,9 +71,12 @@ impl Job {
     }
 }
 
-/// Runs every job for `date` as run `analytics`.
-pub async fn run(warehouse: &mut Client, date: NaiveDate) -> Result<Vec<Report>, EtlError> {
-    runs::recorded(warehouse, "analytics", async |warehouse, run| {
+/// Runs every job for `date` as run `analytics`; returns each job's figures, in order.
+pub async fn run(
+    warehouse: &mut Client,
+    date: NaiveDate,
+) -> Result<Vec<(&'static str, Figures)>, EtlError> {
+    history::recorded(warehouse, "analytics", async |warehouse, run| {
         jobs(warehouse, date, run).await
     })
     .await
@@ -85,66 +87,77 @@ pub async fn jobs(
     warehouse: &mut Client,
     date: NaiveDate,
     run: i64,
-) -> Result<Vec<Report>, EtlError> {
+) -> Result<Vec<(&'static str, Figures)>, EtlError> {
     let facts = Facts::read(warehouse, date).await?;
-    let mut reports = Vec::with_capacity(Job::ALL.len());
+    let mut done = Vec::with_capacity(Job::ALL.len());
     for job in Job::ALL {
         info!("[Analytics] Running {}_job...", job.table());
-        runs::step_started(warehouse, run, job.table()).await?;
+        history::step_started(warehouse, run, job.table()).await?;
         let started = Instant::now();
         let outcome = async {
             let tx = warehouse.transaction().await?;
-            let rows = match job {
+            let figures = match job {
                 Job::ProductPerformance => products::snapshot(&tx, &facts, date).await?,
                 Job::Rfm => rfm::snapshot(&tx, &facts, date).await?,
                 Job::CustomerSegments => segments::snapshot(&tx, date).await?,
                 Job::SalesTrends => trends::snapshot(&tx, &facts, date).await?,
             };
             tx.commit().await?;
-            Ok(Report {
-                extracted: facts.sales.num_rows(),
-                loaded: Loaded {
-                    transformed: rows,
-                    loaded: rows,
-                    skipped: 0,
-                },
+            Ok(Figures {
                 duration: started.elapsed(),
+                ..figures
             })
         }
         .await;
-        runs::step_finished(warehouse, run, job.table(), outcome.as_ref()).await?;
-        let report = outcome?;
-        info!(
-            "  Analyzed {} {}",
-            grouped(report.loaded.loaded),
-            job.rows()
-        );
+        history::step_finished(warehouse, run, job.table(), outcome.as_ref()).await?;
+        let figures = outcome?;
+        info!("  Analyzed {} {}", grouped(figures.loaded), job.rows());
         info!("  Updated {} table", job.table());
-        reports.push(report);
+        done.push((job.table(), figures));
     }
-    Ok(reports)
+    Ok(done)
 }
+
+/// Every sale line up to the end of the analysis date ($until), with its customer, its
+/// product and the product's category as of the sale.
+const SALES: &str = "
+    SELECT f.transaction_id::text, c.user_id, p.product_id, coalesce(p.category, ''),
+        f.quantity, f.total_amount,
+        (f.transaction_timestamp AT TIME ZONE 'UTC')::date - DATE '1970-01-01',
+        (extract(epoch FROM f.transaction_timestamp) * 1000000)::bigint
+    FROM fact_sales f JOIN dim_customers c USING (customer_id)
+        JOIN dim_products p USING (product_id_pk)
+    WHERE f.transaction_timestamp < current_setting('globalmart.until')::date + 1";
+
+/// Every product view up to the end of the analysis date.
+const VIEWS: &str = "
+    SELECT c.user_id, p.product_id
+    FROM fact_product_views f JOIN dim_customers c USING (customer_id)
+        JOIN dim_products p USING (product_id_pk)
+    WHERE f.event_type = 'view'
+        AND f.event_timestamp < current_setting('globalmart.until')::date + 1";
+
+/// Every cart add up to the end of the analysis date.
+const CART_ADDS: &str = "
+    SELECT p.product_id FROM fact_cart_events f JOIN dim_products p USING (product_id_pk)
+    WHERE f.event_type = 'add_to_cart'
+        AND f.event_timestamp < current_setting('globalmart.until')::date + 1";
+
+const PRODUCTS: &str =
+    "SELECT product_id, product_name, category FROM dim_products WHERE is_current";
 
 impl Facts {
     /// Reads the facts up to the end of `date`.
     async fn read(warehouse: &Client, date: NaiveDate) -> Result<Facts, EtlError> {
         let epoch = NaiveDate::from_ymd_opt(1970, 1, 1).unwrap_or_default();
         let day = i32::try_from((date - epoch).num_days()).unwrap_or(i32::MAX);
-        // A date of our own, not input: COPY takes no bind parameters.
-        let until = format!("'{date}'::date + 1");
+        let until = [("until", date.to_string())];
         let text = |name: &str| field(name, DataType::Utf8);
-        let sales = query(
+        let sales = rows(
             warehouse,
-            &format!(
-                "SELECT f.transaction_id::text, c.user_id, p.product_id, coalesce(p.category, ''),
-                     f.quantity, f.total_amount,
-                     (f.transaction_timestamp AT TIME ZONE 'UTC')::date - DATE '1970-01-01',
-                     (extract(epoch FROM f.transaction_timestamp) * 1000000)::bigint
-                 FROM fact_sales f JOIN dim_customers c USING (customer_id)
-                     JOIN dim_products p USING (product_id_pk)
-                 WHERE f.transaction_timestamp < {until}"
-            ),
-            vec![
+            SALES,
+            &until,
+            schema(vec![
                 text("transaction_id"),
                 text("user_id"),
                 text("product_id"),
@@ -153,33 +166,32 @@ impl Facts {
                 field("total_amount", DataType::Decimal128(14, 2)),
                 field("day", DataType::Int32),
                 field("at_us", DataType::Int64),
-            ],
+            ]),
         )
         .await?;
-        let views = query(
+        let views = rows(
             warehouse,
-            &format!(
-                "SELECT c.user_id, p.product_id
-                 FROM fact_product_views f JOIN dim_customers c USING (customer_id)
-                     JOIN dim_products p USING (product_id_pk)
-                 WHERE f.event_type = 'view' AND f.event_timestamp < {until}"
-            ),
-            vec![text("user_id"), text("product_id")],
+            VIEWS,
+            &until,
+            schema(vec![text("user_id"), text("product_id")]),
         )
         .await?;
-        let cart_adds = query(
+        let cart_adds = rows(
             warehouse,
-            &format!(
-                "SELECT p.product_id FROM fact_cart_events f JOIN dim_products p USING (product_id_pk)
-                 WHERE f.event_type = 'add_to_cart' AND f.event_timestamp < {until}"
-            ),
-            vec![text("product_id")],
+            CART_ADDS,
+            &until,
+            schema(vec![text("product_id")]),
         )
         .await?;
-        let products = query(
+        let products = rows(
             warehouse,
-            "SELECT product_id, product_name, category FROM dim_products WHERE is_current",
-            vec![text("product_id"), text("product_name"), text("category")],
+            PRODUCTS,
+            &[],
+            schema(vec![
+                text("product_id"),
+                text("product_name"),
+                text("category"),
+            ]),
         )
         .await?;
         Ok(Facts {
@@ -192,23 +204,15 @@ impl Facts {
     }
 }
 
-async fn query(
-    client: &Client,
-    sql: &str,
-    fields: Vec<datafusion::arrow::datatypes::Field>,
-) -> Result<RecordBatch, EtlError> {
-    let stream = client.copy_out(&extract::copy_of(sql)).await?;
-    read(stream, extract::schema(fields)).await
-}
-
 /// Replaces the snapshot of `date` in `table` with `rows` (columns named as the table's,
-/// without analysis_date); returns how many rows it wrote.
+/// without analysis_date), the output of a plan that read `read` rows.
 async fn replace(
     tx: &Transaction<'_>,
     table: &str,
     date: NaiveDate,
     rows: &RecordBatch,
-) -> Result<usize, EtlError> {
+    read: usize,
+) -> Result<Figures, EtlError> {
     let columns: Vec<String> = rows
         .schema()
         .fields()
@@ -217,7 +221,7 @@ async fn replace(
         .collect();
     let columns = columns.join(", ");
     // The table and column names are this module's own.
-    stage_and_insert(
+    let written = stage_and_insert(
         tx,
         rows,
         &format!("DELETE FROM {table} WHERE analysis_date = $1"),
@@ -226,7 +230,13 @@ async fn replace(
         ),
         date,
     )
-    .await
+    .await?;
+    Ok(Figures {
+        extracted: read,
+        transformed: rows.num_rows(),
+        loaded: written,
+        ..Figures::default()
+    })
 }
 
 /// Stages `rows` as table `snapshot`, runs `delete` then `insert` (both taking the date as

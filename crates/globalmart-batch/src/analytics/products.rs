@@ -14,7 +14,8 @@ use tokio_postgres::Transaction;
 
 use super::{replace, Facts};
 use crate::error::EtlError;
-use crate::transform::plan;
+use crate::etl::plan;
+use crate::figures::Figures;
 
 const PLAN: &str = "
 WITH viewed AS (
@@ -63,12 +64,12 @@ SELECT product_id, product_name, category, total_views, total_cart_adds, total_s
         ELSE 'Underperformer' END AS performance_tier
 FROM totals";
 
-/// Writes the snapshot of `date`; returns the number of products analysed.
+/// Writes the snapshot of `date`; its figures count the products analysed.
 pub async fn snapshot(
     tx: &Transaction<'_>,
     facts: &Facts,
     date: NaiveDate,
-) -> Result<usize, EtlError> {
+) -> Result<Figures, EtlError> {
     let rows = plan(
         &[
             ("products", &facts.products),
@@ -79,5 +80,9 @@ pub async fn snapshot(
         PLAN,
     )
     .await?;
-    replace(tx, "product_performance", date, &rows).await
+    let read = facts.products.num_rows()
+        + facts.views.num_rows()
+        + facts.cart_adds.num_rows()
+        + facts.sales.num_rows();
+    replace(tx, "product_performance", date, &rows, read).await
 }

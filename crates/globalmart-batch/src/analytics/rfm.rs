@@ -10,7 +10,8 @@ use tokio_postgres::Transaction;
 
 use super::{replace, Facts};
 use crate::error::EtlError;
-use crate::transform::plan;
+use crate::etl::plan;
+use crate::figures::Figures;
 
 /// The segment map: the first rule (on the scores r, f, m) that holds names the segment.
 pub const SEGMENTS: [(&str, &str, &str); 9] = [
@@ -91,20 +92,21 @@ fn plan_sql(day: i32) -> String {
     )
 }
 
-/// Writes the snapshot of `date` and the customers' scores; returns the customers analysed.
+/// The scores of the snapshot just staged, onto the customers' current rows.
+const SCORE_CUSTOMERS: &str = "
+    UPDATE dim_customers d SET rfm_score = s.rfm_score, customer_segment = s.rfm_segment,
+        updated_at = now()
+    FROM snapshot s WHERE d.user_id = s.user_id AND d.is_current";
+
+/// Writes the snapshot of `date` and the customers' scores; its figures count the customers
+/// analysed.
 pub async fn snapshot(
     tx: &Transaction<'_>,
     facts: &Facts,
     date: NaiveDate,
-) -> Result<usize, EtlError> {
+) -> Result<Figures, EtlError> {
     let rows = plan(&[("sales", &facts.sales)], &plan_sql(facts.day)).await?;
-    let written = replace(tx, "rfm_analysis", date, &rows).await?;
-    tx.execute(
-        "UPDATE dim_customers d SET rfm_score = s.rfm_score, customer_segment = s.rfm_segment,
-             updated_at = now()
-         FROM snapshot s WHERE d.user_id = s.user_id AND d.is_current",
-        &[],
-    )
-    .await?;
-    Ok(written)
+    let figures = replace(tx, "rfm_analysis", date, &rows, facts.sales.num_rows()).await?;
+    tx.execute(SCORE_CUSTOMERS, &[]).await?;
+    Ok(figures)
 }

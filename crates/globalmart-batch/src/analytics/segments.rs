@@ -7,9 +7,11 @@ use tokio_postgres::Transaction;
 
 use super::rfm::SEGMENTS;
 use crate::error::EtlError;
+use crate::figures::Figures;
 
-/// Writes the segments of `date`; returns how many segments have customers.
-pub async fn snapshot(tx: &Transaction<'_>, date: NaiveDate) -> Result<usize, EtlError> {
+/// Writes the segments of `date`; its figures count the customers read and the segments that
+/// have any.
+pub async fn snapshot(tx: &Transaction<'_>, date: NaiveDate) -> Result<Figures, EtlError> {
     let names: Vec<&str> = SEGMENTS.iter().map(|s| s.0).collect();
     let descriptions: Vec<&str> = SEGMENTS.iter().map(|s| s.2).collect();
     tx.execute(
@@ -50,5 +52,19 @@ pub async fn snapshot(tx: &Transaction<'_>, date: NaiveDate) -> Result<usize, Et
         )
         .await?;
     }
-    Ok(usize::try_from(written).unwrap_or(usize::MAX))
+    let customers: i64 = tx
+        .query_one(
+            "SELECT count(*) FROM rfm_analysis WHERE analysis_date = $1",
+            &[&date],
+        )
+        .await?
+        .get(0);
+    let count = |n: i64| usize::try_from(n).unwrap_or(usize::MAX);
+    let written = usize::try_from(written).unwrap_or(usize::MAX);
+    Ok(Figures {
+        extracted: count(customers),
+        transformed: written,
+        loaded: written,
+        ..Figures::default()
+    })
 }

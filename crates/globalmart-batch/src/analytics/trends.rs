@@ -8,7 +8,8 @@ use tokio_postgres::Transaction;
 
 use super::Facts;
 use crate::error::EtlError;
-use crate::transform::plan;
+use crate::etl::plan;
+use crate::figures::Figures;
 
 const PLAN: &str = "
 WITH lines AS (
@@ -49,19 +50,28 @@ LEFT JOIN totals p ON p.period_type = t.period_type AND p.category = t.category
         WHEN 'monthly' THEN t.period_start - INTERVAL '1 month'
         ELSE t.period_start - INTERVAL '3 months' END";
 
-/// Writes the snapshot of `date`; returns its rows.
+/// Writes the snapshot of `date`; its figures count its rows.
 pub async fn snapshot(
     tx: &Transaction<'_>,
     facts: &Facts,
     date: NaiveDate,
-) -> Result<usize, EtlError> {
+) -> Result<Figures, EtlError> {
     let rows = plan(&[("sales", &facts.sales)], PLAN).await?;
-    // The labels are PostgreSQL's to_char (ISO week-numbering year for weeks).
-    super::stage_and_insert(
-        tx,
-        &rows,
-        "DELETE FROM sales_trends WHERE analysis_date = $1",
-        "INSERT INTO sales_trends (analysis_date, period_type, period_value, period_start,
+    let written = super::stage_and_insert(tx, &rows, DELETE, INSERT, date).await?;
+    Ok(Figures {
+        extracted: facts.sales.num_rows(),
+        transformed: rows.num_rows(),
+        loaded: written,
+        ..Figures::default()
+    })
+}
+
+const DELETE: &str = "DELETE FROM sales_trends WHERE analysis_date = $1";
+
+/// The snapshot staged, with period labels by PostgreSQL's to_char (ISO week-numbering year
+/// for weeks).
+const INSERT: &str =
+    "INSERT INTO sales_trends (analysis_date, period_type, period_value, period_start,
              category, total_orders, total_revenue, total_units, unique_customers,
              avg_order_value, growth_rate)
          SELECT $1, period_type,
@@ -72,8 +82,4 @@ pub async fn snapshot(
                  ELSE to_char(period_start, 'YYYY-\"Q\"Q') END,
              period_start, category, total_orders, total_revenue, total_units,
              unique_customers, avg_order_value, growth_rate
-         FROM snapshot",
-        date,
-    )
-    .await
-}
+         FROM snapshot";

@@ -13,8 +13,7 @@ use globalmart_core::event::{
     Event, LineItem, Product, ProductView, SessionEvent, Transaction, User, ViewAction,
 };
 use globalmart_generator::mix::{Mix, MixSettings};
-use globalmart_stream::sink::{Batch, Received};
-use globalmart_stream::tally::Thresholds;
+use globalmart_stream::{Batch, Received, Thresholds};
 use globalmart_testkit::{Cli, TestStack};
 use rust_decimal::Decimal;
 use tokio_postgres::Client;

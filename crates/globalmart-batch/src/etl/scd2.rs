@@ -1,5 +1,4 @@
-//! SCD2 dimensions from the catalogue histories. The rule lives here once and serves every
-//! dimension:
+//! The SCD2 rule, here once for every dimension (docs/ARCHITECTURE.md, "Point-in-time SCD2"):
 //! - each new catalogue version of a key, in time order, whose versioned attributes differ from
 //!   the version before it, expires the current row (`effective_end_date` = its time,
 //!   `is_current` false) and becomes the new current row (`version` + 1), in one transaction;
@@ -9,113 +8,60 @@
 //! - a version not newer than the current row is a replay (or arrived out of order) and is
 //!   skipped.
 
-use datafusion::arrow::array::{RecordBatch, StringArray};
-use datafusion::arrow::datatypes::{DataType, Field};
-use globalmart_core::domain::CategoryGroup;
-use std::sync::Arc;
+use datafusion::arrow::array::{BooleanArray, RecordBatch};
+use datafusion::arrow::datatypes::DataType;
 use tokio_postgres::Transaction;
 
+use super::extract::{field, pg_type, rows, schema, TIMESTAMP};
+use super::load::stage;
+use super::transform::plan;
+use super::Loaded;
 use crate::error::EtlError;
-use crate::extract::{self, field, read, Source, TIMESTAMP};
-use crate::load::stage;
-use crate::step::Loaded;
-use crate::transform::plan;
 
-/// A dimension: its warehouse table, natural key, attributes, and how its catalogue history
-/// becomes rows of (key, at, versioned..., in_place...).
+/// What counts for a dimension's progress line.
+pub const COUNTED_AS: (&str, &str) = ("new or completed versions", "unchanged or already loaded");
+
+/// A dimension under the SCD2 rule: its warehouse table, natural key and attributes.
 #[derive(Debug)]
-pub struct Dimension {
-    /// The step's name and warehouse table.
+pub struct Scd2 {
+    /// The warehouse table.
     pub table: &'static str,
-    /// The realtime history it is built from.
-    pub source: Source,
     /// The natural key column.
-    key: &'static str,
+    pub key: &'static str,
     /// A change of any of these makes a new version.
-    versioned: &'static [&'static str],
+    pub versioned: &'static [&'static str],
     /// Overwritten on the current version.
-    in_place: &'static [&'static str],
-    /// DataFusion SQL over `source` (and `category_groups`): key, at, versioned, in_place.
-    prepare: &'static str,
+    pub in_place: &'static [&'static str],
 }
 
-/// `dim_products` from `product_history`.
-pub const PRODUCTS: Dimension = Dimension {
-    table: "dim_products",
-    source: Source {
-        table: "product_history",
-        rows: "product versions",
-        select: "product_id, updated_at, name, category, price, rating",
-        fields: || {
-            vec![
-                field("product_id", DataType::Utf8),
-                field("updated_at", TIMESTAMP),
-                field("name", DataType::Utf8),
-                field("category", DataType::Utf8),
-                field("price", DataType::Decimal128(12, 2)),
-                field("rating", DataType::Decimal128(3, 1)),
-            ]
-        },
-    },
-    key: "product_id",
-    versioned: &["product_name", "category", "price"],
-    in_place: &["category_group", "rating"],
-    prepare: "SELECT s.product_id AS key, s.updated_at AS at, s.name AS product_name, s.category,
-                  s.price, g.category_group, s.rating
-              FROM source s LEFT JOIN category_groups g ON g.category = s.category",
-};
-
-/// `dim_customers` from `user_history`. The age band is versioned, the age itself is not.
-pub const CUSTOMERS: Dimension = Dimension {
-    table: "dim_customers",
-    source: Source {
-        table: "user_history",
-        rows: "user versions",
-        select: "user_id, updated_at, email, age, country, registration_date",
-        fields: || {
-            vec![
-                field("user_id", DataType::Utf8),
-                field("updated_at", TIMESTAMP),
-                field("email", DataType::Utf8),
-                field("age", DataType::Int32),
-                field("country", DataType::Utf8),
-                field("registration_date", TIMESTAMP),
-            ]
-        },
-    },
-    key: "user_id",
-    versioned: &["email", "age_group", "country"],
-    in_place: &["age", "registration_date"],
-    prepare: "SELECT user_id AS key, updated_at AS at, email,
-                  CASE WHEN age < 25 THEN '18-24' WHEN age < 35 THEN '25-34'
-                       WHEN age < 45 THEN '35-44' WHEN age < 55 THEN '45-54'
-                       WHEN age < 65 THEN '55-64' ELSE '65+' END AS age_group,
-                  country, age, registration_date
-              FROM source",
-};
-
-impl Dimension {
-    /// Applies the catalogue versions in `batch` (rows of [`Dimension::source`]).
-    pub async fn apply(
+impl Scd2 {
+    /// The SCD2 changes that the catalogue versions in `prepared` (columns key, at, then the
+    /// attributes) make to the current rows: see [`Scd2::plan`].
+    pub async fn changes(
         &self,
         tx: &Transaction<'_>,
-        batch: &RecordBatch,
-    ) -> Result<Loaded, EtlError> {
-        let groups = category_groups()?;
-        let prepared = plan(
-            &[("source", batch), ("category_groups", &groups)],
-            self.prepare,
-        )
-        .await?;
+        prepared: &RecordBatch,
+    ) -> Result<RecordBatch, EtlError> {
         let keys = plan(
-            &[("prepared", &prepared)],
+            &[("prepared", prepared)],
             "SELECT DISTINCT key FROM prepared",
         )
         .await?;
         stage(tx, "touched", &keys).await?;
-        let current = self.current(tx, &prepared).await?;
-        let changes = plan(&[("prepared", &prepared), ("cur", &current)], &self.scd2()).await?;
-        stage(tx, "scd", &changes).await?;
+        let current = self.current(tx, prepared).await?;
+        plan(&[("prepared", prepared), ("cur", &current)], &self.plan()).await
+    }
+
+    /// Applies `changes` (of [`Scd2::changes`]) made from `offered` catalogue versions:
+    /// completes inferred members, expires and inserts versions, overwrites the in-place
+    /// attributes.
+    pub async fn apply(
+        &self,
+        tx: &Transaction<'_>,
+        changes: &RecordBatch,
+        offered: usize,
+    ) -> Result<Loaded, EtlError> {
+        stage(tx, "scd", changes).await?;
         let (table, key) = (self.table, self.key);
         let attributes = self.attributes();
         let set = |columns: &[&str]| -> String {
@@ -166,15 +112,10 @@ impl Dimension {
             &[],
         )
         .await?;
-        if self.table == CUSTOMERS.table {
-            // A new version starts with the customer's purchase totals, like the one it follows.
-            refresh_customer_totals(tx, "touched").await?;
-        }
-        let changed = count(&changes, "changed")?;
+        let changed = count(changes, "changed")?;
         Ok(Loaded {
-            transformed: changes.num_rows(),
-            loaded: usize::try_from(inserted + completed).unwrap_or(usize::MAX),
-            skipped: batch.num_rows().saturating_sub(changed),
+            rows: usize::try_from(inserted + completed).unwrap_or(usize::MAX),
+            skipped: offered.saturating_sub(changed),
         })
     }
 
@@ -204,10 +145,7 @@ impl Dimension {
                 DataType::Utf8View | DataType::LargeUtf8 => DataType::Utf8,
                 other => other.clone(),
             };
-            select.push(format!(
-                "d.{name}::{}",
-                extract::pg_type(&data_type)?.name()
-            ));
+            select.push(format!("d.{name}::{}", pg_type(&data_type)?.name()));
             fields.push(field(name, data_type));
         }
         let query = format!(
@@ -217,8 +155,7 @@ impl Dimension {
             key = self.key,
             table = self.table,
         );
-        let stream = tx.copy_out(&extract::copy_of(&query)).await?;
-        read(stream, extract::schema(fields)).await
+        rows(tx.client(), &query, &[], schema(fields)).await
     }
 
     /// The SCD2 rule as one plan over the current rows (`cur`) and the new versions
@@ -226,7 +163,7 @@ impl Dimension {
     /// (`changed`, with its `version`, the time the next one starts, and whether it completes
     /// an inferred member), plus the latest version of each key if it changes nothing (for the
     /// in-place attributes).
-    fn scd2(&self) -> String {
+    fn plan(&self) -> String {
         let attributes = self.attributes().join(", ");
         let staged_attributes: Vec<String> =
             self.attributes().iter().map(|a| format!("s.{a}")).collect();
@@ -273,54 +210,11 @@ impl Dimension {
     }
 }
 
-/// Overwrites the purchase totals of the current `dim_customers` rows of the users in table
-/// `users` (column `key`) from all their sales, whichever version those point to.
-pub async fn refresh_customer_totals(tx: &Transaction<'_>, users: &str) -> Result<(), EtlError> {
-    tx.execute(
-        &format!(
-            "UPDATE dim_customers d SET total_transactions = a.orders, total_spent = a.spent,
-                 avg_order_value = round(a.spent / a.orders, 2),
-                 first_transaction_date = a.first, last_transaction_date = a.last,
-                 updated_at = now()
-             FROM (SELECT c.user_id, count(DISTINCT f.transaction_id)::int AS orders,
-                       sum(f.total_amount) AS spent, min(f.transaction_timestamp) AS first,
-                       max(f.transaction_timestamp) AS last
-                   FROM fact_sales f JOIN dim_customers c ON c.customer_id = f.customer_id
-                   WHERE c.user_id IN (SELECT key FROM {users})
-                   GROUP BY c.user_id) a
-             WHERE d.user_id = a.user_id AND d.is_current"
-        ),
-        &[],
-    )
-    .await?;
-    Ok(())
-}
-
-/// The group of each of the 100 categories, from the domain model.
-fn category_groups() -> Result<RecordBatch, EtlError> {
-    let pairs: Vec<(&str, &str)> = CategoryGroup::ALL
-        .iter()
-        .flat_map(|g| g.categories().iter().map(move |c| (*c, g.name())))
-        .collect();
-    let categories: StringArray = pairs.iter().map(|p| Some(p.0)).collect();
-    let groups: StringArray = pairs.iter().map(|p| Some(p.1)).collect();
-    Ok(RecordBatch::try_new(
-        extract::schema(vec![
-            Field::new("category", DataType::Utf8, false),
-            Field::new("category_group", DataType::Utf8, false),
-        ]),
-        vec![Arc::new(categories), Arc::new(groups)],
-    )?)
-}
-
 /// How many rows of `batch` have the boolean column `name` true.
 fn count(batch: &RecordBatch, name: &str) -> Result<usize, EtlError> {
     let column = batch
         .column_by_name(name)
-        .and_then(|c| {
-            c.as_any()
-                .downcast_ref::<datafusion::arrow::array::BooleanArray>()
-        })
+        .and_then(|c| c.as_any().downcast_ref::<BooleanArray>())
         .ok_or_else(|| {
             EtlError::DataFusion(datafusion::error::DataFusionError::Plan(format!(
                 "no boolean column {name}"

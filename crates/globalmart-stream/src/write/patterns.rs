@@ -13,14 +13,17 @@ use globalmart_core::event::Transaction;
 use rust_decimal::Decimal;
 use tokio_postgres::{Error, Transaction as DbTransaction};
 
-use crate::tally::{window, Thresholds};
+use crate::config::Thresholds;
+use crate::write::alerts::{self, Alert};
+use crate::write::metrics::window;
 
-/// Recounts both patterns for what `transactions` (those saved by this batch) touched.
+/// Recounts both patterns for what `transactions` (those saved by this batch) touched; returns
+/// the alerts of the new high-demand windows.
 pub async fn recount(
     tx: &DbTransaction<'_>,
     transactions: &[&Transaction],
     thresholds: &Thresholds,
-) -> Result<(), Error> {
+) -> Result<Vec<Alert>, Error> {
     suspicious(tx, transactions, thresholds.suspicious_amount).await?;
     high_demand(tx, transactions, thresholds.high_demand_units).await
 }
@@ -40,8 +43,36 @@ async fn suspicious(
     }
     let users: Vec<&str> = touched.iter().map(|(u, _)| *u).collect();
     let windows: Vec<DateTime<Utc>> = touched.iter().map(|(_, w)| *w).collect();
-    tx.execute(
-        "WITH touched AS (
+    tx.execute(SUSPICIOUS, &[&users, &windows, &amount]).await?;
+    Ok(())
+}
+
+async fn high_demand(
+    tx: &DbTransaction<'_>,
+    transactions: &[&Transaction],
+    units: i64,
+) -> Result<Vec<Alert>, Error> {
+    let touched: BTreeSet<(&str, DateTime<Utc>)> = transactions
+        .iter()
+        .flat_map(|t| {
+            t.products
+                .iter()
+                .map(|l| (l.product_id.as_str(), window(t.timestamp, 10)))
+        })
+        .collect();
+    if touched.is_empty() {
+        return Ok(Vec::new());
+    }
+    let products: Vec<&str> = touched.iter().map(|(p, _)| *p).collect();
+    let windows: Vec<DateTime<Utc>> = touched.iter().map(|(_, w)| *w).collect();
+    let rows = tx
+        .query(HIGH_DEMAND, &[&products, &windows, &units])
+        .await?;
+    Ok(alerts::of(&rows))
+}
+
+/// Recounts the rapid high-value orders of the (user, minute) pairs touched.
+const SUSPICIOUS: &str = "WITH touched AS (
              SELECT * FROM unnest($1::text[], $2::timestamptz[]) AS x(u, w)
          ), orders AS (
              SELECT t.transaction_id, x.u, x.w, min(t.total_amount) AS total
@@ -59,33 +90,11 @@ async fn suspicious(
          ON CONFLICT (user_id, pattern_type, window_start) DO UPDATE SET
              order_count = EXCLUDED.order_count, total_amount = EXCLUDED.total_amount,
              transaction_ids = EXCLUDED.transaction_ids
-         WHERE s.transaction_ids <> EXCLUDED.transaction_ids",
-        &[&users, &windows, &amount],
-    )
-    .await?;
-    Ok(())
-}
+         WHERE s.transaction_ids <> EXCLUDED.transaction_ids";
 
-async fn high_demand(
-    tx: &DbTransaction<'_>,
-    transactions: &[&Transaction],
-    units: i64,
-) -> Result<(), Error> {
-    let touched: BTreeSet<(&str, DateTime<Utc>)> = transactions
-        .iter()
-        .flat_map(|t| {
-            t.products
-                .iter()
-                .map(|l| (l.product_id.as_str(), window(t.timestamp, 10)))
-        })
-        .collect();
-    if touched.is_empty() {
-        return Ok(());
-    }
-    let products: Vec<&str> = touched.iter().map(|(p, _)| *p).collect();
-    let windows: Vec<DateTime<Utc>> = touched.iter().map(|(_, w)| *w).collect();
-    tx.execute(
-        "WITH touched AS (
+/// Recounts the 10-minute demand of the (product, window) pairs touched; returns the alerts of
+/// the windows new above the threshold.
+const HIGH_DEMAND: &str = "WITH touched AS (
              SELECT * FROM unnest($1::text[], $2::timestamptz[]) AS x(p, w)
          ), demand AS (
              -- From the minutes of trending_products (this batch's sales included): at most
@@ -104,19 +113,12 @@ async fn high_demand(
              WHERE h.units_sold <> EXCLUDED.units_sold
              RETURNING *, (xmax = 0) AS new
          )
-         INSERT INTO alerts (alert_key, alert_type, severity, entity_id, message, details,
-             event_timestamp)
          SELECT 'high_demand:' || product_id || ':'
-                 || to_char(window_start AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'),
-             'high_demand', 'medium', product_id,
-             format('%s: %s units in 10 minutes', product_id, units_sold),
+                 || to_char(window_start AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"')
+                 AS alert_key,
+             'high_demand' AS alert_type, 'medium' AS severity, product_id AS entity_id,
+             format('%s: %s units in 10 minutes', product_id, units_sold) AS message,
              jsonb_build_object('product_id', product_id, 'units_sold', units_sold,
-                 'order_count', order_count, 'window_start', window_start),
-             window_start
-         FROM recorded WHERE new
-         ON CONFLICT (alert_key) DO NOTHING",
-        &[&products, &windows, &units],
-    )
-    .await?;
-    Ok(())
-}
+                 'order_count', order_count, 'window_start', window_start)::text AS details,
+             window_start AS event_timestamp
+         FROM recorded WHERE new";

@@ -7,7 +7,7 @@ use prometheus::{
     register_gauge, register_gauge_vec, register_int_counter_vec, Gauge, GaugeVec, IntCounterVec,
 };
 
-use crate::step::Report;
+use crate::figures::Figures;
 
 // Registering fails only if a name is taken twice in this binary: a programming error every
 // test run would show, hence `expect`.
@@ -52,17 +52,17 @@ static LAST_SUCCESS: LazyLock<Gauge> = LazyLock::new(|| {
 });
 
 /// Counts a step that succeeded.
-pub fn step(name: &str, report: &Report) {
+pub fn step(name: &str, figures: &Figures) {
     STEP_SECONDS
         .with_label_values(&[name])
-        .set(report.duration.as_secs_f64());
+        .set(figures.duration.as_secs_f64());
     let count = |n: usize| u64::try_from(n).unwrap_or(u64::MAX);
     ROWS_LOADED
         .with_label_values(&[name])
-        .inc_by(count(report.loaded.loaded));
+        .inc_by(count(figures.loaded));
     ROWS_SKIPPED
         .with_label_values(&[name])
-        .inc_by(count(report.loaded.skipped));
+        .inc_by(count(figures.skipped));
 }
 
 /// Counts a run that ended.

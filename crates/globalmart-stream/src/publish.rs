@@ -1,5 +1,5 @@
-//! Publishing alerts: each row of `alerts` (one per cause, written in the same transaction as
-//! the rows behind it) is produced to alerts-topic as JSON, keyed by its entity, and marked
+//! Publishing alerts: each row of `alerts` (one per cause, written by `write::alerts` in the
+//! same transaction as the rows behind it) is produced to alerts-topic as JSON, keyed by its entity, and marked
 //! published once the broker has acknowledged it. The rows being published stay locked, so
 //! several instances share the work without producing an alert twice; a crash between the
 //! acknowledgement and the mark produces those alerts again after the restart, which consumers
@@ -11,14 +11,23 @@ use anyhow::{Context, Result};
 use chrono::{DateTime, Utc};
 use deadpool_postgres::Pool;
 use globalmart_core::config::KafkaArgs;
+use globalmart_core::kafka;
 use globalmart_core::timestamp;
 use globalmart_core::topics::Topic;
 use rdkafka::producer::{FutureProducer, FutureRecord};
-use rdkafka::ClientConfig;
 use serde_json::{json, Value};
 
 /// Most alerts produced in one round.
 const ROUND: i64 = 500;
+
+/// The next round of alerts not yet published, locked: other instances skip them.
+const UNPUBLISHED: &str = "
+    SELECT alert_id, alert_key, alert_type, severity, entity_id, message, details,
+        event_timestamp, created_at
+    FROM alerts WHERE published_at IS NULL
+    ORDER BY alert_id LIMIT $1 FOR UPDATE SKIP LOCKED";
+
+const MARK_PUBLISHED: &str = "UPDATE alerts SET published_at = now() WHERE alert_id = ANY($1)";
 
 /// Produces alerts to alerts-topic.
 pub struct Publisher {
@@ -35,10 +44,9 @@ impl std::fmt::Debug for Publisher {
 }
 
 impl Publisher {
+    /// A producer for alerts-topic on `kafka` (it connects lazily).
     pub fn new(kafka: &KafkaArgs) -> Result<Publisher> {
-        let producer = ClientConfig::new()
-            .set("bootstrap.servers", &kafka.bootstrap_servers)
-            .set("client.id", "globalmart-stream-alerts")
+        let producer = kafka::client_config(kafka, "globalmart-stream-alerts")
             .set("enable.idempotence", "true")
             .set("acks", "all")
             .set("message.timeout.ms", "30000")
@@ -65,15 +73,7 @@ impl Publisher {
     async fn round(&self, pool: &Pool) -> Result<u64> {
         let mut client = pool.get().await.context("getting a database connection")?;
         let tx = client.transaction().await?;
-        let rows = tx
-            .query(
-                "SELECT alert_id, alert_key, alert_type, severity, entity_id, message, details,
-                     event_timestamp, created_at
-                 FROM alerts WHERE published_at IS NULL
-                 ORDER BY alert_id LIMIT $1 FOR UPDATE SKIP LOCKED",
-                &[&ROUND],
-            )
-            .await?;
+        let rows = tx.query(UNPUBLISHED, &[&ROUND]).await?;
         if rows.is_empty() {
             return Ok(0);
         }
@@ -108,11 +108,7 @@ impl Publisher {
                 .map_err(|(e, _)| e)
                 .context("producing an alert to alerts-topic")?;
         }
-        tx.execute(
-            "UPDATE alerts SET published_at = now() WHERE alert_id = ANY($1)",
-            &[&ids],
-        )
-        .await?;
+        tx.execute(MARK_PUBLISHED, &[&ids]).await?;
         tx.commit().await?;
         Ok(ids.len() as u64)
     }

@@ -3,25 +3,28 @@
 
 use anyhow::Result;
 use chrono::Utc;
-use globalmart_core::{metrics, shutdown, timestamp};
+use globalmart_core::timestamp;
 use rand::RngExt;
 use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
 use tracing::info;
 
 use crate::config::{Config, DEFAULT_CATALOGUE_SEED};
 use crate::mix::Mix;
+use crate::monitoring::{self, Monitor};
 use crate::pace::Pacer;
-use crate::producer::{Delivery, Sink};
-use crate::report::{self, Monitor};
+use crate::producer::{Delivery, Output};
 
 /// Events stamped with one clock read: tens of microseconds apart at most at full speed, and
 /// a clock read per event was a twentieth of the work of building one.
 const CLOCK_EVERY: u64 = 64;
 
-/// Runs until done or interrupted; returns what was delivered.
-pub async fn run(config: Config) -> Result<Delivery> {
-    let shutdown = shutdown::on_signal()?;
-    metrics::serve(config.metrics_addr, shutdown.clone()).await?;
+/// Generates into `output` until done or `shutdown`; returns what was delivered.
+pub async fn run(
+    config: &Config,
+    mut output: Output,
+    shutdown: CancellationToken,
+) -> Result<Delivery> {
     let seed = config.seed.unwrap_or_else(|| rand::rng().random());
     let catalogue_seed = config.seed.unwrap_or(DEFAULT_CATALOGUE_SEED);
     info!(
@@ -33,18 +36,13 @@ pub async fn run(config: Config) -> Result<Delivery> {
         seed,
         timestamp::to_micros(Utc::now()),
     );
-    let mut sink = if config.dry_run {
-        Sink::dry_run(&config.kafka.topic_prefix)
-    } else {
-        Sink::kafka(&config.kafka, config.delivery_timeout)?
-    };
     let mut monitor = Monitor::new(config.stats_interval);
     let started = Instant::now();
 
     let mut catalogue = 0;
     for record in mix.catalogue.events().collect::<Vec<_>>() {
         monitor.observe(&record, Instant::now());
-        sink.send(&record).await?;
+        output.send(&record).await?;
         catalogue += 1;
     }
     info!(
@@ -70,19 +68,19 @@ pub async fn run(config: Config) -> Result<Delivery> {
             }
             let event = mix.next(now);
             monitor.observe(&event, batch_started);
-            sink.send(&event).await?;
+            output.send(&event).await?;
         }
-        monitor.maybe_stats(mix.counts(), sink.progress());
+        monitor.maybe_stats(mix.counts(), output.progress());
         if deadline.is_some_and(|d| Instant::now() >= d) || shutdown.is_cancelled() {
             break;
         }
     }
 
     // Every record in flight gets its full delivery timeout, then counts as lost.
-    let delivery = sink.finish(config.delivery_timeout).await?;
+    let delivery = output.finish(config.delivery_timeout).await?;
     info!(
         "{}",
-        report::summary(mix.counts(), catalogue, delivery, started.elapsed())
+        monitoring::summary(mix.counts(), catalogue, delivery, started.elapsed())
     );
     Ok(delivery)
 }

@@ -10,7 +10,7 @@ use prometheus::{
 use prometheus::{Histogram, IntCounter, IntCounterVec, IntGaugeVec};
 use tracing::info;
 
-use crate::sink::Saved;
+use crate::save::Saved;
 
 // Registering fails only if a name is taken twice in this binary: a programming error every
 // test run would show, hence `expect`.

@@ -11,7 +11,8 @@ use chrono::{DateTime, Utc};
 use globalmart_core::event::Transaction;
 use tokio_postgres::{Error, Transaction as DbTransaction};
 
-use crate::tally::Thresholds;
+use crate::config::Thresholds;
+use crate::write::alerts::{self, Alert};
 
 /// Takes the units of the inserted sales (`lines`: product, time, units) off the stock; sales
 /// older than the product's last restock are in its inventory already. Records an alert for each
@@ -23,15 +24,53 @@ pub async fn sell(
     tx: &DbTransaction<'_>,
     lines: &[(&str, DateTime<Utc>, i64)],
     thresholds: &Thresholds,
-) -> Result<(), Error> {
+) -> Result<Vec<Alert>, Error> {
     if lines.is_empty() {
-        return Ok(());
+        return Ok(Vec::new());
     }
     let products: Vec<&str> = lines.iter().map(|l| l.0).collect();
     let times: Vec<DateTime<Utc>> = lines.iter().map(|l| l.1).collect();
     let units: Vec<i64> = lines.iter().map(|l| l.2).collect();
-    tx.execute(
-        "WITH sold AS (
+    let rows = tx
+        .query(
+            SELL,
+            &[
+                &products,
+                &times,
+                &units,
+                &thresholds.low_stock,
+                &thresholds.restock_horizon_hours,
+            ],
+        )
+        .await?;
+    Ok(alerts::of(&rows))
+}
+
+/// Recounts the stock of `products` (whose catalogue versions this batch saved) from their
+/// history: the inventory of the last version that changed it, less the units sold since.
+pub async fn restock(tx: &DbTransaction<'_>, products: &[&str]) -> Result<(), Error> {
+    if products.is_empty() {
+        return Ok(());
+    }
+    tx.execute(RESTOCK, &[&products]).await?;
+    Ok(())
+}
+
+/// (product, time, units) of each line of `transactions`.
+pub fn lines<'a>(transactions: &[&'a Transaction]) -> Vec<(&'a str, DateTime<Utc>, i64)> {
+    transactions
+        .iter()
+        .flat_map(|t| {
+            t.products
+                .iter()
+                .map(|l| (l.product_id.as_str(), t.timestamp, i64::from(l.quantity)))
+        })
+        .collect()
+}
+
+/// Takes the sold units off, records the low-stock and restock warnings crossed, and returns
+/// their alerts.
+const SELL: &str = "WITH sold AS (
              SELECT x.p, sum(x.u)::int AS units, max(x.t) AS at
              FROM unnest($1::text[], $2::timestamptz[], $3::int8[]) AS x(p, t, u)
              JOIN product_stock s ON s.product_id = x.p
@@ -79,45 +118,26 @@ pub async fn sell(
              SELECT product_id, alert_type, triggered_at, current_stock, threshold,
                  hours_until_stockout FROM soon
          )
-         INSERT INTO alerts (alert_key, alert_type, severity, entity_id, message, details,
-             event_timestamp)
          SELECT alert_type || ':' || product_id || ':'
-                 || to_char(triggered_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"'),
+                 || to_char(triggered_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')
+                 AS alert_key,
              alert_type,
              CASE alert_type WHEN 'out_of_stock' THEN 'critical' WHEN 'low_stock' THEN 'high'
-                 ELSE 'medium' END,
-             product_id,
+                 ELSE 'medium' END AS severity,
+             product_id AS entity_id,
              CASE WHEN alert_type = 'restock_needed'
                  THEN format('%s: %s left, empty in %s h at the last hour''s sales', product_id,
                      current_stock, hours_until_stockout)
                  ELSE format('%s: %s left (threshold %s)', product_id, current_stock, threshold)
-             END,
+             END AS message,
              jsonb_strip_nulls(jsonb_build_object('product_id', product_id,
                  'current_stock', current_stock, 'threshold', threshold,
-                 'hours_until_stockout', hours_until_stockout)),
-             triggered_at
-         FROM recorded
-         ON CONFLICT (alert_key) DO NOTHING",
-        &[
-            &products,
-            &times,
-            &units,
-            &thresholds.low_stock,
-            &thresholds.restock_horizon_hours,
-        ],
-    )
-    .await?;
-    Ok(())
-}
+                 'hours_until_stockout', hours_until_stockout))::text AS details,
+             triggered_at AS event_timestamp
+         FROM recorded";
 
-/// Recounts the stock of `products` (whose catalogue versions this batch saved) from their
-/// history: the inventory of the last version that changed it, less the units sold since.
-pub async fn restock(tx: &DbTransaction<'_>, products: &[&str]) -> Result<(), Error> {
-    if products.is_empty() {
-        return Ok(());
-    }
-    tx.execute(
-        "WITH versions AS (
+/// Recounts the stock of the products restocked: last inventory change less units sold since.
+const RESTOCK: &str = "WITH versions AS (
              SELECT product_id, inventory, updated_at,
                  lag(inventory) OVER (PARTITION BY product_id ORDER BY updated_at) AS before
              FROM product_history WHERE product_id = ANY($1)
@@ -137,21 +157,4 @@ pub async fn restock(tx: &DbTransaction<'_>, products: &[&str]) -> Result<(), Er
              catalogue_inventory = EXCLUDED.catalogue_inventory,
              units_sold = EXCLUDED.units_sold, restocked_at = EXCLUDED.restocked_at,
              updated_at = now()
-         WHERE s.restocked_at IS DISTINCT FROM EXCLUDED.restocked_at",
-        &[&products],
-    )
-    .await?;
-    Ok(())
-}
-
-/// (product, time, units) of each line of `transactions`.
-pub fn lines<'a>(transactions: &[&'a Transaction]) -> Vec<(&'a str, DateTime<Utc>, i64)> {
-    transactions
-        .iter()
-        .flat_map(|t| {
-            t.products
-                .iter()
-                .map(|l| (l.product_id.as_str(), t.timestamp, i64::from(l.quantity)))
-        })
-        .collect()
-}
+         WHERE s.restocked_at IS DISTINCT FROM EXCLUDED.restocked_at";

@@ -4,14 +4,14 @@
 //! holds an advisory lock on its session for as long as it runs, so the next run can tell such
 //! a run from one still going and records it as failed.
 
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use tokio_postgres::Client;
 use tracing::{info, warn};
 
 use crate::error::EtlError;
-use crate::report;
-use crate::step::Report;
+use crate::figures::{human, Figures};
+use crate::monitoring;
 
 /// Runs `work` as run `command`: recorded in batch_runs whatever happens, between the guide's
 /// start and end lines.
@@ -27,7 +27,7 @@ pub async fn recorded<T>(
     let outcome = work(warehouse, run).await;
     let error = outcome.as_ref().err().map(ToString::to_string);
     finish(warehouse, run, error.as_deref()).await?;
-    report::run(command, outcome.is_ok());
+    monitoring::run(command, outcome.is_ok());
     if outcome.is_ok() {
         info!(
             "[Complete] Batch processing finished in {}",
@@ -40,22 +40,47 @@ pub async fn recorded<T>(
 /// The advisory lock a run holds while it runs: (RUN_LOCK, its id). Ids wrap at 2^31, the
 /// lock's second key being an int.
 const RUN_LOCK: i32 = 0x474d_5255;
-const RUN_KEY: &str = "(run_id % 2147483647)::int";
+
+/// The lock's second key, from a run's id.
+macro_rules! run_key {
+    () => {
+        "(run_id % 2147483647)::int"
+    };
+}
+
+/// Records a run as started and takes its lock; $1 the command, $2 [`RUN_LOCK`].
+const START: &str = concat!(
+    "WITH run AS (INSERT INTO batch_runs (command) VALUES ($1) RETURNING run_id)
+     SELECT run_id, pg_advisory_lock($2, ",
+    run_key!(),
+    ")::text FROM run"
+);
+
+/// Runs marked running whose lock nobody holds, recorded as failed with reason $2.
+const CLOSE_INTERRUPTED: &str = concat!(
+    "UPDATE batch_runs SET status = 'failed', finished_at = now(), error = $2
+     WHERE status = 'running' AND NOT EXISTS (
+         SELECT 1 FROM pg_locks l
+         WHERE l.locktype = 'advisory' AND l.objsubid = 2
+           AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
+           AND l.classid = $1::int::oid AND l.objid = ",
+    run_key!(),
+    "::oid)
+     RETURNING run_id"
+);
+
+/// Releases run $1's lock.
+const UNLOCK: &str = concat!(
+    "SELECT pg_advisory_unlock($2, ",
+    run_key!(),
+    ")::text FROM batch_runs WHERE run_id = $1"
+);
 
 /// Records a run of `command` as started, holding its lock; returns its id.
 async fn start(client: &mut Client, command: &str) -> Result<i64, EtlError> {
     // One transaction: no other run can see this row before its lock is held.
     let tx = client.transaction().await?;
-    let run = tx
-        .query_one(
-            &format!(
-                "WITH run AS (INSERT INTO batch_runs (command) VALUES ($1) RETURNING run_id)
-                 SELECT run_id, pg_advisory_lock($2, {RUN_KEY})::text FROM run"
-            ),
-            &[&command, &RUN_LOCK],
-        )
-        .await?
-        .get(0);
+    let run = tx.query_one(START, &[&command, &RUN_LOCK]).await?.get(0);
     tx.commit().await?;
     Ok(run)
 }
@@ -65,21 +90,7 @@ async fn start(client: &mut Client, command: &str) -> Result<i64, EtlError> {
 async fn close_interrupted(client: &Client) -> Result<(), EtlError> {
     const WHY: &str = "interrupted: the process running it ended before the run did \
         (its unfinished step was rolled back)";
-    let rows = client
-        .query(
-            &format!(
-                "UPDATE batch_runs SET status = 'failed', finished_at = now(), error = $2
-                 WHERE status = 'running' AND NOT EXISTS (
-                     SELECT 1 FROM pg_locks l
-                     WHERE l.locktype = 'advisory' AND l.objsubid = 2
-                       AND l.database = (SELECT oid FROM pg_database
-                                         WHERE datname = current_database())
-                       AND l.classid = $1::int::oid AND l.objid = {RUN_KEY}::oid)
-                 RETURNING run_id"
-            ),
-            &[&RUN_LOCK, &WHY],
-        )
-        .await?;
+    let rows = client.query(CLOSE_INTERRUPTED, &[&RUN_LOCK, &WHY]).await?;
     let runs: Vec<i64> = rows.iter().map(|r| r.get(0)).collect();
     if runs.is_empty() {
         return Ok(());
@@ -115,17 +126,17 @@ pub async fn step_finished(
     client: &Client,
     run: i64,
     step: &str,
-    outcome: Result<&Report, &EtlError>,
+    outcome: Result<&Figures, &EtlError>,
 ) -> Result<(), EtlError> {
     let figure = |n: usize| i64::try_from(n).unwrap_or(i64::MAX);
-    let (status, report, error) = match outcome {
-        Ok(report) => {
-            report::step(step, report);
-            ("succeeded", *report, None)
+    let (status, figures, error) = match outcome {
+        Ok(figures) => {
+            monitoring::step(step, figures);
+            ("succeeded", *figures, None)
         }
-        Err(e) => ("failed", Report::default(), Some(e.to_string())),
+        Err(e) => ("failed", Figures::default(), Some(e.to_string())),
     };
-    let duration = i64::try_from(report.duration.as_millis()).unwrap_or(i64::MAX);
+    let duration = i64::try_from(figures.duration.as_millis()).unwrap_or(i64::MAX);
     client
         .execute(
             "UPDATE batch_run_steps SET finished_at = now(), status = $3, rows_extracted = $4,
@@ -138,10 +149,10 @@ pub async fn step_finished(
                 &run,
                 &step,
                 &status,
-                &figure(report.extracted),
-                &figure(report.loaded.transformed),
-                &figure(report.loaded.loaded),
-                &figure(report.loaded.skipped),
+                &figure(figures.extracted),
+                &figure(figures.transformed),
+                &figure(figures.loaded),
+                &figure(figures.skipped),
                 &duration,
                 &error,
             ],
@@ -164,56 +175,6 @@ async fn finish(client: &Client, run: i64, error: Option<&str>) -> Result<(), Et
         )
         .await?;
     // `run --every` keeps its session: the lock goes with the run, not with the process.
-    client
-        .execute(
-            &format!(
-                "SELECT pg_advisory_unlock($2, {RUN_KEY})::text FROM batch_runs WHERE run_id = $1"
-            ),
-            &[&run, &RUN_LOCK],
-        )
-        .await?;
+    client.execute(UNLOCK, &[&run, &RUN_LOCK]).await?;
     Ok(())
-}
-
-/// 15234 as "15,234".
-pub fn grouped(n: usize) -> String {
-    let digits = n.to_string();
-    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
-    for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i).is_multiple_of(3) {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    out
-}
-
-/// "4m 32s" from a minute on, "3.2s" below.
-pub fn human(duration: Duration) -> String {
-    let seconds = duration.as_secs();
-    if seconds >= 60 {
-        format!("{}m {}s", seconds / 60, seconds % 60)
-    } else {
-        format!("{:.1}s", duration.as_secs_f64())
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn counts_are_grouped_by_thousands() {
-        assert_eq!(grouped(0), "0");
-        assert_eq!(grouped(999), "999");
-        assert_eq!(grouped(1000), "1,000");
-        assert_eq!(grouped(15234), "15,234");
-        assert_eq!(grouped(1234567), "1,234,567");
-    }
-
-    #[test]
-    fn durations_read_like_the_guide() {
-        assert_eq!(human(Duration::from_secs(272)), "4m 32s");
-        assert_eq!(human(Duration::from_millis(3240)), "3.2s");
-    }
 }

@@ -3,8 +3,8 @@
 
 use chrono::DateTime;
 use datafusion::arrow::array::{
-    Array, AsArray, BooleanArray, Date32Array, Decimal128Array, Float64Array, Int32Array,
-    Int64Array, StringArray, TimestampMicrosecondArray,
+    Array, AsArray, BooleanArray, Date32Array, Decimal128Array, FixedSizeBinaryArray, Float64Array,
+    Int32Array, Int64Array, StringArray, TimestampMicrosecondArray,
 };
 use datafusion::arrow::compute::cast;
 use datafusion::arrow::datatypes::{DataType, Date32Type, Decimal128Type, Float64Type, TimeUnit};
@@ -14,6 +14,7 @@ use rust_decimal::Decimal;
 use tokio_postgres::binary_copy::BinaryCopyInWriter;
 use tokio_postgres::types::{to_sql_checked, IsNull, ToSql, Type};
 use tokio_postgres::Transaction;
+use uuid::Uuid;
 
 use crate::error::EtlError;
 
@@ -21,12 +22,12 @@ use crate::error::EtlError;
 /// the batch into it. Text that DataFusion produced as views or large strings is written as
 /// text.
 pub async fn stage(tx: &Transaction<'_>, name: &str, batch: &RecordBatch) -> Result<(), EtlError> {
-    let columns: Vec<Column> = batch
+    let columns: Vec<Values> = batch
         .columns()
         .iter()
-        .map(|array| Column::of(array.as_ref()))
+        .map(|array| Values::of(array.as_ref()))
         .collect::<Result<_, _>>()?;
-    let types: Vec<Type> = columns.iter().map(Column::pg_type).collect();
+    let types: Vec<Type> = columns.iter().map(Values::pg_type).collect();
     let definition: Vec<String> = batch
         .schema()
         .fields()
@@ -89,8 +90,9 @@ pub async fn advance_watermark(
 }
 
 /// An Arrow column read row by row (cheap clones: the buffers are shared).
-enum Column {
+enum Values {
     Text(StringArray),
+    Uuid(FixedSizeBinaryArray),
     Int(Int32Array),
     Long(Int64Array),
     Numeric(Decimal128Array, u32),
@@ -100,62 +102,65 @@ enum Column {
     Date(Date32Array),
 }
 
-impl Column {
+impl Values {
     /// Text of any width is written as text and timestamps of any unit as microseconds.
-    fn of(array: &dyn Array) -> Result<Column, EtlError> {
+    fn of(array: &dyn Array) -> Result<Values, EtlError> {
         Ok(match array.data_type() {
-            DataType::Utf8 => Column::Text(array.as_string::<i32>().clone()),
+            DataType::Utf8 => Values::Text(array.as_string::<i32>().clone()),
             DataType::Utf8View | DataType::LargeUtf8 => {
-                Column::Text(cast(array, &DataType::Utf8)?.as_string::<i32>().clone())
+                Values::Text(cast(array, &DataType::Utf8)?.as_string::<i32>().clone())
             }
-            DataType::Int32 => Column::Int(array.as_primitive().clone()),
-            DataType::Int64 => Column::Long(array.as_primitive().clone()),
-            DataType::Decimal128(_, scale) => Column::Numeric(
+            DataType::FixedSizeBinary(16) => Values::Uuid(array.as_fixed_size_binary().clone()),
+            DataType::Int32 => Values::Int(array.as_primitive().clone()),
+            DataType::Int64 => Values::Long(array.as_primitive().clone()),
+            DataType::Decimal128(_, scale) => Values::Numeric(
                 array.as_primitive::<Decimal128Type>().clone(),
                 u32::try_from(*scale)
                     .map_err(|_| EtlError::UnsupportedType(array.data_type().clone()))?,
             ),
             DataType::Timestamp(TimeUnit::Microsecond, _) => {
-                Column::Timestamp(array.as_primitive().clone())
+                Values::Timestamp(array.as_primitive().clone())
             }
-            DataType::Timestamp(_, _) => Column::Timestamp(
+            DataType::Timestamp(_, _) => Values::Timestamp(
                 cast(array, &DataType::Timestamp(TimeUnit::Microsecond, None))?
                     .as_primitive()
                     .clone(),
             ),
-            DataType::Boolean => Column::Bool(array.as_boolean().clone()),
-            DataType::Float64 => Column::Float(array.as_primitive::<Float64Type>().clone()),
-            DataType::Date32 => Column::Date(array.as_primitive::<Date32Type>().clone()),
+            DataType::Boolean => Values::Bool(array.as_boolean().clone()),
+            DataType::Float64 => Values::Float(array.as_primitive::<Float64Type>().clone()),
+            DataType::Date32 => Values::Date(array.as_primitive::<Date32Type>().clone()),
             other => return Err(EtlError::UnsupportedType(other.clone())),
         })
     }
 
     fn pg_type(&self) -> Type {
         match self {
-            Column::Text(_) => Type::TEXT,
-            Column::Int(_) => Type::INT4,
-            Column::Long(_) => Type::INT8,
-            Column::Numeric(..) => Type::NUMERIC,
-            Column::Timestamp(_) => Type::TIMESTAMPTZ,
-            Column::Bool(_) => Type::BOOL,
-            Column::Float(_) => Type::FLOAT8,
-            Column::Date(_) => Type::DATE,
+            Values::Text(_) => Type::TEXT,
+            Values::Uuid(_) => Type::UUID,
+            Values::Int(_) => Type::INT4,
+            Values::Long(_) => Type::INT8,
+            Values::Numeric(..) => Type::NUMERIC,
+            Values::Timestamp(_) => Type::TIMESTAMPTZ,
+            Values::Bool(_) => Type::BOOL,
+            Values::Float(_) => Type::FLOAT8,
+            Values::Date(_) => Type::DATE,
         }
     }
 
     fn cell(&self, i: usize) -> Cell<'_> {
         let valid = |a: &dyn Array| a.is_valid(i);
         match self {
-            Column::Text(a) if valid(a) => Cell::Text(a.value(i)),
-            Column::Int(a) if valid(a) => Cell::Int(a.value(i)),
-            Column::Long(a) if valid(a) => Cell::Long(a.value(i)),
-            Column::Numeric(a, scale) if valid(a) => {
+            Values::Text(a) if valid(a) => Cell::Text(a.value(i)),
+            Values::Uuid(a) if valid(a) => Cell::Uuid(a.value(i)),
+            Values::Int(a) if valid(a) => Cell::Int(a.value(i)),
+            Values::Long(a) if valid(a) => Cell::Long(a.value(i)),
+            Values::Numeric(a, scale) if valid(a) => {
                 Cell::Numeric(Decimal::from_i128_with_scale(a.value(i), *scale))
             }
-            Column::Timestamp(a) if valid(a) => Cell::Timestamp(a.value(i)),
-            Column::Bool(a) if valid(a) => Cell::Bool(a.value(i)),
-            Column::Float(a) if valid(a) => Cell::Float(a.value(i)),
-            Column::Date(a) if valid(a) => Cell::Date(a.value(i)),
+            Values::Timestamp(a) if valid(a) => Cell::Timestamp(a.value(i)),
+            Values::Bool(a) if valid(a) => Cell::Bool(a.value(i)),
+            Values::Float(a) if valid(a) => Cell::Float(a.value(i)),
+            Values::Date(a) if valid(a) => Cell::Date(a.value(i)),
             _ => Cell::Null,
         }
     }
@@ -166,6 +171,8 @@ impl Column {
 enum Cell<'a> {
     Null,
     Text(&'a str),
+    /// A uuid's 16 bytes.
+    Uuid(&'a [u8]),
     Int(i32),
     Long(i64),
     Numeric(Decimal),
@@ -185,6 +192,7 @@ impl ToSql for Cell<'_> {
         match self {
             Cell::Null => Ok(IsNull::Yes),
             Cell::Text(v) => v.to_sql(ty, out),
+            Cell::Uuid(bytes) => Uuid::from_slice(bytes)?.to_sql(ty, out),
             Cell::Int(v) => v.to_sql(ty, out),
             Cell::Long(v) => v.to_sql(ty, out),
             Cell::Numeric(v) => v.to_sql(ty, out),

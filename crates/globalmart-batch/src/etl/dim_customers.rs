@@ -1,0 +1,104 @@
+//! `dim_customers` from `user_history`, SCD2: a new email, age band or country makes a new
+//! version; the age and registration date are overwritten on the current one. The purchase
+//! totals (orders, spend) are the customer's, on whichever version is current: recounted here
+//! for new versions and by `fact_sales` for new sales, never making a version.
+
+use std::collections::BTreeSet;
+
+use datafusion::arrow::array::{AsArray, RecordBatch};
+use tokio_postgres::Transaction;
+
+use super::extract::{column, Kind, Source};
+use super::scd2::{self, Scd2};
+use super::transform::plan;
+use super::{Loaded, Table};
+use crate::error::EtlError;
+
+/// The `dim_customers` step.
+#[derive(Debug)]
+pub struct DimCustomers;
+
+const DIMENSION: Scd2 = Scd2 {
+    table: "dim_customers",
+    key: "user_id",
+    versioned: &["email", "age_group", "country"],
+    in_place: &["age", "registration_date"],
+};
+
+/// Catalogue versions as (key, at, versioned..., in_place...). The age band is versioned, the
+/// age itself is not.
+const PREPARE: &str = "
+    SELECT user_id AS key, updated_at AS at, email,
+        CASE WHEN age < 25 THEN '18-24' WHEN age < 35 THEN '25-34'
+             WHEN age < 45 THEN '35-44' WHEN age < 55 THEN '45-54'
+             WHEN age < 65 THEN '55-64' ELSE '65+' END AS age_group,
+        country, age, registration_date
+    FROM source";
+
+/// Overwrites the purchase totals of the current rows of users $1 from all their sales,
+/// whichever version those point to.
+const REFRESH_TOTALS: &str = "
+    UPDATE dim_customers d SET total_transactions = a.orders, total_spent = a.spent,
+        avg_order_value = round(a.spent / a.orders, 2),
+        first_transaction_date = a.first, last_transaction_date = a.last,
+        updated_at = now()
+    FROM (SELECT c.user_id, count(DISTINCT f.transaction_id)::int AS orders,
+              sum(f.total_amount) AS spent, min(f.transaction_timestamp) AS first,
+              max(f.transaction_timestamp) AS last
+          FROM fact_sales f JOIN dim_customers c ON c.customer_id = f.customer_id
+          WHERE c.user_id IN (SELECT unnest($1::text[]))
+          GROUP BY c.user_id) a
+    WHERE d.user_id = a.user_id AND d.is_current";
+
+impl Table for DimCustomers {
+    const NAME: &'static str = DIMENSION.table;
+    const SOURCE: Source = Source {
+        table: "user_history",
+        rows: "user versions",
+        columns: &[
+            column("user_id", "user_id", Kind::Text),
+            column("updated_at", "updated_at", Kind::Timestamp),
+            column("email", "email", Kind::Text),
+            column("age", "age", Kind::Int),
+            column("country", "country", Kind::Text),
+            column("registration_date", "registration_date", Kind::Timestamp),
+        ],
+    };
+    const COUNTED_AS: (&'static str, &'static str) = scd2::COUNTED_AS;
+
+    async fn transform(
+        tx: &Transaction<'_>,
+        extracted: &RecordBatch,
+    ) -> Result<RecordBatch, EtlError> {
+        let prepared = plan(&[("source", extracted)], PREPARE).await?;
+        DIMENSION.changes(tx, &prepared).await
+    }
+
+    async fn load(
+        tx: &Transaction<'_>,
+        extracted: &RecordBatch,
+        transformed: &RecordBatch,
+    ) -> Result<Loaded, EtlError> {
+        let loaded = DIMENSION
+            .apply(tx, transformed, extracted.num_rows())
+            .await?;
+        // A new version starts with the customer's purchase totals, like the one it follows.
+        refresh_totals(tx, extracted).await?;
+        Ok(loaded)
+    }
+}
+
+/// Recounts the purchase totals of the users in the `user_id` column of `extracted` (rows
+/// read from the realtime database, whose text columns are plain strings).
+pub async fn refresh_totals(tx: &Transaction<'_>, extracted: &RecordBatch) -> Result<(), EtlError> {
+    let users: BTreeSet<&str> = extracted
+        .column_by_name("user_id")
+        .and_then(|c| c.as_string_opt::<i32>())
+        .ok_or(EtlError::MissingColumn("user_id"))?
+        .iter()
+        .flatten()
+        .collect();
+    let users: Vec<&str> = users.into_iter().collect();
+    tx.execute(REFRESH_TOTALS, &[&users]).await?;
+    Ok(())
+}

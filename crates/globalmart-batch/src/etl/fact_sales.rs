@@ -1,0 +1,66 @@
+//! `fact_sales` from `transactions`: one row per transaction line (`event_id` = its
+//! line_item_id), keyed to the customer and product versions valid at the sale. New sales
+//! recount their customers' purchase totals.
+
+use datafusion::arrow::array::RecordBatch;
+use tokio_postgres::Transaction;
+
+use super::dim_customers::refresh_totals;
+use super::extract::{column, Kind, Source};
+use super::facts::{self, at_event_time, date_id};
+use super::{Loaded, Table};
+use crate::error::EtlError;
+
+/// The `fact_sales` step.
+#[derive(Debug)]
+pub struct FactSales;
+
+/// The fact's columns, named as the table's.
+const TRANSFORM: &str = concat!(
+    "SELECT s.line_item_id AS event_id, s.transaction_id, c.customer_id, p.product_id_pk,
+         g.geography_id, ",
+    date_id!("s.ts"),
+    " AS date_id, s.quantity, s.price AS unit_price,
+         CAST(0 AS DECIMAL(12, 2)) AS discount_amount,
+         CAST(s.price * CAST(s.quantity AS DECIMAL(10, 0)) AS DECIMAL(14, 2)) AS total_amount,
+         s.payment_method, s.ts AS transaction_timestamp
+     FROM source s",
+    at_event_time!("s", "JOIN")
+);
+
+impl Table for FactSales {
+    const NAME: &'static str = "fact_sales";
+    const SOURCE: Source = Source {
+        table: "transactions",
+        rows: "transaction lines",
+        columns: &[
+            column("line_item_id", "line_item_id", Kind::Uuid),
+            column("transaction_id", "transaction_id", Kind::Uuid),
+            column("user_id", "user_id", Kind::Text),
+            column("product_id", "product_id", Kind::Text),
+            column("quantity", "quantity", Kind::Int),
+            column("price", "price", Kind::Numeric(12, 2)),
+            column("payment_method", "payment_method", Kind::Text),
+            column("country", "country", Kind::Text),
+            column("\"timestamp\"", "ts", Kind::Timestamp),
+        ],
+    };
+    const COUNTED_AS: (&'static str, &'static str) = facts::COUNTED_AS;
+
+    async fn transform(
+        tx: &Transaction<'_>,
+        extracted: &RecordBatch,
+    ) -> Result<RecordBatch, EtlError> {
+        facts::with_keys(tx, Self::NAME, extracted, TRANSFORM).await
+    }
+
+    async fn load(
+        tx: &Transaction<'_>,
+        extracted: &RecordBatch,
+        transformed: &RecordBatch,
+    ) -> Result<Loaded, EtlError> {
+        let loaded = facts::merge(tx, Self::NAME, "transaction_timestamp", transformed).await?;
+        refresh_totals(tx, extracted).await?;
+        Ok(loaded)
+    }
+}

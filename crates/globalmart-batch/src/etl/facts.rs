@@ -1,0 +1,207 @@
+//! What every fact table shares: each event gets the keys of the dimension versions valid at its
+//! time (a user or product with no record yet gets an inferred member first), then is merged on
+//! its natural key (`event_id`), so an event loaded before is skipped and counted.
+
+use datafusion::arrow::array::RecordBatch;
+use datafusion::arrow::datatypes::DataType;
+use tokio_postgres::Transaction;
+
+use super::extract::{field, rows, schema, TIMESTAMP};
+use super::load::stage;
+use super::transform::plan;
+use super::Loaded;
+use crate::error::EtlError;
+
+/// What counts for a fact table's progress line.
+pub const COUNTED_AS: (&str, &str) = ("new records", "duplicates skipped");
+
+/// The UTC calendar day of `ts` as dim_date's yyyymmdd key.
+macro_rules! date_id {
+    ($ts:literal) => {
+        concat!(
+            "CAST(date_part('year', ",
+            $ts,
+            ") * 10000 + date_part('month', ",
+            $ts,
+            ") * 100 + date_part('day', ",
+            $ts,
+            ") AS INT)"
+        )
+    };
+}
+
+/// The dimension versions valid at `$ts` of the event `$e`: its customer and geography always,
+/// its product when it names one (`$product_join`: JOIN or LEFT JOIN).
+macro_rules! at_event_time {
+    ($e:literal, $product_join:literal) => {
+        concat!(
+            " JOIN customers c ON c.user_id = ",
+            $e,
+            ".user_id AND ",
+            $e,
+            ".ts >= c.valid_from AND ",
+            $e,
+            ".ts < c.valid_to ",
+            $product_join,
+            " products p ON p.product_id = ",
+            $e,
+            ".product_id AND ",
+            $e,
+            ".ts >= p.valid_from AND ",
+            $e,
+            ".ts < p.valid_to",
+            " JOIN geography g ON g.country = ",
+            $e,
+            ".country"
+        )
+    };
+}
+pub(super) use {at_event_time, date_id};
+
+/// Inferred members for the users and products of `keys` that have no dimension row yet;
+/// valid since 1970, so every fact finds them. Their record completes them in place.
+const INFER: &str = "
+    INSERT INTO dim_customers (user_id, effective_start_date, is_inferred)
+    SELECT DISTINCT k.user_id, '1970-01-01 00:00:00+00'::timestamptz, TRUE FROM keys k
+    WHERE NOT EXISTS (SELECT 1 FROM dim_customers d WHERE d.user_id = k.user_id)
+    ORDER BY 1
+    ON CONFLICT (user_id) WHERE is_current DO NOTHING;
+    INSERT INTO dim_products (product_id, effective_start_date, is_inferred)
+    SELECT DISTINCT k.product_id, '1970-01-01 00:00:00+00'::timestamptz, TRUE FROM keys k
+    WHERE k.product_id IS NOT NULL
+        AND NOT EXISTS (SELECT 1 FROM dim_products d WHERE d.product_id = k.product_id)
+    ORDER BY 1
+    ON CONFLICT (product_id) WHERE is_current DO NOTHING;";
+
+/// The customer versions of the users in `keys`, with the time range each is valid for. A
+/// key's first version also covers the time before it: an event older than the first record
+/// of its user belongs to that first version.
+const CUSTOMER_VERSIONS: &str = "
+    SELECT d.customer_id, d.user_id,
+        CASE WHEN d.version = 1 THEN '1970-01-01 00:00:00+00' ELSE d.effective_start_date END
+            AS valid_from,
+        d.effective_end_date AS valid_to
+    FROM dim_customers d WHERE d.user_id IN (SELECT user_id FROM keys)";
+
+/// The product versions of the products in `keys`, valid the same way.
+const PRODUCT_VERSIONS: &str = "
+    SELECT d.product_id_pk, d.product_id,
+        CASE WHEN d.version = 1 THEN '1970-01-01 00:00:00+00' ELSE d.effective_start_date END
+            AS valid_from,
+        d.effective_end_date AS valid_to
+    FROM dim_products d WHERE d.product_id IN (SELECT product_id FROM keys)";
+
+/// dim_date rows for every day from the earliest to the latest fact day, staged ones included.
+const CALENDAR: &str = "
+    INSERT INTO dim_date (date_id, \"date\", year, quarter, month, week, day, day_of_week,
+        day_name, month_name, is_weekend)
+    SELECT to_char(d, 'YYYYMMDD')::int, d, extract(year FROM d), extract(quarter FROM d),
+        extract(month FROM d), extract(week FROM d), extract(day FROM d), extract(isodow FROM d),
+        trim(to_char(d, 'Day')), trim(to_char(d, 'Month')), extract(isodow FROM d) >= 6
+    FROM (SELECT to_date(min(date_id)::text, 'YYYYMMDD') AS first,
+                 to_date(max(date_id)::text, 'YYYYMMDD') AS last FROM staged) s,
+        LATERAL (SELECT least(s.first, min(\"date\")) AS first,
+                        greatest(s.last, max(\"date\")) AS last FROM dim_date) r,
+        LATERAL generate_series(r.first, r.last, interval '1 day') g,
+        LATERAL (SELECT g::date AS d) day
+    ON CONFLICT (date_id) DO NOTHING";
+
+/// The rows of fact table `table` for the events in `extracted`: `transform`, DataFusion SQL over
+/// `source` (the events), `customers`, `products` and `geography` (the dimension versions of
+/// the events' keys), must give one row per event.
+pub async fn with_keys(
+    tx: &Transaction<'_>,
+    table: &'static str,
+    extracted: &RecordBatch,
+    transform: &str,
+) -> Result<RecordBatch, EtlError> {
+    let keys = plan(
+        &[("source", extracted)],
+        "SELECT DISTINCT user_id, product_id FROM source",
+    )
+    .await?;
+    stage(tx, "keys", &keys).await?;
+    tx.batch_execute(INFER).await?;
+    let customers = versions(tx, CUSTOMER_VERSIONS, "customer_id", "user_id").await?;
+    let products = versions(tx, PRODUCT_VERSIONS, "product_id_pk", "product_id").await?;
+    let geography = geography(tx).await?;
+    let keyed = plan(
+        &[
+            ("source", extracted),
+            ("customers", &customers),
+            ("products", &products),
+            ("geography", &geography),
+        ],
+        transform,
+    )
+    .await?;
+    if keyed.num_rows() != extracted.num_rows() {
+        return Err(EtlError::Unmatched {
+            step: table,
+            extracted: extracted.num_rows(),
+            transformed: keyed.num_rows(),
+        });
+    }
+    Ok(keyed)
+}
+
+/// Inserts `rows` (columns named as `table`'s, `event_id` among them) into fact table `table`
+/// in the order of column `time`, skipping events loaded before; the calendar gains their days.
+pub async fn merge(
+    tx: &Transaction<'_>,
+    table: &'static str,
+    time: &'static str,
+    rows: &RecordBatch,
+) -> Result<Loaded, EtlError> {
+    stage(tx, "staged", rows).await?;
+    tx.batch_execute(CALENDAR).await?;
+    let columns: Vec<String> = rows
+        .schema()
+        .fields()
+        .iter()
+        .map(|f| f.name().clone())
+        .collect();
+    let columns = columns.join(", ");
+    // Identifiers from the table's own constants and plan.
+    let merged = tx
+        .execute(
+            &format!(
+                "INSERT INTO {table} ({columns}) SELECT {columns} FROM staged ORDER BY {time}
+                 ON CONFLICT (event_id) DO NOTHING"
+            ),
+            &[],
+        )
+        .await?;
+    let loaded = usize::try_from(merged).unwrap_or(usize::MAX);
+    Ok(Loaded {
+        rows: loaded,
+        skipped: rows.num_rows() - loaded,
+    })
+}
+
+/// Versions of one dimension for the staged keys: surrogate key, natural key, validity.
+async fn versions(
+    tx: &Transaction<'_>,
+    query: &str,
+    surrogate: &str,
+    natural: &str,
+) -> Result<RecordBatch, EtlError> {
+    let fields = vec![
+        field(surrogate, DataType::Int64),
+        field(natural, DataType::Utf8),
+        field("valid_from", TIMESTAMP),
+        field("valid_to", TIMESTAMP),
+    ];
+    rows(tx.client(), query, &[], schema(fields)).await
+}
+
+/// The current geography of each country.
+async fn geography(tx: &Transaction<'_>) -> Result<RecordBatch, EtlError> {
+    let fields = vec![
+        field("geography_id", DataType::Int32),
+        field("country", DataType::Utf8),
+    ];
+    rows(tx.client(), GEOGRAPHY, &[], schema(fields)).await
+}
+
+const GEOGRAPHY: &str = "SELECT geography_id, country FROM dim_geography WHERE is_current";

@@ -1,0 +1,212 @@
+//! The warehouse ETL (docs/ARCHITECTURE.md, "Small plans over Arrow"). Every warehouse table it
+//! fills is one module implementing [`Table`]: `extract` (its realtime rows after the
+//! watermark, into Arrow), `transform` (DataFusion plans, with the warehouse keys they need)
+//! and `load` (COPY into staging, set-based merge). The runner here is the same for every
+//! table: chunks of at most `chunk_rows`, each one warehouse transaction that also moves the
+//! table's watermark, so a failure rolls the chunk back and the next run redoes it.
+//!
+//! Dimensions come first (`dim_products`, `dim_customers`, SCD2 by the rule in `scd2`), then
+//! the facts that point at them (`fact_sales`, `fact_product_views`, `fact_cart_events`, with
+//! the keys of `facts`).
+
+mod dim_customers;
+mod dim_products;
+mod extract;
+mod fact_cart_events;
+mod fact_product_views;
+mod fact_sales;
+mod facts;
+mod load;
+mod scd2;
+mod transform;
+
+use std::time::{Duration, Instant};
+
+use datafusion::arrow::array::{AsArray, RecordBatch};
+use datafusion::arrow::compute::max;
+use datafusion::arrow::datatypes::Int64Type;
+use tokio_postgres::{Client, Transaction};
+use tracing::info;
+
+pub(crate) use extract::{field, rows, schema};
+pub(crate) use load::stage;
+pub(crate) use transform::plan;
+
+use crate::error::EtlError;
+use crate::figures::{grouped, human, Figures};
+use crate::history;
+use dim_customers::DimCustomers;
+use dim_products::DimProducts;
+use extract::Source;
+use fact_cart_events::FactCartEvents;
+use fact_product_views::FactProductViews;
+use fact_sales::FactSales;
+use load::{advance_watermark, lock_watermark};
+
+/// How the ETL reads and writes.
+#[derive(Debug, Clone, Copy)]
+pub struct Settings {
+    /// Source rows per warehouse transaction.
+    pub chunk_rows: usize,
+    /// How long to wait for the realtime writers' transactions in flight.
+    pub lock_timeout: Duration,
+}
+
+/// A warehouse table filled from one realtime table, chunk by chunk.
+pub(crate) trait Table {
+    /// The warehouse table (also its step's name in batch_run_steps).
+    const NAME: &'static str;
+    /// The realtime table it reads, each column declared once.
+    const SOURCE: Source;
+    /// What its loaded and skipped rows are, for the progress line.
+    const COUNTED_AS: (&'static str, &'static str);
+
+    /// The source rows after `after`, up to `upto`, at most `limit`, in ingest order.
+    async fn extract(
+        realtime: &Client,
+        after: i64,
+        upto: i64,
+        limit: usize,
+    ) -> Result<RecordBatch, EtlError> {
+        Self::SOURCE.read(realtime, after, upto, limit).await
+    }
+
+    /// The rows to load, from the extracted ones.
+    async fn transform(
+        tx: &Transaction<'_>,
+        extracted: &RecordBatch,
+    ) -> Result<RecordBatch, EtlError>;
+
+    /// Writes the transformed rows; returns what it wrote and skipped.
+    async fn load(
+        tx: &Transaction<'_>,
+        extracted: &RecordBatch,
+        transformed: &RecordBatch,
+    ) -> Result<Loaded, EtlError>;
+}
+
+/// What a load wrote.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct Loaded {
+    /// Rows written (new facts; new or completed dimension versions).
+    pub rows: usize,
+    /// Rows skipped: facts loaded before, catalogue versions that change nothing.
+    pub skipped: usize,
+}
+
+/// Runs the whole ETL as run `etl`; returns each table's figures, in order.
+pub async fn run(
+    realtime: &mut Client,
+    warehouse: &mut Client,
+    settings: &Settings,
+) -> Result<Vec<(&'static str, Figures)>, EtlError> {
+    history::recorded(warehouse, "etl", async |warehouse, run| {
+        tables(realtime, warehouse, settings, run).await
+    })
+    .await
+}
+
+/// Fills every table, in order, as part of run `run`.
+pub async fn tables(
+    realtime: &mut Client,
+    warehouse: &mut Client,
+    settings: &Settings,
+    run: i64,
+) -> Result<Vec<(&'static str, Figures)>, EtlError> {
+    let sources = [
+        &DimProducts::SOURCE,
+        &DimCustomers::SOURCE,
+        &FactSales::SOURCE,
+        &FactProductViews::SOURCE,
+        &FactCartEvents::SOURCE,
+    ];
+    let [products, customers, sales, views, carts] =
+        extract::settled(realtime, sources, settings.lock_timeout).await?;
+    let realtime = &*realtime;
+    Ok(vec![
+        step::<DimProducts>(realtime, warehouse, run, products, settings).await?,
+        step::<DimCustomers>(realtime, warehouse, run, customers, settings).await?,
+        step::<FactSales>(realtime, warehouse, run, sales, settings).await?,
+        step::<FactProductViews>(realtime, warehouse, run, views, settings).await?,
+        step::<FactCartEvents>(realtime, warehouse, run, carts, settings).await?,
+    ])
+}
+
+/// Fills table `T` with its source rows up to `upto`, recorded as a step of `run`, with the
+/// guide's progress lines.
+async fn step<T: Table>(
+    realtime: &Client,
+    warehouse: &mut Client,
+    run: i64,
+    upto: i64,
+    settings: &Settings,
+) -> Result<(&'static str, Figures), EtlError> {
+    info!("[ETL] Processing {}...", T::NAME);
+    history::step_started(warehouse, run, T::NAME).await?;
+    let outcome = chunks::<T>(realtime, warehouse, upto, settings.chunk_rows).await;
+    history::step_finished(warehouse, run, T::NAME, outcome.as_ref()).await?;
+    let figures = outcome?;
+    info!(
+        "  Extracted: {} {}",
+        grouped(figures.extracted),
+        T::SOURCE.rows
+    );
+    info!("  Transformed: {} records", grouped(figures.transformed));
+    let (loaded, skipped) = T::COUNTED_AS;
+    info!(
+        "  Loaded: {} {loaded} ({} {skipped}) in {}",
+        grouped(figures.loaded),
+        grouped(figures.skipped),
+        human(figures.duration)
+    );
+    Ok((T::NAME, figures))
+}
+
+/// The source rows up to `upto` through `T`'s extract, transform and load, at most `chunk`
+/// rows per warehouse transaction, each moving the watermark.
+async fn chunks<T: Table>(
+    realtime: &Client,
+    warehouse: &mut Client,
+    upto: i64,
+    chunk: usize,
+) -> Result<Figures, EtlError> {
+    let started = Instant::now();
+    let mut figures = Figures::default();
+    loop {
+        let tx = warehouse.transaction().await?;
+        let after = lock_watermark(&tx, T::SOURCE.table).await?;
+        if after >= upto {
+            break;
+        }
+        let extracted = T::extract(realtime, after, upto, chunk).await?;
+        let Some(last) = last_seq(&extracted) else {
+            break;
+        };
+        let transformed = T::transform(&tx, &extracted).await?;
+        let loaded = T::load(&tx, &extracted, &transformed).await?;
+        advance_watermark(&tx, T::SOURCE.table, last).await?;
+        tx.commit().await?;
+        figures.add(Figures {
+            extracted: extracted.num_rows(),
+            transformed: transformed.num_rows(),
+            loaded: loaded.rows,
+            skipped: loaded.skipped,
+            duration: Duration::ZERO,
+        });
+        if extracted.num_rows() == chunk {
+            info!(
+                "  ... {} {} so far",
+                grouped(figures.extracted),
+                T::SOURCE.rows
+            );
+        }
+    }
+    figures.duration = started.elapsed();
+    Ok(figures)
+}
+
+/// The `ingest_seq` of the batch's last row (the extract orders by it).
+fn last_seq(rows: &RecordBatch) -> Option<i64> {
+    let column = rows.column_by_name("ingest_seq")?;
+    max(column.as_primitive::<Int64Type>())
+}

@@ -1,0 +1,74 @@
+//! `run --every`: the ETL and the analytics again and again, until Ctrl+C or SIGTERM. A failed
+//! run is logged and the next one comes anyway; each run takes its connections from the pools
+//! again, so one a database dropped in between (a restart, a terminated session) is replaced
+//! instead of failing every run after it.
+
+use std::time::Duration;
+
+use anyhow::Context;
+use chrono::NaiveDate;
+use deadpool_postgres::{Object, Pool};
+use tokio_postgres::Client;
+use tokio_util::sync::CancellationToken;
+use tracing::{error, info};
+
+use crate::analytics;
+use crate::error::EtlError;
+use crate::etl::{self, Settings};
+use crate::history;
+
+/// What to say when a run fails.
+pub const REDO: &str =
+    "the run failed; its unfinished step was rolled back and the next run redoes it";
+
+/// One `run`: the ETL, then the analytics of `date`, recorded as one run.
+pub async fn run_once(
+    realtime: &mut Client,
+    warehouse: &mut Client,
+    settings: &Settings,
+    date: NaiveDate,
+) -> Result<(), EtlError> {
+    history::recorded(warehouse, "run", async |warehouse, run| {
+        etl::tables(realtime, warehouse, settings, run).await?;
+        analytics::jobs(warehouse, date, run).await?;
+        Ok(())
+    })
+    .await
+}
+
+/// A run every `every` until `shutdown`, on connections from the two pools; the analysis date
+/// is `date`, or each run's today (UTC).
+pub async fn every(
+    every: Duration,
+    realtime: &Pool,
+    warehouse: &Pool,
+    settings: &Settings,
+    date: Option<NaiveDate>,
+    shutdown: &CancellationToken,
+) {
+    info!("a run every {every:?}; Ctrl+C or SIGTERM stops after the run in progress");
+    loop {
+        let run = async {
+            let mut warehouse = connection(warehouse, "warehouse").await?;
+            let mut realtime = connection(realtime, "realtime database").await?;
+            let date = date.unwrap_or_else(|| chrono::Utc::now().date_naive());
+            run_once(&mut realtime, &mut warehouse, settings, date)
+                .await
+                .context(REDO)
+        };
+        if let Err(e) = run.await {
+            error!("{e:#}");
+        }
+        tokio::select! {
+            () = shutdown.cancelled() => break,
+            () = tokio::time::sleep(every) => {}
+        }
+    }
+}
+
+/// A connection from `pool`: the one it holds, or a new one if the database closed that.
+pub async fn connection(pool: &Pool, db: &str) -> anyhow::Result<Object> {
+    pool.get()
+        .await
+        .with_context(|| format!("connecting to the {db}"))
+}

@@ -1,0 +1,102 @@
+//! The batcher: consumed messages sorted by destination into one [`Batch`], the unit saved in
+//! one transaction. A batch keeps each (partition, offset) and each event id once: a partition
+//! reassigned mid-batch is sought back to the database's offset, so messages already in the
+//! batch can be read again, and the same event may have been produced twice. The metrics count
+//! what a batch inserted, so a repeat inside one batch must not reach them
+//! (docs/ARCHITECTURE.md, "Metrics counted once").
+
+use std::collections::{BTreeMap, HashSet};
+
+use chrono::{DateTime, Utc};
+use globalmart_core::event::{
+    CartEvent, Event, Product, ProductViewEvent, Rejection, Transaction, User,
+};
+use uuid::Uuid;
+
+/// A message as read from Kafka.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Received {
+    /// The topic's name on the broker (with any prefix).
+    pub topic: String,
+    pub partition: i32,
+    pub offset: i64,
+    /// Key and payload: needed only when the message becomes a dead letter.
+    pub key: Option<Vec<u8>>,
+    pub payload: Option<Vec<u8>>,
+}
+
+/// The messages of one batch, sorted by destination.
+#[derive(Debug, Default)]
+pub struct Batch {
+    pub(crate) transactions: Vec<Transaction>,
+    pub(crate) views: Vec<ProductViewEvent>,
+    pub(crate) carts: Vec<CartEvent>,
+    pub(crate) products: Vec<Product>,
+    pub(crate) users: Vec<User>,
+    /// Messages that could not become events, whole, with the reason.
+    pub(crate) dead_letters: Vec<(Received, String)>,
+    /// (topic, partition) -> the offset to resume from.
+    pub(crate) next_offsets: BTreeMap<(String, i32), i64>,
+    /// The ids of the events in the batch: an event may be in it once only.
+    ids: HashSet<Uuid>,
+    /// Rows of the messages left out as repeats.
+    pub(crate) repeated: u64,
+    messages: usize,
+}
+
+impl Batch {
+    /// Adds a message and what parsing it gave. A message already in the batch (read again
+    /// after a seek back, when a partition is reassigned mid-batch) or an event already in it
+    /// (the same event produced twice) is left out and counted as a duplicate.
+    pub fn add(&mut self, message: Received, parsed: Result<Event, Rejection>) {
+        self.messages += 1;
+        let next = self
+            .next_offsets
+            .entry((message.topic.clone(), message.partition))
+            .or_insert(0);
+        let read_before = message.offset < *next;
+        *next = (*next).max(message.offset + 1);
+        let (id, rows) = match &parsed {
+            Ok(Event::Transaction(t)) => (Some(t.transaction_id), t.products.len() as u64),
+            Ok(Event::ProductView(v)) => (Some(v.event_id), 1),
+            Ok(Event::Cart(c)) => (Some(c.event_id), 1),
+            _ => (None, 1),
+        };
+        if read_before || id.is_some_and(|id| !self.ids.insert(id)) {
+            self.repeated += rows;
+            return;
+        }
+        match parsed {
+            Ok(Event::Transaction(t)) => self.transactions.push(t),
+            Ok(Event::ProductView(v)) => self.views.push(v),
+            Ok(Event::Cart(c)) => self.carts.push(c),
+            Ok(Event::Product(p)) => self.products.push(p),
+            Ok(Event::User(u)) => self.users.push(u),
+            Err(rejection) => self.dead_letters.push((message, rejection.to_string())),
+        }
+    }
+
+    /// The timestamps of the batch's events (for end-to-end latency).
+    pub fn event_times(&self) -> impl Iterator<Item = &DateTime<Utc>> {
+        let transactions = self.transactions.iter().map(|t| &t.timestamp);
+        let views = self.views.iter().map(|v| &v.timestamp);
+        transactions
+            .chain(views)
+            .chain(self.carts.iter().map(|c| &c.timestamp))
+    }
+
+    /// The offset each (topic, partition) of the batch resumes from once it is saved.
+    pub fn next_offsets(&self) -> impl Iterator<Item = (&(String, i32), &i64)> {
+        self.next_offsets.iter()
+    }
+
+    /// Messages in the batch.
+    pub fn len(&self) -> usize {
+        self.messages
+    }
+
+    /// Whether the batch has no message.
+    pub fn is_empty(&self) -> bool {
+        self.messages == 0
+    }
+}

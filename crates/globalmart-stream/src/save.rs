@@ -1,0 +1,138 @@
+//! Saving a batch: its valid events into their realtime tables, the invalid ones into
+//! `dead_letter_events` with their reason, and the next offset of every partition the batch
+//! covers into `stream_offsets`, all in one transaction together with the realtime metrics,
+//! anomalies, stock, patterns and alerts of the events it inserted. Rows have natural keys, so
+//! saving a batch again (a replay after a crash, or another instance that read the same
+//! messages) adds nothing; the stored offsets are where the consumer resumes, so no message is
+//! skipped either (docs/ARCHITECTURE.md, "Effectively-once savers"). Each table group is
+//! written by its module under `write/`.
+
+use std::collections::BTreeSet;
+
+use globalmart_core::db::INGEST_LOCK;
+use globalmart_core::event::Transaction;
+use tokio_postgres::error::SqlState;
+use tokio_postgres::{Client, Error, Transaction as DbTransaction};
+use tracing::debug;
+
+use crate::batcher::Batch;
+use crate::config::Thresholds;
+use crate::write::anomalies::Anomalies;
+use crate::write::events::{self, was_inserted, Insert};
+use crate::write::metrics::Tally;
+use crate::write::{alerts, catalogue, dead_letters, offsets, patterns, stock};
+
+/// What saving a batch did: rows inserted per destination, and rows already there.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Saved {
+    pub transaction_lines: u64,
+    pub product_views: u64,
+    pub cart_events: u64,
+    /// Product and user versions added to the history tables.
+    pub catalogue_versions: u64,
+    pub dead_letters: u64,
+    /// Rows the tables already had (replays, or the same message twice).
+    pub duplicates: u64,
+}
+
+impl Saved {
+    fn count(&mut self, (inserted, offered): (u64, u64), field: fn(&mut Saved) -> &mut u64) {
+        *field(self) += inserted;
+        self.duplicates += offered - inserted;
+    }
+}
+
+/// Holds the ingest lock shared until the transaction ends, so the batch ETL never sets its
+/// watermark past a row still in flight (see [`INGEST_LOCK`]).
+const HOLD_INGEST_LOCK: &str = "SELECT pg_advisory_xact_lock_shared($1)";
+
+impl Batch {
+    /// Saves the batch and the offsets it reaches for consumer group `group`, in one
+    /// transaction: all of it or, on any error, none of it. Events go in by binary COPY; when
+    /// some of them are there already (a replay after a crash or a rebalance), that fails on
+    /// their keys and the batch is saved again skipping them.
+    pub async fn save(
+        &self,
+        client: &mut Client,
+        group: &str,
+        thresholds: &Thresholds,
+    ) -> Result<Saved, Error> {
+        match self.save_as(client, group, thresholds, Insert::Copy).await {
+            Err(e) if e.code() == Some(&SqlState::UNIQUE_VIOLATION) => {
+                debug!("the batch holds events saved before (a replay): skipping them");
+                self.save_as(client, group, thresholds, Insert::SkipExisting)
+                    .await
+            }
+            saved => saved,
+        }
+    }
+
+    async fn save_as(
+        &self,
+        client: &mut Client,
+        group: &str,
+        thresholds: &Thresholds,
+        how: Insert,
+    ) -> Result<Saved, Error> {
+        let tx = client.transaction().await?;
+        // Before anything else (not pipelined with the rest: a query's statement is prepared
+        // first, so pipelined queries may run in any order): no ingest_seq is taken without it.
+        tx.execute(HOLD_INGEST_LOCK, &[&INGEST_LOCK]).await?;
+        // Sent together (tokio-postgres pipelines concurrent queries on one connection), so
+        // the round trips overlap; a COPY holds the connection, so those go one after another.
+        let (products, users, dead_letters, ()) = tokio::try_join!(
+            catalogue::products(&tx, &self.products),
+            catalogue::users(&tx, &self.users),
+            dead_letters::save(&tx, &self.dead_letters),
+            offsets::save(&tx, group, &self.next_offsets),
+        )?;
+        // Restocks before this batch's sales are saved: a restock recounts the sales saved
+        // until now, and the new ones are then taken off like any other.
+        let restocked: BTreeSet<&str> = self
+            .products
+            .iter()
+            .map(|p| p.product_id.as_str())
+            .collect();
+        stock::restock(&tx, &restocked.into_iter().collect::<Vec<_>>()).await?;
+        let lines = events::transactions(&tx, &self.transactions, how).await?;
+        let views = events::views(&tx, &self.views, how).await?;
+        let carts = events::carts(&tx, &self.carts, how).await?;
+        // Only what this batch inserted counts; a transaction's lines are saved together, so
+        // its first line says for all.
+        let inserted = was_inserted(&lines.keys);
+        let new_orders: Vec<&Transaction> = (self.transactions.iter())
+            .filter(|t| !t.products.is_empty() && inserted(&t.line_item_id(0)))
+            .collect();
+        self.tally(&tx, &new_orders, &views.keys, &carts.keys)
+            .await?;
+        let mut raised = Anomalies::detect(&new_orders, thresholds).save(&tx).await?;
+        raised.extend(stock::sell(&tx, &stock::lines(&new_orders), thresholds).await?);
+        raised.extend(patterns::recount(&tx, &new_orders, thresholds).await?);
+        alerts::record(&tx, &raised).await?;
+        tx.commit().await?;
+        let mut saved = Saved::default();
+        saved.count(lines.counts(), |s| &mut s.transaction_lines);
+        saved.count(views.counts(), |s| &mut s.product_views);
+        saved.count(carts.counts(), |s| &mut s.cart_events);
+        saved.count(products, |s| &mut s.catalogue_versions);
+        saved.count(users, |s| &mut s.catalogue_versions);
+        saved.count(dead_letters, |s| &mut s.dead_letters);
+        saved.duplicates += self.repeated;
+        Ok(saved)
+    }
+
+    /// Adds the metrics of the events this transaction inserted.
+    async fn tally(
+        &self,
+        tx: &DbTransaction<'_>,
+        new_orders: &[&Transaction],
+        views: &events::Keys,
+        carts: &events::Keys,
+    ) -> Result<(), Error> {
+        let mut tally = Tally::default();
+        tally.transactions(new_orders);
+        tally.views(&self.views, was_inserted(views));
+        tally.carts(&self.carts, was_inserted(carts));
+        tally.save(tx).await
+    }
+}

@@ -1,0 +1,321 @@
+//! The Kafka source: the consumer of the event and catalogue topics in the stream's consumer
+//! group. The database is the source of truth for offsets: on assignment a partition resumes at
+//! its stored `stream_offsets` and messages below it (saved already) are skipped. After a batch
+//! is saved the same offsets are committed to Kafka, so standard tools show the lag.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use chrono::Utc;
+use deadpool_postgres::Pool;
+use globalmart_core::config::KafkaArgs;
+use globalmart_core::event::{Event, Rejection};
+use globalmart_core::kafka;
+use globalmart_core::topics::Topic;
+use rdkafka::consumer::{
+    BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer,
+};
+use rdkafka::error::KafkaError;
+use rdkafka::message::{BorrowedMessage, Message};
+use rdkafka::{ClientContext, Offset, TopicPartitionList};
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+use crate::batcher::Received;
+use crate::monitoring;
+use crate::retry::{on_client, retrying};
+use crate::write::offsets::stored_offsets;
+
+/// The topics the stream saves (alerts-topic is written, not read).
+const SAVED_TOPICS: [Topic; 5] = [
+    Topic::Transactions,
+    Topic::ProductViews,
+    Topic::CartEvents,
+    Topic::Products,
+    Topic::Users,
+];
+
+/// A (topic, partition) by the topic's broker-side name.
+type Partition = (String, i32);
+
+/// What the source yields: a message to save (and the event it holds, or why it holds none).
+pub type Consumed = (Received, Result<Event, Rejection>);
+
+/// Tells the source which partitions it was just given.
+#[derive(Debug)]
+pub struct Assignments {
+    assigned: mpsc::Sender<Vec<Partition>>,
+}
+
+impl ClientContext for Assignments {
+    fn error(&self, error: KafkaError, reason: &str) {
+        warn!(%error, "Kafka: {reason}; reconnecting with backoff");
+    }
+}
+
+impl ConsumerContext for Assignments {
+    fn post_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        if let Rebalance::Assign(partitions) = rebalance {
+            let assigned = partitions
+                .elements()
+                .iter()
+                .map(|e| (e.topic().to_owned(), e.partition()))
+                .collect();
+            // The source only goes away at shutdown, when assignments no longer matter.
+            let _ = self.assigned.send(assigned);
+        }
+    }
+}
+
+/// The stream's consumer, and where each of its partitions resumes.
+pub struct KafkaSource {
+    consumer: StreamConsumer<Assignments>,
+    /// Kept apart from the consumer, whose messages borrow it while these change.
+    positions: Positions,
+}
+
+/// Where the source's partitions resume, and what it needs to tell.
+#[derive(Debug)]
+struct Positions {
+    assignments: mpsc::Receiver<Vec<Partition>>,
+    group: String,
+    topic_prefix: String,
+    resume_at: HashMap<Partition, i64>,
+    /// Partitions assigned whose first message has not arrived yet.
+    unchecked: HashSet<Partition>,
+}
+
+impl std::fmt::Debug for KafkaSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KafkaSource")
+            .field("positions", &self.positions)
+            .finish_non_exhaustive()
+    }
+}
+
+impl KafkaSource {
+    /// A consumer in `group` subscribed to the saved topics (it connects lazily).
+    pub fn subscribe(kafka: &KafkaArgs, group: &str) -> Result<KafkaSource> {
+        let (assigned, assignments) = mpsc::channel();
+        let consumer: StreamConsumer<Assignments> =
+            kafka::client_config(kafka, "globalmart-stream")
+                .set("group.id", group)
+                .set("enable.auto.commit", "false")
+                .set("auto.offset.reset", "earliest")
+                .set("enable.partition.eof", "false")
+                // A crashed instance's partitions move to the others after 10 s, not the default 45.
+                .set("session.timeout.ms", "10000")
+                .create_with_context(Assignments { assigned })
+                .context("creating the Kafka consumer (KAFKA_BOOTSTRAP_SERVERS)")?;
+        let topics: Vec<String> = SAVED_TOPICS.iter().map(|t| kafka.topic_name(*t)).collect();
+        let names: Vec<&str> = topics.iter().map(String::as_str).collect();
+        consumer
+            .subscribe(&names)
+            .context("subscribing to the topics")?;
+        Ok(KafkaSource {
+            consumer,
+            positions: Positions {
+                assignments,
+                group: group.to_owned(),
+                topic_prefix: kafka.topic_prefix.clone(),
+                resume_at: HashMap::new(),
+                unchecked: HashSet::new(),
+            },
+        })
+    }
+
+    /// The consumer group.
+    pub fn group(&self) -> &str {
+        &self.positions.group
+    }
+
+    /// The next message to save; `None` when `stop` came first. Messages below a partition's
+    /// stored offset are skipped.
+    pub async fn next(
+        &mut self,
+        pool: &Pool,
+        stop: impl std::future::Future<Output = ()>,
+        shutdown: &CancellationToken,
+    ) -> Result<Option<Consumed>> {
+        tokio::pin!(stop);
+        loop {
+            let received = tokio::select! {
+                received = self.consumer.recv() => Some(received),
+                () = &mut stop => None,
+            };
+            // New partitions resume where the database says, not where Kafka says. Checked
+            // after every wait, message or not: with Kafka's offsets ahead of the database's,
+            // no message may ever arrive until the seek below.
+            let assigned: Vec<Vec<Partition>> = self.positions.assignments.try_iter().collect();
+            for partitions in assigned {
+                (self.positions)
+                    .resume(&self.consumer, pool, partitions, shutdown)
+                    .await?;
+            }
+            let Some(received) = received else {
+                return Ok(None);
+            };
+            let message = match received {
+                Ok(message) => message,
+                Err(e) => {
+                    warn!(error = %e, "Kafka consumer error; librdkafka reconnects by itself");
+                    continue;
+                }
+            };
+            monitoring::CONSUMED
+                .with_label_values(&[message.topic()])
+                .inc();
+            if self.positions.is_saved_or_ahead(&self.consumer, &message) {
+                continue;
+            }
+            return Ok(Some(self.positions.parse(&message)));
+        }
+    }
+
+    /// Commits the offsets of a saved batch to Kafka: after the database, and exactly the saved
+    /// offsets (not the consumer's position, which is further on). Kafka's offsets are for lag
+    /// tools only.
+    pub fn commit<'a>(&self, saved: impl Iterator<Item = (&'a Partition, &'a i64)>) {
+        let mut offsets = TopicPartitionList::new();
+        for ((topic, partition), next) in saved {
+            if let Err(e) = offsets.add_partition_offset(topic, *partition, Offset::Offset(*next)) {
+                warn!(error = %e, "could not list an offset to commit to Kafka (the database has it)");
+            }
+        }
+        if let Err(e) = self.consumer.commit(&offsets, CommitMode::Async) {
+            warn!(error = %e, "could not commit offsets to Kafka (the database has them)");
+        }
+    }
+
+    /// Sets the lag gauge of each assigned partition: its end minus where this instance is.
+    pub fn measure_lag(&self) -> Result<()> {
+        let positions = self.consumer.position()?;
+        for element in self.consumer.assignment()?.elements() {
+            let (topic, partition) = (element.topic(), element.partition());
+            let (_, high) =
+                self.consumer
+                    .fetch_watermarks(topic, partition, Duration::from_secs(5))?;
+            let position = match positions
+                .find_partition(topic, partition)
+                .map(|p| p.offset())
+            {
+                Some(Offset::Offset(at)) => at,
+                _ => self
+                    .positions
+                    .resume_at
+                    .get(&(topic.to_owned(), partition))
+                    .copied()
+                    .unwrap_or(0),
+            };
+            monitoring::LAG
+                .with_label_values(&[topic, &partition.to_string()])
+                .set((high - position).max(0));
+        }
+        Ok(())
+    }
+
+    /// Whether every partition of the subscribed topics has its stored offset at its end.
+    pub fn caught_up(&self, stored: &HashMap<Partition, i64>) -> Result<bool> {
+        let timeout = Duration::from_secs(10);
+        for topic in self.consumer.subscription()?.elements() {
+            let metadata = self.consumer.fetch_metadata(Some(topic.topic()), timeout)?;
+            for partition in metadata.topics().iter().flat_map(|t| t.partitions()) {
+                let (low, high) =
+                    self.consumer
+                        .fetch_watermarks(topic.topic(), partition.id(), timeout)?;
+                let key = (topic.topic().to_owned(), partition.id());
+                let at = stored.get(&key).copied().unwrap_or(0);
+                if at.max(low) < high {
+                    return Ok(false);
+                }
+            }
+        }
+        Ok(true)
+    }
+}
+
+impl Positions {
+    /// Seeks newly assigned partitions to their offsets stored in the database.
+    async fn resume(
+        &mut self,
+        consumer: &StreamConsumer<Assignments>,
+        pool: &Pool,
+        partitions: Vec<Partition>,
+        shutdown: &CancellationToken,
+    ) -> Result<()> {
+        let group = self.group.as_str();
+        let stored = retrying("reading the stored offsets", shutdown, || {
+            on_client(pool, |c| async move { stored_offsets(&c, group).await })
+        })
+        .await?;
+        info!(
+            partitions = partitions.len(),
+            "partitions assigned: resuming each at its offset stored in the database"
+        );
+        let mut seeks = TopicPartitionList::new();
+        for key in partitions {
+            let at = stored.get(&key).copied().unwrap_or(0);
+            seeks.add_partition_offset(&key.0, key.1, Offset::Offset(at))?;
+            self.resume_at.insert(key.clone(), at);
+            self.unchecked.insert(key);
+        }
+        let sought =
+            tokio::task::block_in_place(|| consumer.seek_partitions(seeks, Duration::from_secs(5)));
+        let failed = match sought {
+            Ok(list) => list.elements().iter().find_map(|e| e.error().err()),
+            Err(e) => Some(e),
+        };
+        if let Some(e) = failed {
+            warn!(error = %e, "could not seek to the stored offsets yet; will on the first message");
+        }
+        Ok(())
+    }
+
+    /// Whether `message` is to be skipped: below its partition's stored offset (saved
+    /// already), or the first after an assignment that Kafka put beyond it (the source seeks
+    /// back: the gap was never saved, and the keys absorb anything read twice).
+    fn is_saved_or_ahead(
+        &mut self,
+        consumer: &StreamConsumer<Assignments>,
+        message: &BorrowedMessage<'_>,
+    ) -> bool {
+        let key = (message.topic().to_owned(), message.partition());
+        let floor = self.resume_at.get(&key).copied().unwrap_or(0);
+        if self.unchecked.remove(&key) && message.offset() != floor {
+            if let Err(e) =
+                consumer.seek(&key.0, key.1, Offset::Offset(floor), Duration::from_secs(5))
+            {
+                warn!(topic = %key.0, partition = key.1, error = %e, "could not seek to the stored offset");
+            }
+            if message.offset() > floor {
+                return true;
+            }
+        }
+        message.offset() < floor
+    }
+
+    /// The message as kept, and the event it holds or why it holds none.
+    fn parse(&self, message: &BorrowedMessage<'_>) -> Consumed {
+        let name = message
+            .topic()
+            .strip_prefix(self.topic_prefix.as_str())
+            .unwrap_or(message.topic());
+        let parsed = match Topic::from_name(name) {
+            Some(topic) => Event::parse(topic, message.payload().unwrap_or_default(), Utc::now()),
+            None => Err(Rejection::UnknownTopic(name.to_owned())),
+        };
+        // Only a dead letter keeps the raw key and payload: copying them for every valid event
+        // would be wasted work on the hot path.
+        let keep = parsed.is_err();
+        let received = Received {
+            topic: message.topic().to_owned(),
+            partition: message.partition(),
+            offset: message.offset(),
+            key: message.key().filter(|_| keep).map(<[u8]>::to_vec),
+            payload: message.payload().filter(|_| keep).map(<[u8]>::to_vec),
+        };
+        (received, parsed)
+    }
+}

@@ -1,0 +1,237 @@
+//! The catalogue tables: every product and user version received goes to its history table
+//! (`product_history`, `user_history`, keyed by id and updated_at), and each record's newest
+//! version to its latest-version table (`products`, `users`) when newer than what that has.
+//! Columns travel as arrays (`unnest`), one statement per table.
+
+use std::collections::HashMap;
+
+use chrono::{DateTime, Utc};
+use globalmart_core::event::{Product, User};
+use rust_decimal::Decimal;
+use serde_json::{json, Value};
+use tokio_postgres::types::ToSql;
+use tokio_postgres::{Error, Transaction as DbTransaction};
+
+/// The columns both product tables have, in the order of [`ProductColumns`].
+macro_rules! product_columns {
+    () => {
+        "product_id, name, category, price, inventory, rating, updated_at"
+    };
+}
+
+/// A SELECT over the product column arrays $1..$7.
+macro_rules! product_rows {
+    () => {
+        "SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::numeric[], $5::int4[],
+             $6::numeric[], $7::timestamptz[])"
+    };
+}
+
+/// The columns both user tables have, in the order of [`UserColumns`].
+macro_rules! user_columns {
+    () => {
+        "user_id, email, age, country, registration_date, preferences, updated_at"
+    };
+}
+
+/// A SELECT over the user column arrays $1..$7. Preferences travel as JSON arrays: unnest
+/// cannot take an array of text arrays.
+macro_rules! user_rows {
+    () => {
+        "SELECT u, e, a, c, r, ARRAY(SELECT jsonb_array_elements_text(p)), t
+         FROM unnest($1::text[], $2::text[], $3::int4[], $4::text[], $5::timestamptz[],
+             $6::jsonb[], $7::timestamptz[]) AS x(u, e, a, c, r, p, t)"
+    };
+}
+
+/// Saves product versions; returns (history rows inserted, versions offered).
+pub async fn products(tx: &DbTransaction<'_>, products: &[Product]) -> Result<(u64, u64), Error> {
+    save_versions(tx, products).await
+}
+
+/// Saves user versions; returns (history rows inserted, versions offered).
+pub async fn users(tx: &DbTransaction<'_>, users: &[User]) -> Result<(u64, u64), Error> {
+    save_versions(tx, users).await
+}
+
+/// A catalogue record: every version goes to its history table, each record's newest version
+/// to its latest-version table (only when newer than what the table has).
+trait Versioned: Sized {
+    /// The columns of both tables.
+    type Columns: for<'a> From<Vec<&'a Self>>;
+    /// Inserts every version offered (columns as arrays $1..$7) into the history table.
+    const HISTORY: &'static str;
+    /// Upserts each record's newest version into the latest-version table, unless older.
+    const LATEST: &'static str;
+    fn id_and_time(&self) -> (&String, DateTime<Utc>);
+    fn params(columns: &Self::Columns) -> [&(dyn ToSql + Sync); 7];
+}
+
+impl Versioned for Product {
+    type Columns = ProductColumns;
+    const HISTORY: &'static str = concat!(
+        "INSERT INTO product_history (",
+        product_columns!(),
+        ") ",
+        product_rows!(),
+        " ON CONFLICT DO NOTHING"
+    );
+    const LATEST: &'static str = concat!(
+        "INSERT INTO products (",
+        product_columns!(),
+        ") ",
+        product_rows!(),
+        " ON CONFLICT (product_id) DO UPDATE SET name = EXCLUDED.name,
+             category = EXCLUDED.category, price = EXCLUDED.price,
+             inventory = EXCLUDED.inventory, rating = EXCLUDED.rating,
+             updated_at = EXCLUDED.updated_at
+         WHERE products.updated_at < EXCLUDED.updated_at"
+    );
+    fn id_and_time(&self) -> (&String, DateTime<Utc>) {
+        (&self.product_id, self.updated_at)
+    }
+    fn params(c: &ProductColumns) -> [&(dyn ToSql + Sync); 7] {
+        [
+            &c.product_id,
+            &c.name,
+            &c.category,
+            &c.price,
+            &c.inventory,
+            &c.rating,
+            &c.updated_at,
+        ]
+    }
+}
+
+impl Versioned for User {
+    type Columns = UserColumns;
+    const HISTORY: &'static str = concat!(
+        "INSERT INTO user_history (",
+        user_columns!(),
+        ") ",
+        user_rows!(),
+        " ON CONFLICT DO NOTHING"
+    );
+    const LATEST: &'static str = concat!(
+        "INSERT INTO users (",
+        user_columns!(),
+        ") ",
+        user_rows!(),
+        " ON CONFLICT (user_id) DO UPDATE SET email = EXCLUDED.email, age = EXCLUDED.age,
+             country = EXCLUDED.country, registration_date = EXCLUDED.registration_date,
+             preferences = EXCLUDED.preferences, updated_at = EXCLUDED.updated_at
+         WHERE users.updated_at < EXCLUDED.updated_at"
+    );
+    fn id_and_time(&self) -> (&String, DateTime<Utc>) {
+        (&self.user_id, self.updated_at)
+    }
+    fn params(c: &UserColumns) -> [&(dyn ToSql + Sync); 7] {
+        [
+            &c.user_id,
+            &c.email,
+            &c.age,
+            &c.country,
+            &c.registration_date,
+            &c.preferences,
+            &c.updated_at,
+        ]
+    }
+}
+
+/// Saves catalogue records; returns (history rows inserted, records offered).
+async fn save_versions<T: Versioned>(
+    tx: &DbTransaction<'_>,
+    records: &[T],
+) -> Result<(u64, u64), Error> {
+    let all = T::Columns::from(records.iter().collect());
+    let inserted = tx.execute(T::HISTORY, &T::params(&all)).await?;
+    // DO UPDATE may touch a row once per statement: only each record's newest version.
+    let newest = T::Columns::from(newest_by(records, T::id_and_time));
+    tx.execute(T::LATEST, &T::params(&newest)).await?;
+    Ok((inserted, records.len() as u64))
+}
+
+/// The newest record per id, by its time.
+fn newest_by<'a, T>(
+    records: &'a [T],
+    id_and_time: impl Fn(&'a T) -> (&'a String, DateTime<Utc>),
+) -> Vec<&'a T> {
+    let mut newest: HashMap<&String, (DateTime<Utc>, &T)> = HashMap::new();
+    for record in records {
+        let (id, at) = id_and_time(record);
+        if newest.get(id).is_none_or(|(seen, _)| *seen < at) {
+            newest.insert(id, (at, record));
+        }
+    }
+    newest.into_values().map(|(_, record)| record).collect()
+}
+
+/// The columns of `products` and `product_history`.
+struct ProductColumns {
+    product_id: Vec<String>,
+    name: Vec<String>,
+    category: Vec<String>,
+    price: Vec<Decimal>,
+    inventory: Vec<i32>,
+    rating: Vec<Decimal>,
+    updated_at: Vec<DateTime<Utc>>,
+}
+
+impl From<Vec<&Product>> for ProductColumns {
+    fn from(products: Vec<&Product>) -> Self {
+        let mut c = ProductColumns {
+            product_id: Vec::new(),
+            name: Vec::new(),
+            category: Vec::new(),
+            price: Vec::new(),
+            inventory: Vec::new(),
+            rating: Vec::new(),
+            updated_at: Vec::new(),
+        };
+        for p in products {
+            c.product_id.push(p.product_id.clone());
+            c.name.push(p.name.clone());
+            c.category.push(p.category.clone());
+            c.price.push(p.price);
+            c.inventory.push(p.inventory);
+            c.rating.push(p.rating);
+            c.updated_at.push(p.updated_at);
+        }
+        c
+    }
+}
+
+/// The columns of `users` and `user_history`.
+struct UserColumns {
+    user_id: Vec<String>,
+    email: Vec<String>,
+    age: Vec<i32>,
+    country: Vec<&'static str>,
+    registration_date: Vec<DateTime<Utc>>,
+    preferences: Vec<Value>,
+    updated_at: Vec<DateTime<Utc>>,
+}
+
+impl From<Vec<&User>> for UserColumns {
+    fn from(users: Vec<&User>) -> Self {
+        let mut c = UserColumns {
+            user_id: Vec::new(),
+            email: Vec::new(),
+            age: Vec::new(),
+            country: Vec::new(),
+            registration_date: Vec::new(),
+            preferences: Vec::new(),
+            updated_at: Vec::new(),
+        };
+        for u in users {
+            c.user_id.push(u.user_id.clone());
+            c.email.push(u.email.clone());
+            c.age.push(u.age);
+            c.country.push(u.country.as_str());
+            c.registration_date.push(u.registration_date);
+            c.preferences.push(json!(u.preferences));
+            c.updated_at.push(u.updated_at);
+        }
+        c
+    }
+}
