@@ -11,7 +11,8 @@ GM_LOGS=${GLOBALMART_LOGS:-$GM_ROOT/logs}
 GM_RUN=$GM_CACHE/run
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$GM_CACHE/target}
 # The binaries the demo and the tests run: the dev profile (our crates unoptimised, their
-# dependencies at opt-level 1), built by gm_build. The benchmarks build release (gm_build_release).
+# dependencies at opt-level 1), built by gm_build and by the tests' own build, which reuses its
+# artefacts. The benchmarks build release (gm_build_release).
 GM_BIN=$CARGO_TARGET_DIR/debug
 GM_RELEASE_BIN=$CARGO_TARGET_DIR/release
 
@@ -54,12 +55,12 @@ require_cargo() {
     command -v cargo >/dev/null 2>&1 || die "cargo not found: install Rust stable (rustup) first"
 }
 
-# Builds every binary and test of the workspace in the dev profile: one set of artefacts for
-# the demo, the test suite and the scheduling scripts. Building with -p, or binaries without
-# their tests, would compile dependencies again with other features.
+# Builds every binary of the workspace in the dev profile: the artefacts the demo runs and the
+# test suite's build reuses (no dependency has a feature only the tests turn on, so nothing is
+# compiled twice; a -p build would pick other features and compile dependencies again).
 gm_build() {
     require_cargo
-    cargo build --workspace --all-targets --locked
+    cargo build --workspace --bins --locked
 }
 
 # Builds every binary of the workspace in release (the benchmarks), always the same set, so

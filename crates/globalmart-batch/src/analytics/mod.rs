@@ -17,7 +17,7 @@ use tokio_postgres::{Client, Transaction};
 use tracing::info;
 
 use crate::error::EtlError;
-use crate::etl::{field, rows, schema, stage};
+use crate::etl::{column_list, field, rows, schema, stage};
 use crate::figures::{grouped, Figures};
 use crate::history;
 
@@ -213,13 +213,7 @@ async fn replace(
     rows: &RecordBatch,
     read: usize,
 ) -> Result<Figures, EtlError> {
-    let columns: Vec<String> = rows
-        .schema()
-        .fields()
-        .iter()
-        .map(|f| f.name().clone())
-        .collect();
-    let columns = columns.join(", ");
+    let columns = column_list(rows);
     // The table and column names are this module's own.
     let written = stage_and_insert(
         tx,

@@ -9,31 +9,12 @@ use datafusion::arrow::array::{AsArray, RecordBatch};
 use tokio_postgres::Transaction;
 
 use super::extract::{column, Kind, Source};
-use super::scd2::{self, Scd2};
-use super::transform::plan;
-use super::{Loaded, Table};
+use super::scd2::{Dimension, Scd2};
 use crate::error::EtlError;
 
-/// The `dim_customers` step.
+/// The `dim_customers` dimension.
 #[derive(Debug)]
 pub struct DimCustomers;
-
-const DIMENSION: Scd2 = Scd2 {
-    table: "dim_customers",
-    key: "user_id",
-    versioned: &["email", "age_group", "country"],
-    in_place: &["age", "registration_date"],
-};
-
-/// Catalogue versions as (key, at, versioned..., in_place...). The age band is versioned, the
-/// age itself is not.
-const PREPARE: &str = "
-    SELECT user_id AS key, updated_at AS at, email,
-        CASE WHEN age < 25 THEN '18-24' WHEN age < 35 THEN '25-34'
-             WHEN age < 45 THEN '35-44' WHEN age < 55 THEN '45-54'
-             WHEN age < 65 THEN '55-64' ELSE '65+' END AS age_group,
-        country, age, registration_date
-    FROM source";
 
 /// Overwrites the purchase totals of the current rows of users $1 from all their sales,
 /// whichever version those point to.
@@ -50,8 +31,13 @@ const REFRESH_TOTALS: &str = "
           GROUP BY c.user_id) a
     WHERE d.user_id = a.user_id AND d.is_current";
 
-impl Table for DimCustomers {
-    const NAME: &'static str = DIMENSION.table;
+impl Dimension for DimCustomers {
+    const SCD2: Scd2 = Scd2 {
+        table: "dim_customers",
+        key: "user_id",
+        versioned: &["email", "age_group", "country"],
+        in_place: &["age", "registration_date"],
+    };
     const SOURCE: Source = Source {
         table: "user_history",
         rows: "user versions",
@@ -64,27 +50,18 @@ impl Table for DimCustomers {
             column("registration_date", "registration_date", Kind::Timestamp),
         ],
     };
-    const COUNTED_AS: (&'static str, &'static str) = scd2::COUNTED_AS;
+    /// The age band is versioned, the age itself is not.
+    const PREPARE: &'static str = "
+        SELECT user_id AS key, updated_at AS at, email,
+            CASE WHEN age < 25 THEN '18-24' WHEN age < 35 THEN '25-34'
+                 WHEN age < 45 THEN '35-44' WHEN age < 55 THEN '45-54'
+                 WHEN age < 65 THEN '55-64' ELSE '65+' END AS age_group,
+            country, age, registration_date
+        FROM source";
 
-    async fn transform(
-        tx: &Transaction<'_>,
-        extracted: &RecordBatch,
-    ) -> Result<RecordBatch, EtlError> {
-        let prepared = plan(&[("source", extracted)], PREPARE).await?;
-        DIMENSION.changes(tx, &prepared).await
-    }
-
-    async fn load(
-        tx: &Transaction<'_>,
-        extracted: &RecordBatch,
-        transformed: &RecordBatch,
-    ) -> Result<Loaded, EtlError> {
-        let loaded = DIMENSION
-            .apply(tx, transformed, extracted.num_rows())
-            .await?;
-        // A new version starts with the customer's purchase totals, like the one it follows.
-        refresh_totals(tx, extracted).await?;
-        Ok(loaded)
+    /// A new version starts with the customer's purchase totals, like the one it follows.
+    async fn loaded(tx: &Transaction<'_>, extracted: &RecordBatch) -> Result<(), EtlError> {
+        refresh_totals(tx, extracted).await
     }
 }
 

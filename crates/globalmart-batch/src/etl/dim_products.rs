@@ -6,33 +6,22 @@ use std::sync::Arc;
 use datafusion::arrow::array::{RecordBatch, StringArray};
 use datafusion::arrow::datatypes::{DataType, Field};
 use globalmart_core::domain::CategoryGroup;
-use tokio_postgres::Transaction;
 
 use super::extract::{column, schema, Kind, Source};
-use super::scd2::{self, Scd2};
-use super::transform::plan;
-use super::{Loaded, Table};
+use super::scd2::{Dimension, Scd2};
 use crate::error::EtlError;
 
-/// The `dim_products` step.
+/// The `dim_products` dimension.
 #[derive(Debug)]
 pub struct DimProducts;
 
-const DIMENSION: Scd2 = Scd2 {
-    table: "dim_products",
-    key: "product_id",
-    versioned: &["product_name", "category", "price"],
-    in_place: &["category_group", "rating"],
-};
-
-/// Catalogue versions as (key, at, versioned..., in_place...).
-const PREPARE: &str = "
-    SELECT s.product_id AS key, s.updated_at AS at, s.name AS product_name, s.category, s.price,
-        g.category_group, s.rating
-    FROM source s LEFT JOIN category_groups g ON g.category = s.category";
-
-impl Table for DimProducts {
-    const NAME: &'static str = DIMENSION.table;
+impl Dimension for DimProducts {
+    const SCD2: Scd2 = Scd2 {
+        table: "dim_products",
+        key: "product_id",
+        versioned: &["product_name", "category", "price"],
+        in_place: &["category_group", "rating"],
+    };
     const SOURCE: Source = Source {
         table: "product_history",
         rows: "product versions",
@@ -45,27 +34,13 @@ impl Table for DimProducts {
             column("rating", "rating", Kind::Numeric(3, 1)),
         ],
     };
-    const COUNTED_AS: (&'static str, &'static str) = scd2::COUNTED_AS;
+    const PREPARE: &'static str = "
+        SELECT s.product_id AS key, s.updated_at AS at, s.name AS product_name, s.category,
+            s.price, g.category_group, s.rating
+        FROM source s LEFT JOIN category_groups g ON g.category = s.category";
 
-    async fn transform(
-        tx: &Transaction<'_>,
-        extracted: &RecordBatch,
-    ) -> Result<RecordBatch, EtlError> {
-        let groups = category_groups()?;
-        let prepared = plan(
-            &[("source", extracted), ("category_groups", &groups)],
-            PREPARE,
-        )
-        .await?;
-        DIMENSION.changes(tx, &prepared).await
-    }
-
-    async fn load(
-        tx: &Transaction<'_>,
-        extracted: &RecordBatch,
-        transformed: &RecordBatch,
-    ) -> Result<Loaded, EtlError> {
-        DIMENSION.apply(tx, transformed, extracted.num_rows()).await
+    fn lookups() -> Result<Vec<(&'static str, RecordBatch)>, EtlError> {
+        Ok(vec![("category_groups", category_groups()?)])
     }
 }
 

@@ -1,15 +1,10 @@
 //! `fact_cart_events` from `cart_events`: adds, removes, quantity updates and checkouts; a
 //! checkout names no product.
 
-use datafusion::arrow::array::RecordBatch;
-use tokio_postgres::Transaction;
-
 use super::extract::{column, Kind, Source};
-use super::facts::{self, at_event_time, date_id};
-use super::{Loaded, Table};
-use crate::error::EtlError;
+use super::facts::{at_event_time, date_id, Fact};
 
-/// The `fact_cart_events` step.
+/// The `fact_cart_events` fact.
 #[derive(Debug)]
 pub struct FactCartEvents;
 
@@ -22,7 +17,7 @@ const TRANSFORM: &str = concat!(
     at_event_time!("e", "LEFT JOIN")
 );
 
-impl Table for FactCartEvents {
+impl Fact for FactCartEvents {
     const NAME: &'static str = "fact_cart_events";
     const SOURCE: Source = Source {
         table: "cart_events",
@@ -39,20 +34,6 @@ impl Table for FactCartEvents {
             column("\"timestamp\"", "ts", Kind::Timestamp),
         ],
     };
-    const COUNTED_AS: (&'static str, &'static str) = facts::COUNTED_AS;
-
-    async fn transform(
-        tx: &Transaction<'_>,
-        extracted: &RecordBatch,
-    ) -> Result<RecordBatch, EtlError> {
-        facts::with_keys(tx, Self::NAME, extracted, TRANSFORM).await
-    }
-
-    async fn load(
-        tx: &Transaction<'_>,
-        _extracted: &RecordBatch,
-        transformed: &RecordBatch,
-    ) -> Result<Loaded, EtlError> {
-        facts::merge(tx, Self::NAME, "event_timestamp", transformed).await
-    }
+    const TRANSFORM: &'static str = TRANSFORM;
+    const TIME: &'static str = "event_timestamp";
 }

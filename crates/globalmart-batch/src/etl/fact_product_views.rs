@@ -1,15 +1,10 @@
 //! `fact_product_views` from `product_view_events`: views, searches, filters and comparisons;
 //! only a view names a product.
 
-use datafusion::arrow::array::RecordBatch;
-use tokio_postgres::Transaction;
-
 use super::extract::{column, Kind, Source};
-use super::facts::{self, at_event_time, date_id};
-use super::{Loaded, Table};
-use crate::error::EtlError;
+use super::facts::{at_event_time, date_id, Fact};
 
-/// The `fact_product_views` step.
+/// The `fact_product_views` fact.
 #[derive(Debug)]
 pub struct FactProductViews;
 
@@ -22,7 +17,7 @@ const TRANSFORM: &str = concat!(
     at_event_time!("v", "LEFT JOIN")
 );
 
-impl Table for FactProductViews {
+impl Fact for FactProductViews {
     const NAME: &'static str = "fact_product_views";
     const SOURCE: Source = Source {
         table: "product_view_events",
@@ -39,20 +34,6 @@ impl Table for FactProductViews {
             column("\"timestamp\"", "ts", Kind::Timestamp),
         ],
     };
-    const COUNTED_AS: (&'static str, &'static str) = facts::COUNTED_AS;
-
-    async fn transform(
-        tx: &Transaction<'_>,
-        extracted: &RecordBatch,
-    ) -> Result<RecordBatch, EtlError> {
-        facts::with_keys(tx, Self::NAME, extracted, TRANSFORM).await
-    }
-
-    async fn load(
-        tx: &Transaction<'_>,
-        _extracted: &RecordBatch,
-        transformed: &RecordBatch,
-    ) -> Result<Loaded, EtlError> {
-        facts::merge(tx, Self::NAME, "event_timestamp", transformed).await
-    }
+    const TRANSFORM: &'static str = TRANSFORM;
+    const TIME: &'static str = "event_timestamp";
 }

@@ -7,11 +7,10 @@ use tokio_postgres::Transaction;
 
 use super::dim_customers::refresh_totals;
 use super::extract::{column, Kind, Source};
-use super::facts::{self, at_event_time, date_id};
-use super::{Loaded, Table};
+use super::facts::{at_event_time, date_id, Fact};
 use crate::error::EtlError;
 
-/// The `fact_sales` step.
+/// The `fact_sales` fact.
 #[derive(Debug)]
 pub struct FactSales;
 
@@ -28,7 +27,7 @@ const TRANSFORM: &str = concat!(
     at_event_time!("s", "JOIN")
 );
 
-impl Table for FactSales {
+impl Fact for FactSales {
     const NAME: &'static str = "fact_sales";
     const SOURCE: Source = Source {
         table: "transactions",
@@ -45,22 +44,11 @@ impl Table for FactSales {
             column("\"timestamp\"", "ts", Kind::Timestamp),
         ],
     };
-    const COUNTED_AS: (&'static str, &'static str) = facts::COUNTED_AS;
+    const TRANSFORM: &'static str = TRANSFORM;
+    const TIME: &'static str = "transaction_timestamp";
 
-    async fn transform(
-        tx: &Transaction<'_>,
-        extracted: &RecordBatch,
-    ) -> Result<RecordBatch, EtlError> {
-        facts::with_keys(tx, Self::NAME, extracted, TRANSFORM).await
-    }
-
-    async fn load(
-        tx: &Transaction<'_>,
-        extracted: &RecordBatch,
-        transformed: &RecordBatch,
-    ) -> Result<Loaded, EtlError> {
-        let loaded = facts::merge(tx, Self::NAME, "transaction_timestamp", transformed).await?;
-        refresh_totals(tx, extracted).await?;
-        Ok(loaded)
+    /// New sales change their customers' purchase totals.
+    async fn loaded(tx: &Transaction<'_>, extracted: &RecordBatch) -> Result<(), EtlError> {
+        refresh_totals(tx, extracted).await
     }
 }

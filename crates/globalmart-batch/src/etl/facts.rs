@@ -1,19 +1,65 @@
 //! What every fact table shares: each event gets the keys of the dimension versions valid at its
 //! time (a user or product with no record yet gets an inferred member first), then is merged on
-//! its natural key (`event_id`), so an event loaded before is skipped and counted.
+//! its natural key (`event_id`), so an event loaded before is skipped and counted. A fact table
+//! declares its [`Fact`]; [`FactTable`] is its [`Table`].
+
+use std::marker::PhantomData;
 
 use datafusion::arrow::array::RecordBatch;
 use datafusion::arrow::datatypes::DataType;
 use tokio_postgres::Transaction;
 
-use super::extract::{field, rows, schema, TIMESTAMP};
-use super::load::stage;
+use super::extract::{field, rows, schema, Source, TIMESTAMP};
+use super::load::{column_list, stage};
+use super::table::{Loaded, Table};
 use super::transform::plan;
-use super::Loaded;
 use crate::error::EtlError;
 
-/// What counts for a fact table's progress line.
-pub const COUNTED_AS: (&str, &str) = ("new records", "duplicates skipped");
+/// A fact table: where its events come from and how they become its rows.
+pub trait Fact {
+    /// The warehouse table.
+    const NAME: &'static str;
+    /// The realtime table of its events, each column declared once.
+    const SOURCE: Source;
+    /// DataFusion SQL over `source` (the events), `customers`, `products` and `geography` (the
+    /// dimension versions of the events' keys): one row per event, its columns named as the
+    /// table's, `event_id` among them.
+    const TRANSFORM: &'static str;
+    /// The column the rows are inserted in the order of.
+    const TIME: &'static str;
+
+    /// What else new facts change, in the same transaction (nothing by default).
+    async fn loaded(_tx: &Transaction<'_>, _extracted: &RecordBatch) -> Result<(), EtlError> {
+        Ok(())
+    }
+}
+
+/// The [`Table`] of fact `F`: the same extract, transform and load for every fact.
+#[derive(Debug)]
+pub struct FactTable<F>(PhantomData<F>);
+
+impl<F: Fact> Table for FactTable<F> {
+    const NAME: &'static str = F::NAME;
+    const SOURCE: Source = F::SOURCE;
+    const COUNTED_AS: (&'static str, &'static str) = ("new records", "duplicates skipped");
+
+    async fn transform(
+        tx: &Transaction<'_>,
+        extracted: &RecordBatch,
+    ) -> Result<RecordBatch, EtlError> {
+        with_keys(tx, F::NAME, extracted, F::TRANSFORM).await
+    }
+
+    async fn load(
+        tx: &Transaction<'_>,
+        extracted: &RecordBatch,
+        transformed: &RecordBatch,
+    ) -> Result<Loaded, EtlError> {
+        let loaded = merge(tx, F::NAME, F::TIME, transformed).await?;
+        F::loaded(tx, extracted).await?;
+        Ok(loaded)
+    }
+}
 
 /// The UTC calendar day of `ts` as dim_date's yyyymmdd key.
 macro_rules! date_id {
@@ -106,10 +152,9 @@ const CALENDAR: &str = "
         LATERAL (SELECT g::date AS d) day
     ON CONFLICT (date_id) DO NOTHING";
 
-/// The rows of fact table `table` for the events in `extracted`: `transform`, DataFusion SQL over
-/// `source` (the events), `customers`, `products` and `geography` (the dimension versions of
-/// the events' keys), must give one row per event.
-pub async fn with_keys(
+/// The rows of fact table `table` for the events in `extracted`, by `transform` (see
+/// [`Fact::TRANSFORM`]); one per event, or an error.
+async fn with_keys(
     tx: &Transaction<'_>,
     table: &'static str,
     extracted: &RecordBatch,
@@ -147,7 +192,7 @@ pub async fn with_keys(
 
 /// Inserts `rows` (columns named as `table`'s, `event_id` among them) into fact table `table`
 /// in the order of column `time`, skipping events loaded before; the calendar gains their days.
-pub async fn merge(
+async fn merge(
     tx: &Transaction<'_>,
     table: &'static str,
     time: &'static str,
@@ -155,13 +200,7 @@ pub async fn merge(
 ) -> Result<Loaded, EtlError> {
     stage(tx, "staged", rows).await?;
     tx.batch_execute(CALENDAR).await?;
-    let columns: Vec<String> = rows
-        .schema()
-        .fields()
-        .iter()
-        .map(|f| f.name().clone())
-        .collect();
-    let columns = columns.join(", ");
+    let columns = column_list(rows);
     // Identifiers from the table's own constants and plan.
     let merged = tx
         .execute(

@@ -57,6 +57,18 @@ pub async fn stage(tx: &Transaction<'_>, name: &str, batch: &RecordBatch) -> Res
     Ok(())
 }
 
+/// The names of the columns of `rows`, comma separated: the column list of a statement that
+/// moves them from their staging table into a table with the same column names.
+pub fn column_list(rows: &RecordBatch) -> String {
+    let names: Vec<&str> = rows
+        .schema_ref()
+        .fields()
+        .iter()
+        .map(|f| f.name().as_str())
+        .collect();
+    names.join(", ")
+}
+
 /// The watermark of `source`, locked until the transaction ends so two runs never load the
 /// same rows at once (the second waits, then starts after the first one's rows).
 pub async fn lock_watermark(tx: &Transaction<'_>, source: &str) -> Result<i64, EtlError> {

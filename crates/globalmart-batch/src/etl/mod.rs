@@ -5,9 +5,9 @@
 //! table: chunks of at most `chunk_rows`, each one warehouse transaction that also moves the
 //! table's watermark, so a failure rolls the chunk back and the next run redoes it.
 //!
-//! Dimensions come first (`dim_products`, `dim_customers`, SCD2 by the rule in `scd2`), then
-//! the facts that point at them (`fact_sales`, `fact_product_views`, `fact_cart_events`, with
-//! the keys of `facts`).
+//! Dimensions come first (`dim_products`, `dim_customers`: each declares a `scd2::Dimension`,
+//! loaded by the one SCD2 rule), then the facts that point at them (`fact_sales`,
+//! `fact_product_views`, `fact_cart_events`: each declares a `facts::Fact`).
 
 mod dim_customers;
 mod dim_products;
@@ -18,6 +18,7 @@ mod fact_sales;
 mod facts;
 mod load;
 mod scd2;
+mod table;
 mod transform;
 
 use std::time::{Duration, Instant};
@@ -25,11 +26,11 @@ use std::time::{Duration, Instant};
 use datafusion::arrow::array::{AsArray, RecordBatch};
 use datafusion::arrow::compute::max;
 use datafusion::arrow::datatypes::Int64Type;
-use tokio_postgres::{Client, Transaction};
+use tokio_postgres::Client;
 use tracing::info;
 
 pub(crate) use extract::{field, rows, schema};
-pub(crate) use load::stage;
+pub(crate) use load::{column_list, stage};
 pub(crate) use transform::plan;
 
 use crate::error::EtlError;
@@ -37,11 +38,13 @@ use crate::figures::{grouped, human, Figures};
 use crate::history;
 use dim_customers::DimCustomers;
 use dim_products::DimProducts;
-use extract::Source;
 use fact_cart_events::FactCartEvents;
 use fact_product_views::FactProductViews;
 use fact_sales::FactSales;
+use facts::FactTable;
 use load::{advance_watermark, lock_watermark};
+use scd2::DimensionTable;
+use table::Table;
 
 /// How the ETL reads and writes.
 #[derive(Debug, Clone, Copy)]
@@ -50,48 +53,6 @@ pub struct Settings {
     pub chunk_rows: usize,
     /// How long to wait for the realtime writers' transactions in flight.
     pub lock_timeout: Duration,
-}
-
-/// A warehouse table filled from one realtime table, chunk by chunk.
-pub(crate) trait Table {
-    /// The warehouse table (also its step's name in batch_run_steps).
-    const NAME: &'static str;
-    /// The realtime table it reads, each column declared once.
-    const SOURCE: Source;
-    /// What its loaded and skipped rows are, for the progress line.
-    const COUNTED_AS: (&'static str, &'static str);
-
-    /// The source rows after `after`, up to `upto`, at most `limit`, in ingest order.
-    async fn extract(
-        realtime: &Client,
-        after: i64,
-        upto: i64,
-        limit: usize,
-    ) -> Result<RecordBatch, EtlError> {
-        Self::SOURCE.read(realtime, after, upto, limit).await
-    }
-
-    /// The rows to load, from the extracted ones.
-    async fn transform(
-        tx: &Transaction<'_>,
-        extracted: &RecordBatch,
-    ) -> Result<RecordBatch, EtlError>;
-
-    /// Writes the transformed rows; returns what it wrote and skipped.
-    async fn load(
-        tx: &Transaction<'_>,
-        extracted: &RecordBatch,
-        transformed: &RecordBatch,
-    ) -> Result<Loaded, EtlError>;
-}
-
-/// What a load wrote.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub(crate) struct Loaded {
-    /// Rows written (new facts; new or completed dimension versions).
-    pub rows: usize,
-    /// Rows skipped: facts loaded before, catalogue versions that change nothing.
-    pub skipped: usize,
 }
 
 /// Runs the whole ETL as run `etl`; returns each table's figures, in order.
@@ -113,22 +74,27 @@ pub async fn tables(
     settings: &Settings,
     run: i64,
 ) -> Result<Vec<(&'static str, Figures)>, EtlError> {
+    type Products = DimensionTable<DimProducts>;
+    type Customers = DimensionTable<DimCustomers>;
+    type Sales = FactTable<FactSales>;
+    type Views = FactTable<FactProductViews>;
+    type Carts = FactTable<FactCartEvents>;
     let sources = [
-        &DimProducts::SOURCE,
-        &DimCustomers::SOURCE,
-        &FactSales::SOURCE,
-        &FactProductViews::SOURCE,
-        &FactCartEvents::SOURCE,
+        &Products::SOURCE,
+        &Customers::SOURCE,
+        &Sales::SOURCE,
+        &Views::SOURCE,
+        &Carts::SOURCE,
     ];
     let [products, customers, sales, views, carts] =
         extract::settled(realtime, sources, settings.lock_timeout).await?;
     let realtime = &*realtime;
     Ok(vec![
-        step::<DimProducts>(realtime, warehouse, run, products, settings).await?,
-        step::<DimCustomers>(realtime, warehouse, run, customers, settings).await?,
-        step::<FactSales>(realtime, warehouse, run, sales, settings).await?,
-        step::<FactProductViews>(realtime, warehouse, run, views, settings).await?,
-        step::<FactCartEvents>(realtime, warehouse, run, carts, settings).await?,
+        step::<Products>(realtime, warehouse, run, products, settings).await?,
+        step::<Customers>(realtime, warehouse, run, customers, settings).await?,
+        step::<Sales>(realtime, warehouse, run, sales, settings).await?,
+        step::<Views>(realtime, warehouse, run, views, settings).await?,
+        step::<Carts>(realtime, warehouse, run, carts, settings).await?,
     ])
 }
 

@@ -8,18 +8,70 @@
 //! - a version not newer than the current row is a replay (or arrived out of order) and is
 //!   skipped.
 
+use std::marker::PhantomData;
+
 use datafusion::arrow::array::{BooleanArray, RecordBatch};
 use datafusion::arrow::datatypes::DataType;
 use tokio_postgres::Transaction;
 
-use super::extract::{field, pg_type, rows, schema, TIMESTAMP};
+use super::extract::{field, pg_type, rows, schema, Source, TIMESTAMP};
 use super::load::stage;
+use super::table::{Loaded, Table};
 use super::transform::plan;
-use super::Loaded;
 use crate::error::EtlError;
 
-/// What counts for a dimension's progress line.
-pub const COUNTED_AS: (&str, &str) = ("new or completed versions", "unchanged or already loaded");
+/// A dimension: where its catalogue versions come from and how they become its rows.
+pub trait Dimension {
+    /// Its table, key and attributes.
+    const SCD2: Scd2;
+    /// The realtime history of its records, each column declared once.
+    const SOURCE: Source;
+    /// DataFusion SQL over `source` (the versions) and the [`Dimension::lookups`]: the versions
+    /// as (key, at, versioned attributes, in-place attributes), named as the table's columns.
+    const PREPARE: &'static str;
+
+    /// Tables of reference data the preparation reads besides `source` (none by default).
+    fn lookups() -> Result<Vec<(&'static str, RecordBatch)>, EtlError> {
+        Ok(Vec::new())
+    }
+
+    /// What else new versions change, in the same transaction (nothing by default).
+    async fn loaded(_tx: &Transaction<'_>, _extracted: &RecordBatch) -> Result<(), EtlError> {
+        Ok(())
+    }
+}
+
+/// The [`Table`] of dimension `D`: the same extract, transform and load for every dimension.
+#[derive(Debug)]
+pub struct DimensionTable<D>(PhantomData<D>);
+
+impl<D: Dimension> Table for DimensionTable<D> {
+    const NAME: &'static str = D::SCD2.table;
+    const SOURCE: Source = D::SOURCE;
+    const COUNTED_AS: (&'static str, &'static str) =
+        ("new or completed versions", "unchanged or already loaded");
+
+    async fn transform(
+        tx: &Transaction<'_>,
+        extracted: &RecordBatch,
+    ) -> Result<RecordBatch, EtlError> {
+        let lookups = D::lookups()?;
+        let mut inputs = vec![("source", extracted)];
+        inputs.extend(lookups.iter().map(|(name, rows)| (*name, rows)));
+        let prepared = plan(&inputs, D::PREPARE).await?;
+        D::SCD2.changes(tx, &prepared).await
+    }
+
+    async fn load(
+        tx: &Transaction<'_>,
+        extracted: &RecordBatch,
+        transformed: &RecordBatch,
+    ) -> Result<Loaded, EtlError> {
+        let loaded = D::SCD2.apply(tx, transformed, extracted.num_rows()).await?;
+        D::loaded(tx, extracted).await?;
+        Ok(loaded)
+    }
+}
 
 /// A dimension under the SCD2 rule: its warehouse table, natural key and attributes.
 #[derive(Debug)]
