@@ -72,11 +72,15 @@ pub async fn rows(
     values: &[(&str, String)],
     schema: SchemaRef,
 ) -> Result<RecordBatch, EtlError> {
-    for (name, value) in values {
+    if !values.is_empty() {
+        // One round trip for all of them: a chunk's read is on the ETL's path.
+        let names: Vec<&str> = values.iter().map(|(name, _)| *name).collect();
+        let texts: Vec<&str> = values.iter().map(|(_, value)| value.as_str()).collect();
         client
             .execute(
-                "SELECT set_config('globalmart.' || $1, $2, false)",
-                &[name, value],
+                "SELECT set_config('globalmart.' || n, v, false)
+                 FROM unnest($1::text[], $2::text[]) AS x(n, v)",
+                &[&names, &texts],
             )
             .await?;
     }
