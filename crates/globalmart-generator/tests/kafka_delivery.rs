@@ -17,16 +17,76 @@ const BIN: &str = env!("CARGO_BIN_EXE_globalmart-generator");
 /// Per topic: the sorted (key, payload without timestamps) of every record.
 type Records = BTreeMap<String, Vec<(String, serde_json::Value)>>;
 
+/// The catalogue of [`generator`]: 300 users and 80 products.
+const CATALOGUE: usize = 380;
+
 fn generator(stack: &TestStack) -> Command {
+    generator_on(&stack.bootstrap_servers, &stack.topic_prefix())
+}
+
+fn generator_on(bootstrap: &str, prefix: &str) -> Command {
     let mut command = Command::new(BIN);
     command
         .env_clear()
         .env("METRICS_ADDR", "127.0.0.1:0")
-        .env("KAFKA_BOOTSTRAP_SERVERS", &stack.bootstrap_servers)
-        .env("KAFKA_TOPIC_PREFIX", stack.topic_prefix())
+        .env("KAFKA_BOOTSTRAP_SERVERS", bootstrap)
+        .env("KAFKA_TOPIC_PREFIX", prefix)
         .env("DATA_GEN_NUM_USERS", "300")
         .env("DATA_GEN_NUM_PRODUCTS", "80");
     command
+}
+
+/// The first `limit` records `command --dry-run` prints, by topic (without `prefix`).
+fn dry_run(command: &mut Command, prefix: &str, limit: usize) -> Result<Records> {
+    let dry = command.arg("--dry-run").output()?;
+    ensure!(
+        dry.status.success(),
+        "{}",
+        String::from_utf8_lossy(&dry.stderr)
+    );
+    let mut printed = Records::new();
+    for line in String::from_utf8(dry.stdout)?.lines().take(limit) {
+        let record: serde_json::Value = serde_json::from_str(line)?;
+        let topic = record["topic"].as_str().context("topic")?;
+        let topic = topic.trim_start_matches(prefix).to_owned();
+        let key = record["key"].as_str().context("key")?.to_owned();
+        printed
+            .entry(topic)
+            .or_default()
+            .push((key, without_timestamps(record["value"].clone())));
+    }
+    Ok(sorted(printed))
+}
+
+/// Waits until the platform topics (names with `prefix`) hold at least `n` records, at most
+/// 120 s; returns how many they hold.
+fn wait_for_records(bootstrap: &str, prefix: &str, n: i64) -> Result<i64> {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .create()?;
+    let started = std::time::Instant::now();
+    loop {
+        let mut held = 0;
+        for topic in Topic::ALL {
+            let name = format!("{prefix}{}", topic.name());
+            for partition in 0..3 {
+                // A broker on its way up answers with an error: count that as nothing yet.
+                if let Ok((low, high)) =
+                    consumer.fetch_watermarks(&name, partition, Duration::from_secs(5))
+                {
+                    held += high - low;
+                }
+            }
+        }
+        if held >= n {
+            return Ok(held);
+        }
+        ensure!(
+            started.elapsed() < Duration::from_secs(120),
+            "the topics hold {held} records, not {n}, after 120 s"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
 }
 
 /// Wall-clock fields differ between runs; everything else is determined by the seed.
@@ -95,24 +155,11 @@ fn consume(bootstrap: &str, prefix: &str, expected: usize) -> Result<Records> {
 async fn the_broker_receives_exactly_what_the_dry_run_prints() -> Result<()> {
     let stack = TestStack::new().await?;
     let args = ["--seed", "11", "--count", "3000", "--rate", "max"];
-    let dry = generator(&stack).args(args).arg("--dry-run").output()?;
-    ensure!(
-        dry.status.success(),
-        "{}",
-        String::from_utf8_lossy(&dry.stderr)
-    );
-    let mut printed = Records::new();
-    for line in String::from_utf8(dry.stdout)?.lines() {
-        let record: serde_json::Value = serde_json::from_str(line)?;
-        let topic = record["topic"].as_str().context("topic")?;
-        let topic = topic.trim_start_matches(&stack.topic_prefix()).to_owned();
-        let key = record["key"].as_str().context("key")?.to_owned();
-        printed
-            .entry(topic)
-            .or_default()
-            .push((key, without_timestamps(record["value"].clone())));
-    }
-    let printed = sorted(printed);
+    let printed = dry_run(
+        generator(&stack).args(args),
+        &stack.topic_prefix(),
+        usize::MAX,
+    )?;
     let total: usize = printed.values().map(Vec::len).sum();
 
     let run = generator(&stack).args(args).output()?;
@@ -153,12 +200,18 @@ async fn the_broker_receives_exactly_what_the_dry_run_prints() -> Result<()> {
 #[tokio::test(flavor = "multi_thread")]
 async fn sigterm_flushes_what_is_in_flight_and_exits_zero() -> Result<()> {
     let stack = TestStack::new().await?;
+    let args = ["--seed", "5", "--rate", "400"];
     let child = generator(&stack)
-        .args(["--rate", "400"])
+        .args(args)
         .stderr(Stdio::piped())
         .stdout(Stdio::null())
         .spawn()?;
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    // Stopped mid-flow: once the catalogue and some events are in.
+    let (bootstrap, prefix) = (stack.bootstrap_servers.clone(), stack.topic_prefix());
+    let held = tokio::task::spawn_blocking(move || {
+        wait_for_records(&bootstrap, &prefix, (CATALOGUE + 400) as i64)
+    })
+    .await??;
     let status = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
         .status()?;
@@ -168,12 +221,18 @@ async fn sigterm_flushes_what_is_in_flight_and_exits_zero() -> Result<()> {
     assert_eq!(output.status.code(), Some(0), "{stderr}");
     assert!(stderr.contains("SIGTERM received"), "{stderr}");
     let sent = all_delivered(&stderr)?;
-    // The catalogue (380 records) plus about 3 s of events at 400/s.
-    assert!(sent > 380 + 600, "{sent}");
+    assert!(sent as i64 >= held, "{sent} sent, {held} seen delivered");
+    // Exactly the records the seed makes, up to where it stopped: none lost in flight, none
+    // twice.
+    let expected = dry_run(
+        generator(&stack).args(["--seed", "5", "--count", "20000", "--rate", "max"]),
+        &stack.topic_prefix(),
+        sent,
+    )?;
     let received = tokio::task::block_in_place(|| {
         consume(&stack.bootstrap_servers, &stack.topic_prefix(), sent)
     })?;
-    assert_eq!(received.values().map(Vec::len).sum::<usize>(), sent);
+    assert!(received == expected, "not the records the seed makes");
     Ok(())
 }
 
@@ -240,25 +299,24 @@ async fn a_broker_restart_mid_run_loses_and_doubles_nothing() -> Result<()> {
     let mut broker = KafkaBroker::start()?;
     let bootstrap = broker.bootstrap_servers();
     globalmart_testkit::create_platform_topics(&bootstrap).await?;
-    let child = Command::new(BIN)
-        .env_clear()
-        .env("METRICS_ADDR", "127.0.0.1:0")
-        .env("KAFKA_BOOTSTRAP_SERVERS", &bootstrap)
-        .args([
-            "--users",
-            "100",
-            "--products",
-            "30",
-            "--rate",
-            "300",
-            "--duration",
-            "10s",
-        ])
+    let args = ["--seed", "3", "--count", "3000"];
+    let expected = dry_run(
+        generator_on(&bootstrap, "")
+            .args(args)
+            .args(["--rate", "max"]),
+        "",
+        usize::MAX,
+    )?;
+    let child = generator_on(&bootstrap, "")
+        .args(args)
+        .args(["--rate", "300"])
         .stderr(Stdio::piped())
         .stdout(Stdio::null())
         .spawn()?;
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    // Killed mid-run: once the catalogue and some events are in.
+    let before = wait_for_records(&bootstrap, "", (CATALOGUE + 300) as i64)?;
     broker.kill()?;
+    // Down for 2 s: the length of the outage, not a wait for anything.
     tokio::time::sleep(Duration::from_secs(2)).await;
     // Kept in scope to the end: dropping the handle kills the broker.
     let broker = tokio::task::spawn_blocking(move || broker.restart().map(|()| broker)).await??;
@@ -271,11 +329,13 @@ async fn a_broker_restart_mid_run_loses_and_doubles_nothing() -> Result<()> {
         "the outage must be reported: {stderr}"
     );
     let sent = all_delivered(&stderr)?;
-    // 130 catalogue records plus about 10 s at 300/s.
-    assert!(sent > 130 + 2_500, "{sent}");
-    let received = tokio::task::block_in_place(|| consume(&bootstrap, "", sent))?;
-    // Idempotent production: the retries after the restart added no duplicate.
-    assert_eq!(received.values().map(Vec::len).sum::<usize>(), sent);
+    let total: usize = expected.values().map(Vec::len).sum();
+    assert_eq!(sent, total);
+    assert!(total as i64 > before, "the restart came after the run");
+    // Idempotent production: exactly the seed's records, the retries after the restart added
+    // no duplicate.
+    let received = tokio::task::block_in_place(|| consume(&bootstrap, "", total))?;
+    assert!(received == expected, "not the records the seed makes");
     drop(broker);
     Ok(())
 }

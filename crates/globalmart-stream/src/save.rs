@@ -78,6 +78,7 @@ impl Batch {
         // Before anything else (not pipelined with the rest: a query's statement is prepared
         // first, so pipelined queries may run in any order): no ingest_seq is taken without it.
         tx.execute(HOLD_INGEST_LOCK, &[&INGEST_LOCK]).await?;
+        stock::hold(&tx, !self.products.is_empty()).await?;
         // Sent together (tokio-postgres pipelines concurrent queries on one connection), so
         // the round trips overlap; a COPY holds the connection, so those go one after another.
         let (products, users, dead_letters, ()) = tokio::try_join!(

@@ -1,14 +1,15 @@
 //! The realtime metrics against oracles: after a flow with a kill -9, a restart and a second
-//! instance joining, every metric table equals the same aggregate recounted from scratch with
-//! SQL over the raw tables, the anomalies are exactly the events over the thresholds, and every
+//! instance joining, every table equals the reference model of the events produced
+//! (`common/model.rs`), the anomalies are exactly the events over the thresholds, and every
 //! critical anomaly and stock alert is one alert, published to alerts-topic once.
 
 mod common;
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
 use anyhow::Result;
-use common::{assert_metrics_match_recounts, produce_events, run, stream, texts, wait_for_rows};
+use common::{assert_saved_as_modelled, model, produce_events, run, stream, texts, wait_for_rows};
 use globalmart_core::topics::Topic;
 use globalmart_testkit::TestStack;
 use rdkafka::consumer::{BaseConsumer, Consumer};
@@ -16,7 +17,7 @@ use rdkafka::message::Message;
 use rdkafka::ClientConfig;
 
 #[tokio::test(flavor = "multi_thread")]
-async fn metrics_equal_sql_recounts_after_a_kill_9_a_restart_and_a_second_instance() -> Result<()> {
+async fn metrics_equal_the_model_after_a_kill_9_a_restart_and_a_second_instance() -> Result<()> {
     let stack = TestStack::new().await?;
     let records = produce_events(&stack, 20_000).await?;
     let client = stack.realtime_client().await?;
@@ -26,6 +27,14 @@ async fn metrics_equal_sql_recounts_after_a_kill_9_a_restart_and_a_second_instan
     // SIGKILL of the process this test started, by its pid.
     victim.kill()?;
     victim.wait()?;
+    // The alerts it may have delivered without marking them published.
+    let unmarked: BTreeSet<String> = texts(
+        &client,
+        "SELECT alert_key FROM alerts WHERE published_at IS NULL",
+    )
+    .await?
+    .into_iter()
+    .collect();
     // A restart and a second instance in the same group, side by side.
     let first = tokio::spawn(run(stream(&stack)));
     let mut second = stream(&stack);
@@ -46,32 +55,27 @@ async fn metrics_equal_sql_recounts_after_a_kill_9_a_restart_and_a_second_instan
         anomalies > 0,
         "the generator injected no high-value anomaly"
     );
-    assert_metrics_match_recounts(&client).await?;
+    assert_saved_as_modelled(&client, &records).await?;
     let high_value: i64 = client
         .query_one("SELECT count(*) FROM high_value_anomalies", &[])
         .await?
         .get(0);
     assert_eq!(high_value, anomalies as i64);
 
-    // Every critical anomaly and every stock alert is one alert, published once.
-    let causes = texts(
-        &client,
-        "SELECT 'high_value:' || transaction_id FROM high_value_anomalies
-             WHERE severity = 'critical'
-         UNION ALL
-         SELECT 'high_quantity:' || line_item_id FROM high_quantity_anomalies
-             WHERE severity = 'critical'
-         UNION ALL
-         SELECT alert_type || ':' || product_id || ':'
-             || to_char(triggered_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')
-         FROM restock_alerts
-         UNION ALL
-         SELECT 'high_demand:' || product_id || ':'
-             || to_char(window_start AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"')
-         FROM high_demand_alerts
-         ORDER BY 1",
-    )
-    .await?;
+    // Every critical anomaly, high-demand window and stock alert is one alert. The stock alerts'
+    // own rules are held against hand-made cases in sink.rs; here their keys come from their
+    // table.
+    let mut causes = model::alert_keys(&records);
+    causes.extend(
+        texts(
+            &client,
+            "SELECT alert_type || ':' || product_id || ':'
+                 || to_char(triggered_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')
+             FROM restock_alerts",
+        )
+        .await?,
+    );
+    causes.sort();
     assert!(!causes.is_empty(), "the flow raised no alert");
     assert_eq!(
         texts(&client, "SELECT alert_key FROM alerts ORDER BY 1").await?,
@@ -86,13 +90,25 @@ async fn metrics_equal_sql_recounts_after_a_kill_9_a_restart_and_a_second_instan
     let topic = stack.topic(Topic::Alerts);
     let bootstrap = stack.bootstrap_servers.clone();
     let expected = causes.len();
-    let mut published =
+    let published =
         tokio::task::spawn_blocking(move || read_keys(&bootstrap, &topic, expected)).await??;
-    // Once each; the SIGKILL above may land between a delivery and its mark, which produces
-    // those alerts again after the restart (consumers dedupe by alert_key).
-    published.sort();
-    published.dedup();
-    assert_eq!(published, causes, "alerts-topic holds every alert");
+    let mut times: BTreeMap<&str, usize> = BTreeMap::new();
+    for key in &published {
+        *times.entry(key).or_default() += 1;
+    }
+    assert_eq!(
+        times.keys().copied().collect::<Vec<_>>(),
+        causes.iter().map(String::as_str).collect::<Vec<_>>(),
+        "alerts-topic holds every alert and nothing else"
+    );
+    // Once each. The one exception: the SIGKILL may land between a delivery and its mark, and
+    // those alerts (unmarked when it landed) are produced again after the restart.
+    for (key, n) in times {
+        assert!(
+            n == 1 || (n == 2 && unmarked.contains(key)),
+            "{key} published {n} times"
+        );
+    }
     Ok(())
 }
 
