@@ -4,7 +4,9 @@
 #   1. setup_cron.sh run twice leaves one entry; a new BATCH_CRON_SCHEDULE replaces it;
 #      --remove removes it; other entries stay;
 #   2. run_loop.sh logs a failing run with its exit code and goes on to the next;
-#   3. a run while another one holds the lock is skipped, not run alongside.
+#   3. a run while another one holds the lock is skipped, not run alongside;
+#   4. a run against reachable databases (this check's own, created and dropped here) succeeds
+#      and says so in the summary log.
 # The user's crontab is restored afterwards; logs go to a temporary directory.
 set -euo pipefail
 GLOBALMART_LOGS=$(mktemp -d)
@@ -80,5 +82,17 @@ locked_run_is_skipped() {
         tail -n 1 "$GLOBALMART_LOGS/batch_processing.log" | grep -q "run skipped: the previous run still holds the lock"
 }
 check "a run while another holds the lock is skipped" locked_run_is_skipped
+
+succeeding_run_is_logged() {
+    local id=gm_sched_check_$$ rc=0
+    gm_psql "$PG_REALTIME_PORT" postgres -c "CREATE DATABASE $id" >/dev/null &&
+        gm_psql "$PG_WAREHOUSE_PORT" postgres -c "CREATE DATABASE $id" >/dev/null || return 1
+    POSTGRES_REALTIME_DB=$id POSTGRES_WAREHOUSE_DB=$id POSTGRES_WAREHOUSE_PORT=$PG_WAREHOUSE_PORT \
+        BATCH_DB_WAIT_SECONDS=10 scripts/batch_once.sh >/dev/null 2>&1 || rc=1
+    gm_psql "$PG_REALTIME_PORT" postgres -c "DROP DATABASE IF EXISTS $id WITH (FORCE)" >/dev/null
+    gm_psql "$PG_WAREHOUSE_PORT" postgres -c "DROP DATABASE IF EXISTS $id WITH (FORCE)" >/dev/null
+    [ "$rc" = 0 ] && tail -n 1 "$GLOBALMART_LOGS/batch_processing.log" | grep -q "run succeeded in"
+}
+check "a run against reachable databases succeeds and is logged" succeeding_run_is_logged
 
 finish "schedule scripts"

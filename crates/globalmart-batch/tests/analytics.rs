@@ -1,5 +1,6 @@
 //! Analytics over facts built from hand-made events whose right answers are known: RFM
-//! quintiles and segments, conversion, growth across a year boundary, reruns and history.
+//! quintiles and segments, conversion, performance tiers and ranks, growth across a year
+//! boundary, reruns and history.
 
 mod common;
 
@@ -10,7 +11,7 @@ use chrono::NaiveDate;
 use globalmart_batch::analytics;
 use globalmart_batch::etl::{self, Settings};
 use globalmart_core::domain::Country;
-use globalmart_core::event::Event;
+use globalmart_core::event::{Event, Product};
 use globalmart_testkit::TestStack;
 use rust_decimal::Decimal;
 use tokio_postgres::Client;
@@ -371,5 +372,74 @@ async fn a_day_before_any_sale_gives_every_product_no_sales_and_no_customer() ->
         .await?
         .get(0);
     assert_eq!(customers, 0);
+    Ok(())
+}
+
+#[tokio::test]
+async fn tiers_and_ranks_follow_revenue_within_the_shop_and_each_category() -> Result<()> {
+    let stack = TestStack::new().await?;
+    let warehouse = stack.warehouse_client().await?;
+    // Product i sells once for 10 × i; even ones are laptops, odd ones kitchen utensils.
+    let mut events = vec![shopper(&user(1), Country::Germany, 0)];
+    for i in 1..=10 {
+        let category = if i % 2 == 0 {
+            "Laptops"
+        } else {
+            "Kitchen Utensils"
+        };
+        events.push(Event::Product(Product {
+            product_id: format!("PROD_{i:08}"),
+            name: format!("Product {i}"),
+            category: category.into(),
+            price: Decimal::from(10 * i),
+            inventory: 100,
+            rating: Decimal::from(4),
+            updated_at: common::ten(),
+        }));
+        events.push(purchase(&user(1), &format!("PROD_{i:08}"), 10 * i, i));
+    }
+    facts(&stack, &events).await?;
+    analyse(&stack, date(2025, 12, 7)).await?;
+    let shown = rows(
+        &warehouse,
+        "SELECT product_id, overall_rank, category_rank, performance_tier
+         FROM product_performance ORDER BY overall_rank",
+        |r| {
+            (
+                r.get::<_, String>(0),
+                r.get::<_, i32>(1),
+                r.get::<_, i32>(2),
+                r.get::<_, String>(3),
+            )
+        },
+    )
+    .await?;
+    // By revenue: the top 20 % of the ten (2), the next 30 % (3), the next 30 % (3), the rest.
+    let tiers = [
+        "Top Performer",
+        "Top Performer",
+        "Strong",
+        "Strong",
+        "Strong",
+        "Average",
+        "Average",
+        "Average",
+        "Underperformer",
+        "Underperformer",
+    ];
+    let expected: Vec<(String, i32, i32, String)> = (1..=10)
+        .map(|rank: i32| {
+            let i = 11 - rank; // the product with the rank-th highest revenue
+                               // Within its category (every other product), ranks 1 to 5.
+            let in_category = (rank + 1) / 2;
+            (
+                format!("PROD_{i:08}"),
+                rank,
+                in_category,
+                tiers[rank as usize - 1].to_owned(),
+            )
+        })
+        .collect();
+    assert_eq!(shown, expected);
     Ok(())
 }

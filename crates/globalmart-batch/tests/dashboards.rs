@@ -1,7 +1,8 @@
 //! The Grafana dashboards without a Grafana server: every panel's SQL, with the PostgreSQL
 //! macros expanded the way Grafana expands them, runs as the read-only role Grafana uses,
 //! against empty databases and against databases filled by generator -> savers -> ETL ->
-//! analytics; every datasource a panel names is provisioned; time series have a time column.
+//! analytics; every datasource a panel names is provisioned; time series have a time column;
+//! and on a shop small enough to count by hand, the panels show the figures counted by hand.
 
 mod common;
 
@@ -14,11 +15,16 @@ use globalmart_batch::analytics;
 use globalmart_batch::etl::{self, Settings};
 use globalmart_core::config::Secret;
 use globalmart_core::db::PgSettings;
+use globalmart_core::domain::{Country, PaymentMethod};
+use globalmart_core::event::{
+    Event, LineItem, Product, ProductView, SessionEvent, Transaction, ViewAction,
+};
 use globalmart_testkit::TestStack;
+use rust_decimal::Decimal;
 use serde_json::Value;
 use tokio_postgres::Client;
 
-use common::{save, shop, ten};
+use common::{save, shop, shopper, ten};
 
 fn repository() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
@@ -260,4 +266,189 @@ async fn every_panel_query_runs_on_empty_and_on_filled_databases() -> Result<()>
         .await?;
     assert!(!rows.is_empty());
     Ok(())
+}
+
+/// A shop small enough to count by hand: a laptop (100) and a novel (20), Anna in the USA and
+/// Ben in the UK, three orders and four product views. Each panel below must show the figures
+/// counted from them by hand.
+#[tokio::test]
+async fn the_panels_show_the_hand_counted_figures_of_a_small_shop() -> Result<()> {
+    let stack = TestStack::new().await?;
+    let (anna, ben) = ("USER_00000001", "USER_00000002");
+    let laptop = ("PROD_00000001", "Laptop", "Laptops", 100);
+    let novel = ("PROD_00000002", "Novel", "Fiction", 20);
+    let mut events = vec![
+        item(laptop),
+        item(novel),
+        shopper(anna, Country::Usa, 0),
+        shopper(ben, Country::Uk, 0),
+    ];
+    // Anna views the laptop twice, Ben the laptop once and the novel once.
+    for (user, country, product, minutes) in [
+        (anna, Country::Usa, laptop, 1),
+        (anna, Country::Usa, laptop, 2),
+        (ben, Country::Uk, laptop, 3),
+        (ben, Country::Uk, novel, 18),
+    ] {
+        events.push(looked(user, country, product, minutes));
+    }
+    // 10:05 Anna: 2 laptops and a novel, 220. 10:20 Ben: 3 novels, 60. 11:05 Anna: a laptop, 100.
+    events.push(order(anna, Country::Usa, &[(laptop, 2), (novel, 1)], 5));
+    events.push(order(ben, Country::Uk, &[(novel, 3)], 20));
+    events.push(order(anna, Country::Usa, &[(laptop, 1)], 65));
+    let mut realtime = stack.realtime_client().await?;
+    let mut warehouse = stack.warehouse_client().await?;
+    save(&mut realtime, &events).await?;
+    let settings = Settings {
+        chunk_rows: 100_000,
+        lock_timeout: StdDuration::from_secs(5),
+    };
+    etl::run(&mut realtime, &mut warehouse, &settings).await?;
+    analytics::run(&mut warehouse, ten().date_naive()).await?;
+
+    let minute = |m: i64| (ten() + Duration::minutes(m)).timestamp().to_string();
+    let expected: [(&str, Vec<String>); 13] = [
+        ("Total Revenue", vec!["380.00".into()]),
+        ("Total Orders", vec!["3".into()]),
+        // 380 / 3
+        ("Average Order Value", vec!["126.67".into()]),
+        ("Total Customers", vec!["2".into()]),
+        ("Total Units Sold", vec!["7".into()]),
+        (
+            "Revenue by Country",
+            vec!["USA|320.00".into(), "UK|60.00".into()],
+        ),
+        (
+            "Orders Over Time",
+            vec![
+                format!("{}|1", minute(5)),
+                format!("{}|1", minute(20)),
+                format!("{}|1", minute(65)),
+            ],
+        ),
+        // Units: laptops 2 + 1, novels 1 + 3.
+        (
+            "Sales by Category",
+            vec!["Fiction|4".into(), "Laptops|3".into()],
+        ),
+        (
+            "Revenue by Category",
+            vec!["Laptops|300.00".into(), "Fiction|80.00".into()],
+        ),
+        // Conversion: of the laptop's viewers (Anna, Ben) Anna bought it, 50 %; of the novel's
+        // (Ben) Ben bought it, 100 %.
+        (
+            "Top Products by Revenue",
+            vec![
+                "PROD_00000001|Laptop|Laptops|2|300.00|50.00".into(),
+                "PROD_00000002|Novel|Fiction|2|80.00|100.00".into(),
+            ],
+        ),
+        ("Average Conversion Rate (Latest)", vec!["75.00".into()]),
+        (
+            "Sales per Minute",
+            vec![
+                format!("{}|220.00|1", minute(5)),
+                format!("{}|60.00|1", minute(20)),
+                format!("{}|100.00|1", minute(65)),
+            ],
+        ),
+        (
+            "Transactions by Country",
+            vec!["USA|2|320.00".into(), "UK|1|60.00".into()],
+        ),
+    ];
+    let (queries, _) = panels()?;
+    let (from, to) = (ten() - Duration::hours(1), ten() + Duration::hours(7));
+    for (title, figures) in expected {
+        let query = (queries.iter().find(|q| q.title == title))
+            .with_context(|| format!("no panel {title:?}"))?;
+        let sql = expand(&query.sql, from, to)?;
+        let rows = reader(&stack, &query.uid)
+            .await?
+            .query(sql.as_str(), &[])
+            .await?;
+        let shown = rows.iter().map(cells).collect::<Result<Vec<_>>>()?;
+        assert_eq!(shown, figures, "{} / {title}", query.dashboard);
+    }
+    Ok(())
+}
+
+/// A product as (id, name, category, price).
+type Item = (&'static str, &'static str, &'static str, i64);
+
+fn item((id, name, category, price): Item) -> Event {
+    Event::Product(Product {
+        product_id: id.into(),
+        name: name.into(),
+        category: category.into(),
+        price: Decimal::from(price),
+        inventory: 100,
+        rating: Decimal::from(4),
+        updated_at: ten(),
+    })
+}
+
+/// `user` in `country` viewing `product` at `minutes` after 10:00.
+fn looked(user: &str, country: Country, (id, name, category, price): Item, minutes: i64) -> Event {
+    Event::ProductView(SessionEvent {
+        event_id: uuid::Uuid::new_v4(),
+        timestamp: ten() + Duration::minutes(minutes),
+        user_id: user.into(),
+        session_id: format!("SESS_{user}"),
+        country,
+        action: ViewAction::View(ProductView {
+            product_id: id.into(),
+            product_name: name.into(),
+            category: category.into(),
+            price: Decimal::from(price),
+            view_duration: 30,
+            search_query: None,
+        }),
+    })
+}
+
+/// An order of (product, quantity) lines at list price, `minutes` after 10:00.
+fn order(user: &str, country: Country, lines: &[(Item, i32)], minutes: i64) -> Event {
+    let products: Vec<LineItem> = lines
+        .iter()
+        .map(|((id, _, _, price), quantity)| LineItem {
+            product_id: (*id).into(),
+            quantity: *quantity,
+            price: Decimal::from(*price),
+        })
+        .collect();
+    Event::Transaction(Transaction {
+        transaction_id: uuid::Uuid::new_v4(),
+        user_id: user.into(),
+        session_id: None,
+        timestamp: ten() + Duration::minutes(minutes),
+        total_amount: products
+            .iter()
+            .map(|l| l.price * Decimal::from(l.quantity))
+            .sum(),
+        products,
+        payment_method: PaymentMethod::CreditCard,
+        country,
+    })
+}
+
+/// A row as the panel shows it: cells joined by `|`, numbers to the cent, NULL as `NULL`.
+fn cells(row: &tokio_postgres::Row) -> Result<String> {
+    use tokio_postgres::types::Type;
+    let mut shown = Vec::new();
+    for (i, column) in row.columns().iter().enumerate() {
+        let cell = match *column.type_() {
+            Type::INT4 => row.get::<_, Option<i32>>(i).map(|v| v.to_string()),
+            Type::INT8 => row.get::<_, Option<i64>>(i).map(|v| v.to_string()),
+            Type::FLOAT8 => row.get::<_, Option<f64>>(i).map(|v| format!("{v:.2}")),
+            Type::NUMERIC => row
+                .get::<_, Option<Decimal>>(i)
+                .map(|v| v.round_dp(2).to_string()),
+            Type::TEXT | Type::VARCHAR => row.get::<_, Option<String>>(i),
+            ref other => bail!("{}: a column of type {other}", column.name()),
+        };
+        shown.push(cell.unwrap_or_else(|| "NULL".into()));
+    }
+    Ok(shown.join("|"))
 }

@@ -1,6 +1,7 @@
 //! check, validate and reset on a loaded warehouse: clean data passes, each planted defect (a
-//! duplicate fact, an orphan key, a missing row) is caught and the command exits 1, and reset
-//! refuses without --yes.
+//! duplicate fact, an orphan key, a missing row, a warehouse behind by more than --max-lag) is
+//! caught and the command exits 1, and reset refuses without --yes; analytics takes its day
+//! from --date.
 
 mod common;
 
@@ -156,5 +157,49 @@ async fn reset_refuses_without_yes_and_empties_the_warehouse_with_it() -> Result
     let out = batch(&stack, ["etl"]).run()?;
     assert_eq!(out.code, Some(0), "{}", out.stderr);
     assert_eq!(warehouse.query_one(sales, &[]).await?.get::<_, i64>(0), 3);
+    Ok(())
+}
+
+#[tokio::test]
+async fn check_fails_when_the_newest_sale_lags_more_than_max_lag() -> Result<()> {
+    let stack = loaded().await?;
+    // A sale an hour after the last one loaded, not loaded yet.
+    let mut realtime = stack.realtime_client().await?;
+    save(
+        &mut realtime,
+        &[purchase("USER_00000001", "PROD_00000001", 10, 92)],
+    )
+    .await?;
+    let out = batch(&stack, ["check", "--max-lag", "30m"]).run()?;
+    assert_eq!(out.code, Some(1), "{}{}", out.stdout, out.stderr);
+    let line = (out.stdout.lines())
+        .find(|l| l.contains("newest sale more than 1800 s behind realtime"))
+        .unwrap_or_default();
+    assert!(line.contains(" 1"), "{}", out.stdout);
+    let out = batch(&stack, ["check", "--max-lag", "2h"]).run()?;
+    assert_eq!(out.code, Some(0), "{}{}", out.stdout, out.stderr);
+    Ok(())
+}
+
+#[tokio::test]
+async fn analytics_takes_its_day_from_the_command_line() -> Result<()> {
+    let stack = loaded().await?;
+    let warehouse = stack.warehouse_client().await?;
+    // Anna's last order is on 2025-12-07: 0 days before that day, 3 before the 10th.
+    for (date, recency) in [("2025-12-07", 0), ("2025-12-10", 3)] {
+        let out = batch(&stack, ["analytics", "--date", date]).run()?;
+        assert_eq!(out.code, Some(0), "{}", out.stderr);
+        let days: i32 = warehouse
+            .query_one(
+                "SELECT recency_days FROM rfm_analysis WHERE analysis_date = $1::text::date",
+                &[&date],
+            )
+            .await?
+            .get(0);
+        assert_eq!(days, recency, "recency as of {date}");
+    }
+    let out = batch(&stack, ["analytics", "--date", "yesterday"]).run()?;
+    assert_eq!(out.code, Some(2), "{}", out.stderr);
+    assert!(out.stderr.contains("--date"), "{}", out.stderr);
     Ok(())
 }

@@ -38,6 +38,7 @@ async fn main() -> ExitCode {
 
 async fn run(config: &Config) -> Result<Delivery> {
     let shutdown = shutdown::on_signal()?;
+    globalmart_generator::monitoring::register();
     metrics::serve(config.metrics_addr, shutdown.clone()).await?;
     let output = Output::for_config(config)?;
     generate::run(config, output, shutdown).await

@@ -50,6 +50,18 @@ pub static QUEUE_FULL: LazyLock<IntCounter> = LazyLock::new(|| {
     .expect("metric registers once")
 });
 
+/// Registers every metric, so a scrape shows each (counters at 0, the per-topic ones for every
+/// topic the generator writes) before anything happened: a dashboard's query then finds its
+/// series, and a rate starts from zero.
+pub fn register() {
+    for topic in Topic::ALL.into_iter().filter(|t| *t != Topic::Alerts) {
+        EVENTS.with_label_values(&[topic.name()]);
+        DELIVERY_ERRORS.with_label_values(&[topic.name()]);
+    }
+    LazyLock::force(&DELIVERY_LATENCY);
+    LazyLock::force(&QUEUE_FULL);
+}
+
 /// Samples monitoring lines and paces the statistics line.
 #[derive(Debug)]
 pub struct Monitor {

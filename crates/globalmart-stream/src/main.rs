@@ -33,6 +33,7 @@ async fn main() -> ExitCode {
 
 async fn run(config: Config) -> Result<()> {
     let shutdown = shutdown::on_signal()?;
+    globalmart_stream::register_metrics();
     metrics::serve(config.metrics_addr, shutdown.clone()).await?;
     info!(?config, "configuration loaded");
     let pool = db::connect_and_migrate(

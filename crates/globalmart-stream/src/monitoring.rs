@@ -87,6 +87,20 @@ pub static LAG: LazyLock<IntGaugeVec> = LazyLock::new(|| {
     .expect("metric registers once")
 });
 
+/// Registers every metric, so a scrape shows each (counters at 0) before anything happened:
+/// a dashboard's query then finds its series, and a rate starts from zero.
+pub fn register() {
+    LazyLock::force(&CONSUMED);
+    LazyLock::force(&INSERTED);
+    LazyLock::force(&DUPLICATES);
+    LazyLock::force(&DEAD_LETTERS);
+    LazyLock::force(&ABANDONED_CARTS);
+    LazyLock::force(&ALERTS_PUBLISHED);
+    LazyLock::force(&BATCH_SECONDS);
+    LazyLock::force(&END_TO_END_SECONDS);
+    LazyLock::force(&LAG);
+}
+
 /// Logs the guide's line for each saver that saved something, and counts it.
 pub fn saved(saved: &Saved) {
     for (saver, table, records) in [

@@ -1,10 +1,11 @@
 //! The stream through faults, on the real broker and PostgreSQL: the stream SIGKILLed three
 //! times during a 200,000-event generator flow with 10,000 malformed messages mixed in, the
 //! database connection cut mid-flow, a private PostgreSQL and a private broker restarted
-//! mid-flow, and a database restored empty while Kafka's committed offsets say everything was
-//! read. Each ends with the same full comparison: every realtime table, field by field, equal to
-//! the reference model of the events produced (`common/model.rs`). The fault tests print their
-//! reliability figures (run with `--nocapture` to see them).
+//! mid-flow, a database restored empty and one restored from an older backup while Kafka's
+//! committed offsets say everything was read. Each ends with the same full comparison: every
+//! realtime table, field by field, equal to the reference model of the events produced
+//! (`common/model.rs`). The fault tests print their reliability figures (run with `--nocapture`
+//! to see them).
 
 mod common;
 
@@ -14,8 +15,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::{ensure, Result};
 use common::{
-    assert_saved_as_modelled, counts, counts_in, delivered, events, expected_counts, produce_all,
-    produce_events, produce_to, producer, rows, run, send, stream, texts, wait_for_rows,
+    assert_saved_as_modelled, counts, counts_in, delivered, events, expected_counts, lines,
+    produce_all, produce_events, produce_to, producer, rows, run, send, stream, texts,
+    wait_for_rows,
 };
 use globalmart_core::db::Db;
 use globalmart_core::event::Event;
@@ -467,5 +469,53 @@ async fn a_database_restored_empty_is_filled_again_although_kafka_says_all_was_r
     assert_eq!(rows(&client, "transactions").await?, 0);
     run(stream(&stack)).await?;
     assert_saved_as_modelled(&client, &records).await?;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_database_restored_from_an_older_backup_catches_up_from_its_own_offsets() -> Result<()> {
+    let stack = TestStack::new().await?;
+    let records = events(6_000);
+    let (first, second) = records.split_at(records.len() / 2);
+    produce_all(&stack, first).await?;
+    run(stream(&stack)).await?;
+    let backup = std::env::temp_dir().join(format!("{}.dump", stack.id));
+    pg_tool(&stack, "pg_dump", &["--format=custom", "--file"], &backup)?;
+
+    produce_all(&stack, second).await?;
+    run(stream(&stack)).await?;
+    // The backup knows only the first half, and the offsets that go with it; Kafka's committed
+    // offsets say everything was read.
+    pg_tool(&stack, "pg_restore", &["--clean", "--if-exists"], &backup)?;
+    std::fs::remove_file(&backup)?;
+    let client = stack.realtime_client().await?;
+    assert_eq!(rows(&client, "transactions").await?, lines(first));
+    run(stream(&stack)).await?;
+    assert_saved_as_modelled(&client, &records).await?;
+    Ok(())
+}
+
+/// Runs PostgreSQL's `tool` (pg_dump, pg_restore) on the stack's realtime database with `args`
+/// and `file`.
+fn pg_tool(stack: &TestStack, tool: &str, args: &[&str], file: &std::path::Path) -> Result<()> {
+    let db = &stack.realtime;
+    let output = std::process::Command::new(tool)
+        .args(args)
+        .arg(file)
+        .args(["--host", &db.host, "--port", &db.port.to_string()])
+        .args([
+            "--username",
+            &db.user,
+            "--dbname",
+            &db.dbname,
+            "--no-password",
+        ])
+        .env("PGPASSWORD", db.password.expose())
+        .output()?;
+    ensure!(
+        output.status.success(),
+        "{tool}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     Ok(())
 }

@@ -1,7 +1,8 @@
 //! The stream binary between the real local broker and a real realtime database: generated
 //! events become exactly the expected rows, a malformed flood becomes dead letters while the
 //! valid messages are saved once, and a kill -9 in the middle of a flow followed by a restart
-//! leaves the same tables as an uninterrupted run.
+//! leaves the same tables as an uninterrupted run; SIGTERM and Ctrl+C finish the batch in flight;
+//! the anomaly thresholds come from the environment.
 
 mod common;
 
@@ -10,8 +11,8 @@ use std::time::Duration;
 
 use anyhow::{ensure, Result};
 use common::{
-    assert_saved_as_modelled, events, finish, lines, produce_all, produce_events, producer, run,
-    scrape, send, stream, tables, wait_for_group, wait_for_rows,
+    assert_saved_as_modelled, events, finish, lines, produce_all, produce_events, producer, rows,
+    run, scrape, send, stream, tables, wait_for_group, wait_for_rows,
 };
 use globalmart_core::event::Event;
 use globalmart_testkit::TestStack;
@@ -83,8 +84,36 @@ async fn a_malformed_flood_becomes_dead_letters_and_the_valid_messages_are_saved
         )
         .await?;
     }
-    run(stream(&stack)).await?;
+    // Running until everything is saved, so its counters can be read, then stopped.
+    let port = free_port()?;
+    let child = stream(&stack)
+        .env_remove("STREAM_EXIT_WHEN_IDLE")
+        .env("METRICS_ADDR", format!("127.0.0.1:{port}"))
+        .spawn()?;
     let client = stack.realtime_client().await?;
+    let repeated = match &again {
+        Some(Event::Transaction(t)) => t.products.len(),
+        _ => 0,
+    };
+    let counters = [
+        format!("globalmart_stream_dead_letters_total {}", bad.len()),
+        format!("globalmart_stream_duplicates_skipped_total {repeated}"),
+    ];
+    let metrics = scrape_until(port, &counters).await?;
+    for counter in &counters {
+        assert!(
+            metrics.contains(counter.as_str()),
+            "no {counter} in:\n{metrics}"
+        );
+    }
+    let log = stop(child, "-TERM").await?;
+    assert!(
+        log.contains(&format!(
+            ", {} dead letters, {repeated} duplicates skipped",
+            bad.len()
+        )),
+        "the summary: {log}"
+    );
     let reasons: Vec<String> = client
         .query(
             "SELECT reason FROM dead_letter_events ORDER BY \"offset\", topic",
@@ -173,47 +202,107 @@ async fn two_instances_in_one_group_save_what_one_saves() -> Result<()> {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn sigterm_finishes_the_batch_in_flight_and_exits_zero() -> Result<()> {
+    stops_cleanly_on("-TERM", "SIGTERM").await
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn ctrl_c_finishes_the_batch_in_flight_and_exits_zero() -> Result<()> {
+    stops_cleanly_on("-INT", "Ctrl+C").await
+}
+
+/// Sends `signal` mid-flow: the stream finishes the batch in flight, logs `name` and its
+/// summary, exits 0, and a restart saves the rest.
+async fn stops_cleanly_on(signal: &str, name: &str) -> Result<()> {
     let stack = TestStack::new().await?;
     let records = produce_events(&stack, 10_000).await?;
-    let metrics_port = std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port();
+    let port = free_port()?;
     let child = stream(&stack)
         .env_remove("STREAM_EXIT_WHEN_IDLE")
         .env("STREAM_BATCH_SIZE", "500")
-        .env("METRICS_ADDR", format!("127.0.0.1:{metrics_port}"))
+        .env("METRICS_ADDR", format!("127.0.0.1:{port}"))
         .spawn()?;
     let client = stack.realtime_client().await?;
     wait_for_rows(&client, "cart_events").await?;
-    // A batch is reported once committed, right after its rows become visible: poll briefly.
+    // Every counter is there from the start, at 0 when nothing happened.
     let expected = [
         "globalmart_stream_messages_total{topic=",
         "globalmart_stream_rows_inserted_total{table=\"cart_events\"}",
         "globalmart_stream_batch_seconds_count",
         "globalmart_stream_end_to_end_seconds_count",
+        "globalmart_stream_dead_letters_total 0",
+        "globalmart_stream_duplicates_skipped_total 0",
     ];
-    let started = std::time::Instant::now();
-    let mut metrics = scrape(metrics_port)?;
-    while !expected.iter().all(|e| metrics.contains(e)) && started.elapsed().as_secs() < 10 {
-        tokio::time::sleep(Duration::from_millis(50)).await;
-        metrics = scrape(metrics_port)?;
-    }
+    let metrics = scrape_until(port, &expected).await?;
     for expected in expected {
         assert!(metrics.contains(expected), "no {expected} in:\n{metrics}");
     }
-    let status = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()?;
-    ensure!(status.success());
-    let stderr = tokio::task::spawn_blocking(move || finish(child)).await??;
-    assert!(stderr.contains("SIGTERM received"), "{stderr}");
+    let stderr = stop(child, signal).await?;
+    assert!(stderr.contains(&format!("{name} received")), "{stderr}");
     assert!(stderr.contains("stream processing stopped"), "{stderr}");
+    assert!(stderr.contains("saved: "), "no summary: {stderr}");
     // A restart saves the rest: nothing was lost by stopping.
     run(stream(&stack)).await?;
-    let lines_saved: i64 = client
-        .query_one("SELECT count(*) FROM transactions", &[])
-        .await?
-        .get(0);
-    assert_eq!(lines_saved, lines(&records));
+    assert_saved_as_modelled(&client, &records).await?;
     Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn anomaly_thresholds_come_from_the_environment() -> Result<()> {
+    let stack = TestStack::new().await?;
+    let records = produce_events(&stack, 3_000).await?;
+    let mut command = stream(&stack);
+    command
+        .env("STREAM_HIGH_VALUE_THRESHOLD", "500")
+        .env("STREAM_HIGH_QUANTITY_THRESHOLD", "4");
+    run(command).await?;
+    let transactions = records.iter().filter_map(|r| match r {
+        Event::Transaction(t) => Some(t),
+        _ => None,
+    });
+    let (mut values, mut quantities) = (0, 0);
+    for t in transactions {
+        values += usize::from(t.total_amount >= rust_decimal::Decimal::from(500));
+        quantities += t.products.iter().filter(|l| l.quantity >= 4).count();
+    }
+    let client = stack.realtime_client().await?;
+    for (table, expected) in [
+        ("high_value_anomalies", values),
+        ("high_quantity_anomalies", quantities),
+    ] {
+        assert!(expected > 0, "no {table} in the events to test with");
+        assert_eq!(rows(&client, table).await?, expected as i64, "{table}");
+    }
+    Ok(())
+}
+
+/// A free localhost port for a binary's /metrics.
+fn free_port() -> Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
+}
+
+/// The /metrics text on `port` once it holds every one of `expected` (at most 30 s; then as it
+/// is).
+async fn scrape_until(port: u16, expected: &[impl AsRef<str>]) -> Result<String> {
+    let started = std::time::Instant::now();
+    loop {
+        let metrics = scrape(port)?;
+        if expected.iter().all(|e| metrics.contains(e.as_ref()))
+            || started.elapsed() > Duration::from_secs(30)
+        {
+            return Ok(metrics);
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Sends `signal` (`-TERM`, `-INT`) to the stream this test started, by its pid; its log once it
+/// exited 0.
+async fn stop(child: std::process::Child, signal: &str) -> Result<String> {
+    let status = Command::new("kill")
+        .args([signal, &child.id().to_string()])
+        .status()?;
+    ensure!(status.success());
+    tokio::task::spawn_blocking(move || finish(child)).await?
 }

@@ -529,6 +529,24 @@ async fn stock_is_the_last_restock_less_the_units_sold_since_and_low_stock_fires
     history.extend([kettle(50, 5), sale(4, 4), sale(45, 6)]);
     save(&history).save(&mut client, GROUP, &thresholds).await?;
     assert_eq!(level(client.query_one(query, &[]).await?), (5, 2));
+
+    // A restock to 12, then all 12 sold at once: from not low straight to empty is one
+    // out-of-stock alert (critical), not a low-stock one.
+    history.extend([kettle(12, 8), sale(12, 9)]);
+    save(&history).save(&mut client, GROUP, &thresholds).await?;
+    assert_eq!(level(client.query_one(query, &[]).await?), (0, 2));
+    let out: Vec<(String, i32)> = client
+        .query(
+            "SELECT a.severity, r.current_stock FROM restock_alerts r
+             JOIN alerts a ON a.alert_key LIKE 'out_of_stock:' || r.product_id || ':%'
+             WHERE r.alert_type = 'out_of_stock'",
+            &[],
+        )
+        .await?
+        .iter()
+        .map(|row| (row.get(0), row.get(1)))
+        .collect();
+    assert_eq!(out, [("critical".to_owned(), 0)]);
     Ok(())
 }
 
