@@ -187,6 +187,18 @@ async fn the_broker_receives_exactly_what_the_dry_run_prints() -> Result<()> {
             "{topic}: contents differ from the dry run"
         );
     }
+    // The guide's monitoring line names a real transaction: its id, user and total.
+    let line = (stderr.lines())
+        .find_map(|l| l.split_once("[Transaction] Generated transaction "))
+        .map(|(_, rest)| rest.to_owned())
+        .context("no [Transaction] line")?;
+    let (id, rest) = line.split_once(" for user ").context(line.clone())?;
+    let (user, total) = rest.split_once(" - $").context(line.clone())?;
+    let sent = (received["transactions-topic"].iter())
+        .find(|(_, v)| v["transaction_id"].as_str() == Some(id))
+        .with_context(|| format!("{id} was not sent"))?;
+    assert_eq!(sent.1["user_id"].as_str(), Some(user));
+    assert_eq!(sent.1["total_amount"].as_f64(), total.parse::<f64>().ok());
     // Events are keyed by their user, catalogue records by their id.
     for (key, value) in &received["transactions-topic"] {
         assert_eq!(value["user_id"].as_str(), Some(key.as_str()));

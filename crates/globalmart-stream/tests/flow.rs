@@ -22,10 +22,13 @@ async fn generated_events_become_exactly_the_expected_rows() -> Result<()> {
     let stack = TestStack::new().await?;
     let records = produce_events(&stack, 3_000).await?;
     let stderr = run(stream(&stack)).await?;
-    assert!(
-        stderr.contains("[TransactionSaver] Batch processed:"),
-        "{stderr}"
-    );
+    // The guide's lines, whose records add up to what was saved.
+    let logged = |saver: &str| -> i64 {
+        let prefix = format!("[{saver}] Batch processed: ");
+        (stderr.lines().filter_map(|l| l.split_once(prefix.as_str())))
+            .filter_map(|(_, rest)| rest.split_whitespace().next()?.parse::<i64>().ok())
+            .sum()
+    };
     let counted = tables(&stack).await?;
     let count = |table: &str| {
         counted
@@ -46,6 +49,13 @@ async fn generated_events_become_exactly_the_expected_rows() -> Result<()> {
     assert_eq!(count("products"), Some(60));
     assert_eq!(count("users"), Some(300));
     assert_eq!(count("dead_letter_events"), Some(0));
+    for (saver, table) in [
+        ("TransactionSaver", "transactions"),
+        ("ProductViewSaver", "product_view_events"),
+        ("CartEventSaver", "cart_events"),
+    ] {
+        assert_eq!(Some(logged(saver)), count(table), "{saver}: {stderr}");
+    }
     // Not only as many rows: each field of each row as the events say.
     assert_saved_as_modelled(&stack.realtime_client().await?, &records).await?;
     Ok(())
