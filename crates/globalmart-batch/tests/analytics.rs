@@ -1,5 +1,5 @@
 //! Analytics over facts built from hand-made events whose right answers are known: RFM
-//! quintiles and segments, conversion, performance tiers and ranks, growth across a year
+//! quintiles, every segment of the map and the tie rule, conversion, performance tiers and ranks, growth across a year
 //! boundary, reruns and history.
 
 mod common;
@@ -441,5 +441,90 @@ async fn tiers_and_ranks_follow_revenue_within_the_shop_and_each_category() -> R
         })
         .collect();
     assert_eq!(shown, expected);
+    Ok(())
+}
+
+#[tokio::test]
+async fn every_segment_of_the_map_is_reached_by_its_scores() -> Result<()> {
+    let stack = TestStack::new().await?;
+    let warehouse = stack.warehouse_client().await?;
+    // Ten customers, two per quintile in each of R, F and M, so the scores are the ones set
+    // here: (customer, recency score, frequency score, monetary score, segment by the map).
+    let plan = [
+        (1, 1, 5, 5, "Cannot Lose Them"),
+        (2, 1, 2, 2, "Lost"),
+        (3, 2, 3, 4, "At Risk"),
+        (4, 2, 2, 2, "Hibernating"),
+        (5, 3, 4, 4, "Loyal Customers"),
+        (6, 3, 1, 1, "Promising"),
+        (7, 4, 1, 1, "New Customers"),
+        (8, 4, 3, 3, "Potential Loyalists"),
+        (9, 5, 5, 5, "Champions"),
+        (10, 5, 4, 3, "Loyal Customers"),
+    ];
+    // Recency: customer i's last order is on December 10 + i, so the order of i is the order
+    // of recency. Frequency: orders by rank within the plan's F pairs; money likewise.
+    let orders = [9, 3, 5, 4, 7, 1, 2, 6, 10, 8];
+    let money = [9, 3, 7, 4, 8, 1, 2, 5, 10, 6];
+    let mut events = vec![kettle(10, 4, 0)];
+    for (i, ..) in plan {
+        let (n, m) = (orders[i as usize - 1], money[i as usize - 1]);
+        events.push(shopper(&user(i), Country::Germany, 0));
+        let last = date(2025, 12, 10) + chrono::Duration::days(i);
+        for j in 0..n {
+            let day = last - chrono::Duration::days(j);
+            // 2520 is divisible by every order count here: m × 2520 in n equal orders.
+            events.push(purchase(&user(i), "PROD_00000001", m * 2520 / n, noon(day)));
+        }
+    }
+    facts(&stack, &events).await?;
+    analyse(&stack, date(2025, 12, 31)).await?;
+    let scored = rows(
+        &warehouse,
+        "SELECT user_id, rfm_score, rfm_segment FROM rfm_analysis ORDER BY user_id",
+        |r| {
+            (
+                r.get::<_, String>(0),
+                r.get::<_, String>(1),
+                r.get::<_, String>(2),
+            )
+        },
+    )
+    .await?;
+    let expected: Vec<_> = plan
+        .iter()
+        .map(|(i, r, f, m, segment)| (user(*i), format!("{r}{f}{m}"), segment.to_string()))
+        .collect();
+    assert_eq!(scored, expected);
+    Ok(())
+}
+
+#[tokio::test]
+async fn tied_customers_share_the_score_of_their_middle_position() -> Result<()> {
+    let stack = TestStack::new().await?;
+    let warehouse = stack.warehouse_client().await?;
+    // Ten customers with one order each: all tied on frequency, positions 1 to 10, middle 5.5,
+    // which is in the third fifth: F = 3 for all. Recency and money differ: 1 to 5 in pairs.
+    let mut events = vec![kettle(10, 4, 0)];
+    for i in 1..=10 {
+        events.push(shopper(&user(i), Country::Germany, 0));
+        let day = date(2025, 12, 10) + chrono::Duration::days(i);
+        events.push(purchase(&user(i), "PROD_00000001", 10 * i, noon(day)));
+    }
+    facts(&stack, &events).await?;
+    analyse(&stack, date(2025, 12, 31)).await?;
+    let scores = rows(
+        &warehouse,
+        "SELECT rfm_score FROM rfm_analysis ORDER BY user_id",
+        |r| r.get::<_, String>(0),
+    )
+    .await?;
+    let expected: Vec<String> = (1..=10)
+        .map(|i| {
+            let q = (i + 1) / 2;
+            format!("{q}3{q}")
+        })
+        .collect();
+    assert_eq!(scores, expected);
     Ok(())
 }
