@@ -1,6 +1,6 @@
 //! Analytics over facts built from hand-made events whose right answers are known: RFM
-//! quintiles, every segment of the map and the tie rule, conversion, performance tiers and ranks, growth across a year
-//! boundary, reruns and history.
+//! quintiles, every segment of the map and the tie rule, conversion, performance tiers and
+//! ranks, growth across a year boundary, reruns and history.
 
 mod common;
 
