@@ -1,6 +1,7 @@
 //! The generator binary against the real local broker: it delivers exactly what --dry-run
 //! prints for the same seed, SIGTERM flushes everything in flight and exits 0, and records that
-//! cannot be delivered are counted and make the exit code non-zero.
+//! cannot be delivered are counted (in the summary and in the queue-full and delivery-error
+//! counters) and make the exit code non-zero.
 
 use std::collections::BTreeMap;
 use std::process::{Command, Stdio};
@@ -8,6 +9,7 @@ use std::time::Duration;
 
 use anyhow::{ensure, Context, Result};
 use globalmart_core::topics::Topic;
+use globalmart_testkit::metrics::{free_port, scrape, total};
 use globalmart_testkit::{KafkaBroker, TestStack};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
@@ -282,6 +284,46 @@ async fn undeliverable_records_are_counted_and_fail_the_run() -> Result<()> {
         stderr.contains("retrying with backoff"),
         "the outage must be reported: {stderr}"
     );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_unreachable_broker_moves_the_queue_full_and_delivery_error_counters() -> Result<()> {
+    // Nothing listens on `port`: the producer queue fills (nothing leaves it), then its records
+    // time out.
+    let (port, metrics_port) = (free_port()?, free_port()?);
+    let child = Command::new(BIN)
+        .env_clear()
+        .env("METRICS_ADDR", format!("127.0.0.1:{metrics_port}"))
+        .env("KAFKA_BOOTSTRAP_SERVERS", format!("localhost:{port}"))
+        .args(["--users", "5", "--products", "5", "--rate", "max"])
+        .args(["--duration", "2m", "--delivery-timeout", "3s"])
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()?;
+    let started = std::time::Instant::now();
+    let counted = loop {
+        let metrics = scrape(metrics_port).unwrap_or_default();
+        let counted = [
+            "globalmart_generator_queue_full_total",
+            "globalmart_generator_delivery_errors_total",
+        ]
+        .map(|name| total(&metrics, name));
+        if counted.iter().all(|n| *n > 0.0) || started.elapsed() > Duration::from_secs(90) {
+            break counted;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()?;
+    ensure!(status.success());
+    let output = tokio::task::spawn_blocking(move || child.wait_with_output()).await??;
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(counted[0] > 0.0, "the queue never filled: {stderr}");
+    assert!(counted[1] > 0.0, "no delivery error counted: {stderr}");
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("were not delivered"), "{stderr}");
     Ok(())
 }
 

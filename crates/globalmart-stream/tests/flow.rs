@@ -12,9 +12,10 @@ use std::time::Duration;
 use anyhow::{ensure, Result};
 use common::{
     assert_saved_as_modelled, events, finish, lines, produce_all, produce_events, producer, rows,
-    run, scrape, send, stream, tables, wait_for_group, wait_for_rows,
+    run, send, stream, tables, wait_for_group, wait_for_rows,
 };
 use globalmart_core::event::Event;
+use globalmart_testkit::metrics::{free_port, scrape};
 use globalmart_testkit::TestStack;
 
 #[tokio::test(flavor = "multi_thread")]
@@ -283,13 +284,6 @@ async fn anomaly_thresholds_come_from_the_environment() -> Result<()> {
         assert_eq!(rows(&client, table).await?, expected as i64, "{table}");
     }
     Ok(())
-}
-
-/// A free localhost port for a binary's /metrics.
-fn free_port() -> Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port())
 }
 
 /// The /metrics text on `port` once it holds every one of `expected` (at most 30 s; then as it

@@ -7,6 +7,7 @@
 
 mod broker;
 mod cli;
+pub mod metrics;
 mod postgres;
 mod proxy;
 

@@ -301,16 +301,6 @@ pub async fn wait_for_group(stack: &TestStack, members: usize) -> Result<()> {
     .await?
 }
 
-/// The /metrics text of a binary listening on `port`.
-pub fn scrape(port: u16) -> Result<String> {
-    use std::io::Write;
-    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port))?;
-    stream.write_all(b"GET /metrics HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")?;
-    let mut response = String::new();
-    stream.read_to_string(&mut response)?;
-    Ok(response)
-}
-
 pub async fn texts(client: &tokio_postgres::Client, query: &str) -> Result<Vec<String>> {
     Ok(client
         .query(query, &[])
