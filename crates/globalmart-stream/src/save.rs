@@ -19,7 +19,7 @@ use crate::batcher::Batch;
 use crate::config::Thresholds;
 use crate::write::anomalies::Anomalies;
 use crate::write::events::{self, was_inserted, Insert};
-use crate::write::metrics::Tally;
+use crate::write::metrics::{self, Tally};
 use crate::write::{alerts, catalogue, dead_letters, offsets, patterns, stock};
 
 /// What saving a batch did: rows inserted per destination, and rows already there.
@@ -78,7 +78,7 @@ impl Batch {
         // Before anything else (not pipelined with the rest: a query's statement is prepared
         // first, so pipelined queries may run in any order): no ingest_seq is taken without it.
         tx.execute(HOLD_INGEST_LOCK, &[&INGEST_LOCK]).await?;
-        stock::hold(&tx, !self.products.is_empty()).await?;
+        catalogue::hold(&tx, !self.products.is_empty()).await?;
         // Sent together (tokio-postgres pipelines concurrent queries on one connection), so
         // the round trips overlap; a COPY holds the connection, so those go one after another.
         let (products, users, dead_letters, ()) = tokio::try_join!(
@@ -89,12 +89,13 @@ impl Batch {
         )?;
         // Restocks before this batch's sales are saved: a restock recounts the sales saved
         // until now, and the new ones are then taken off like any other.
-        let restocked: BTreeSet<&str> = self
+        let catalogued: BTreeSet<&str> = self
             .products
             .iter()
             .map(|p| p.product_id.as_str())
             .collect();
-        stock::restock(&tx, &restocked.into_iter().collect::<Vec<_>>()).await?;
+        let catalogued: Vec<&str> = catalogued.into_iter().collect();
+        stock::restock(&tx, &catalogued).await?;
         let lines = events::transactions(&tx, &self.transactions, how).await?;
         let views = events::views(&tx, &self.views, how).await?;
         let carts = events::carts(&tx, &self.carts, how).await?;
@@ -106,6 +107,9 @@ impl Batch {
             .collect();
         self.tally(&tx, &new_orders, &views.keys, &carts.keys)
             .await?;
+        // After the tally: windows of this batch's catalogued products counted under 'unknown'
+        // in earlier batches.
+        metrics::recount_late_categories(&tx, &catalogued).await?;
         let mut raised = Anomalies::detect(&new_orders, thresholds).save(&tx).await?;
         raised.extend(stock::sell(&tx, &stock::lines(&new_orders), thresholds).await?);
         raised.extend(patterns::recount(&tx, &new_orders, thresholds).await?);

@@ -665,3 +665,25 @@ async fn metric_windows_past_the_retention_are_pruned_and_the_newer_kept() -> Re
     }
     Ok(())
 }
+
+#[tokio::test]
+async fn sales_saved_before_their_product_count_under_its_category_once_it_arrives() -> Result<()> {
+    let stack = TestStack::new().await?;
+    let mut client = stack.realtime_client().await?;
+    let thresholds = Thresholds::default();
+    // Kettles sold before the kettle's catalogue record reached the stream (another partition,
+    // another topic: nothing orders them).
+    let sales = [sale(2, 1), sale(3, 62)];
+    batch_of(&messages_of(&sales))
+        .save(&mut client, GROUP, &thresholds)
+        .await?;
+    let categories = "SELECT DISTINCT category FROM category_performance";
+    assert_eq!(common::texts(&client, categories).await?, ["unknown"]);
+    let record = [kettle(12, 0)];
+    batch_of(&messages_of(&record))
+        .save(&mut client, GROUP, &thresholds)
+        .await?;
+    let all: Vec<Event> = sales.into_iter().chain(record).collect();
+    assert_saved_as_modelled(&client, &all).await?;
+    Ok(())
+}

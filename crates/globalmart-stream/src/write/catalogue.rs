@@ -12,6 +12,29 @@ use serde_json::{json, Value};
 use tokio_postgres::types::ToSql;
 use tokio_postgres::{Error, Transaction as DbTransaction};
 
+/// Key of the advisory lock between catalogue versions and the sales they affect ("gmst").
+const CATALOGUE_LOCK: i64 = 0x676d_7374;
+const HOLD_EXCLUSIVE: &str = "SELECT pg_advisory_xact_lock($1)";
+const HOLD_SHARED: &str = "SELECT pg_advisory_xact_lock_shared($1)";
+
+/// Holds the catalogue lock until the transaction ends: exclusively when it applies product
+/// versions, shared otherwise. Two figures come from both a product's catalogue record and its
+/// sales: the stock (a restock recounts the sales saved so far, a sale takes its units off the
+/// stock row) and the category a sale counts under (a sale of a product not catalogued yet
+/// counts under 'unknown' until its record arrives). In two instances side by side, a version
+/// would not see a sale committing beside it, nor that sale the version, and the sale would be
+/// missed by both. Taken before the transaction writes any row, so a save waiting for it holds
+/// nothing another save needs; one instance never waits on it.
+pub async fn hold(tx: &DbTransaction<'_>, products: bool) -> Result<(), Error> {
+    let lock = if products {
+        HOLD_EXCLUSIVE
+    } else {
+        HOLD_SHARED
+    };
+    tx.execute(lock, &[&CATALOGUE_LOCK]).await?;
+    Ok(())
+}
+
 /// The columns both product tables have, in the order of [`ProductColumns`].
 macro_rules! product_columns {
     () => {

@@ -329,6 +329,33 @@ const TRENDING_PRODUCTS: &str =
                  trend_score = m.trend_score + EXCLUDED.trend_score,
                  updated_at = now()";
 
+/// The windows holding sales counted under 'unknown' (their product was not catalogued yet)
+/// of any of `products` ($1): the partial index on 'unknown' rows keeps this a lookup.
+const LATE_CATEGORY_WINDOWS: &str = "SELECT c.window_start FROM category_performance c
+             WHERE c.category = 'unknown' AND EXISTS (
+                 SELECT 1 FROM trending_products t
+                 WHERE t.window_start = c.window_start AND t.product_id = ANY($1))";
+
+/// Recounts the category windows where sales of `products` were counted under 'unknown' before
+/// their catalogue record arrived (in an earlier batch): now their category is known.
+pub async fn recount_late_categories(
+    tx: &DbTransaction<'_>,
+    products: &[&str],
+) -> Result<(), Error> {
+    if products.is_empty() {
+        return Ok(());
+    }
+    let windows: Vec<DateTime<Utc>> = (tx.query(LATE_CATEGORY_WINDOWS, &[&products]).await?)
+        .iter()
+        .map(|row| row.get(0))
+        .collect();
+    if !windows.is_empty() {
+        tx.execute(CLEAR_CATEGORIES, &[&windows]).await?;
+        tx.execute(CATEGORY_PERFORMANCE, &[&windows]).await?;
+    }
+    Ok(())
+}
+
 /// Clears the category windows about to be recounted.
 const CLEAR_CATEGORIES: &str = "DELETE FROM category_performance WHERE window_start = ANY($1)";
 

@@ -14,26 +14,6 @@ use tokio_postgres::{Error, Transaction as DbTransaction};
 use crate::config::Thresholds;
 use crate::write::alerts::{self, Alert};
 
-/// Key of the advisory lock between restocks and sales ("gmst").
-const STOCK_LOCK: i64 = 0x676d_7374;
-const HOLD_EXCLUSIVE: &str = "SELECT pg_advisory_xact_lock($1)";
-const HOLD_SHARED: &str = "SELECT pg_advisory_xact_lock_shared($1)";
-
-/// Holds the stock lock until the transaction ends: exclusively when it restocks, shared when it
-/// only sells. A restock recounts the sales saved so far and a sale takes its units off the
-/// stock row; in two instances side by side, a restock would not see a sale committing beside
-/// it, nor that sale the restock's new row, and the sale would count in neither. Taken before
-/// the transaction writes any row, so a save waiting for it holds nothing another save needs.
-pub async fn hold(tx: &DbTransaction<'_>, restocking: bool) -> Result<(), Error> {
-    let lock = if restocking {
-        HOLD_EXCLUSIVE
-    } else {
-        HOLD_SHARED
-    };
-    tx.execute(lock, &[&STOCK_LOCK]).await?;
-    Ok(())
-}
-
 /// Takes the units of the inserted sales (`lines`: product, time, units) off the stock; sales
 /// older than the product's last restock are in its inventory already. Records an alert for each
 /// product that crossed below the low-stock threshold, and for each product not yet low whose
