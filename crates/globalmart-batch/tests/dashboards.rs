@@ -13,7 +13,6 @@ use anyhow::{bail, Context, Result};
 use chrono::{DateTime, Duration, Utc};
 use globalmart_batch::analytics;
 use globalmart_batch::etl::{self, Settings};
-use globalmart_core::config::Secret;
 use globalmart_core::db::PgSettings;
 use globalmart_core::domain::{Country, PaymentMethod};
 use globalmart_core::event::{
@@ -135,10 +134,7 @@ async fn reader(stack: &TestStack, uid: &str) -> Result<Client> {
         "postgres-realtime" => &stack.realtime,
         other => bail!("no database for datasource {other}"),
     };
-    let mut as_reader = settings.clone();
-    as_reader.user = "globalmart_reader".into();
-    as_reader.password = Secret::new("reader_password");
-    globalmart_testkit::connect(&as_reader).await
+    common::reader(settings).await
 }
 
 /// Runs every SQL panel; returns each panel's row count, or fails naming the panel.

@@ -1,18 +1,19 @@
 //! The records that travel through Kafka (docs/ARCHITECTURE.md, "The event contract"), one JSON object per message. Field
 //! names follow the replaced platform so its producers and queries keep working. Money is
-//! `Decimal` (written as a JSON number with its exact digits, `19.99`) so sums are exact all the
-//! way into PostgreSQL `numeric` columns. Records are read with serde and written by
-//! [`crate::encode`].
+//! `Decimal` (written as a JSON number with its exact digits, `19.99`, and read the same way,
+//! see [`crate::money`]) so sums are exact all the way into PostgreSQL `numeric` columns.
+//! Records are read with serde and written by [`crate::encode`].
 
 use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
-use serde::{Deserialize, Serialize};
+use serde::{de, Deserialize, Deserializer, Serialize};
 use uuid::Uuid;
 
 use crate::domain::{CategoryGroup, Country, PaymentMethod};
 use crate::encode;
 use crate::topics::Topic;
 use crate::validate::{self, Invalid};
+use crate::wire::WireSessionEvent;
 
 /// One line of an order or a checkout: a product, how many, at what unit price.
 /// Also `Serialize`: the stream stores a checkout's lines as JSON.
@@ -20,6 +21,7 @@ use crate::validate::{self, Invalid};
 pub struct LineItem {
     pub product_id: String,
     pub quantity: i32,
+    #[serde(deserialize_with = "crate::money::deserialize")]
     pub price: Decimal,
 }
 
@@ -34,6 +36,7 @@ pub struct Transaction {
     #[serde(deserialize_with = "crate::timestamp::deserialize")]
     pub timestamp: DateTime<Utc>,
     pub products: Vec<LineItem>,
+    #[serde(deserialize_with = "crate::money::deserialize")]
     pub total_amount: Decimal,
     pub payment_method: PaymentMethod,
     pub country: Country,
@@ -49,25 +52,31 @@ impl Transaction {
 }
 
 /// An event of a shopping session: who, when, where, and what happened (`action`, whose
-/// `event_type` tag and fields sit beside these in the same JSON object).
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+/// `event_type` tag and fields sit beside these in the same JSON object; read through
+/// [`WireSessionEvent`]).
+#[derive(Debug, Clone, PartialEq)]
 pub struct SessionEvent<A> {
     pub event_id: Uuid,
-    #[serde(deserialize_with = "crate::timestamp::deserialize")]
     pub timestamp: DateTime<Utc>,
     pub user_id: String,
     pub session_id: String,
     pub country: Country,
-    #[serde(flatten)]
     pub action: A,
 }
 
 /// `cart-events-topic`: something a user did to a cart.
 pub type CartEvent = SessionEvent<CartAction>;
 
+impl<'de> Deserialize<'de> for CartEvent {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        WireSessionEvent::deserialize(deserializer)?
+            .into_cart()
+            .map_err(de::Error::custom)
+    }
+}
+
 /// The kind of cart event, tagged by `event_type`.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(tag = "event_type", rename_all = "snake_case")]
+#[derive(Debug, Clone, PartialEq)]
 pub enum CartAction {
     AddToCart(CartItem),
     RemoveFromCart(CartItem),
@@ -88,7 +97,7 @@ impl CartAction {
 }
 
 /// A product line in the cart, with the cart's size and value after the change.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct CartItem {
     pub product_id: String,
     pub product_name: String,
@@ -100,16 +109,15 @@ pub struct CartItem {
 }
 
 /// `update_quantity`: the line with its new quantity, and the quantity before.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct QuantityChange {
-    #[serde(flatten)]
     pub item: CartItem,
     pub old_quantity: i32,
     pub new_quantity: i32,
 }
 
 /// `checkout`: the cart's contents as they are ordered.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Checkout {
     pub items: Vec<LineItem>,
     pub total_items: i32,
@@ -120,9 +128,16 @@ pub struct Checkout {
 /// `product-views-topic`: browsing.
 pub type ProductViewEvent = SessionEvent<ViewAction>;
 
+impl<'de> Deserialize<'de> for ProductViewEvent {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        WireSessionEvent::deserialize(deserializer)?
+            .into_view()
+            .map_err(de::Error::custom)
+    }
+}
+
 /// The kind of browsing event, tagged by `event_type`.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(tag = "event_type", rename_all = "snake_case")]
+#[derive(Debug, Clone, PartialEq)]
 pub enum ViewAction {
     View(ProductView),
     Search(Search),
@@ -143,35 +158,35 @@ impl ViewAction {
 }
 
 /// A product page seen for `view_duration` seconds, maybe reached from a search.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct ProductView {
     pub product_id: String,
     pub product_name: String,
     pub category: String,
     pub price: Decimal,
     pub view_duration: i32,
-    #[serde(default)]
     pub search_query: Option<String>,
 }
 
 /// A search and how many products it found.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Search {
     pub search_query: String,
     pub results_count: i32,
 }
 
-/// A category and price filter and how many products it left.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+/// A filter by category, by price range or both, and how many products it left. The replaced
+/// platform's producers send the criteria a filter does not use as null.
+#[derive(Debug, Clone, PartialEq)]
 pub struct Filter {
-    pub filter_category: String,
-    pub min_price: Decimal,
-    pub max_price: Decimal,
+    pub filter_category: Option<String>,
+    pub min_price: Option<Decimal>,
+    pub max_price: Option<Decimal>,
     pub results_count: i32,
 }
 
 /// Products compared side by side.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Compare {
     pub product_ids: Vec<String>,
     pub category: String,
@@ -183,6 +198,7 @@ pub struct Product {
     pub product_id: String,
     pub name: String,
     pub category: String,
+    #[serde(deserialize_with = "crate::money::deserialize")]
     pub price: Decimal,
     /// Units in stock.
     pub inventory: i32,

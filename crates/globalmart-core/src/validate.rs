@@ -44,6 +44,8 @@ pub enum Invalid {
     },
     #[error("{field} {value} is more than 1 day in the future")]
     InFuture { field: &'static str, value: String },
+    #[error("a filter event needs filter_category, min_price or max_price")]
+    NoFilter,
     #[error("min_price {min} is above max_price {max}")]
     InvertedPriceRange { min: Decimal, max: Decimal },
     #[error("quantity {quantity} differs from new_quantity {new_quantity}")]
@@ -141,14 +143,22 @@ pub fn product_view(e: &ProductViewEvent, now: DateTime<Utc>) -> Check {
             range("results_count", s.results_count, COUNT)
         }
         ViewAction::Filter(f) => {
-            not_empty("filter_category", &f.filter_category)?;
-            money("min_price", f.min_price, PRICE)?;
-            money("max_price", f.max_price, PRICE)?;
-            if f.min_price > f.max_price {
-                return Err(Invalid::InvertedPriceRange {
-                    min: f.min_price,
-                    max: f.max_price,
-                });
+            if f.filter_category.is_none() && f.min_price.is_none() && f.max_price.is_none() {
+                return Err(Invalid::NoFilter);
+            }
+            if let Some(category) = &f.filter_category {
+                not_empty("filter_category", category)?;
+            }
+            if let Some(min) = f.min_price {
+                money("min_price", min, PRICE)?;
+            }
+            if let Some(max) = f.max_price {
+                money("max_price", max, PRICE)?;
+            }
+            if let (Some(min), Some(max)) = (f.min_price, f.max_price) {
+                if min > max {
+                    return Err(Invalid::InvertedPriceRange { min, max });
+                }
             }
             range("results_count", f.results_count, COUNT)
         }

@@ -2,22 +2,16 @@
 //! platform's naive timestamps are read as UTC, and every validation rule rejects with its
 //! stable reason.
 
-use chrono::{DateTime, Duration, TimeZone, Utc};
+use chrono::{Duration, TimeZone, Utc};
 use globalmart_core::domain::{CategoryGroup, Country, PaymentMethod};
 use globalmart_core::event::*;
 use globalmart_core::topics::Topic;
 use rust_decimal::Decimal;
 use uuid::Uuid;
 
-fn now() -> DateTime<Utc> {
-    Utc.with_ymd_and_hms(2025, 12, 7, 12, 0, 0)
-        .single()
-        .expect("valid date")
-}
+mod common;
 
-fn dec(text: &str) -> Decimal {
-    text.parse().expect("decimal literal")
-}
+use common::{dec, now};
 
 fn id(n: u128) -> Uuid {
     // A fixed v4 UUID per n, so failures are reproducible.
@@ -104,9 +98,9 @@ fn product_view() -> ProductView {
 
 fn filter() -> Filter {
     Filter {
-        filter_category: "Running".into(),
-        min_price: dec("10.00"),
-        max_price: dec("50.00"),
+        filter_category: Some("Running".into()),
+        min_price: Some(dec("10.00")),
+        max_price: Some(dec("50.00")),
         results_count: 17,
     }
 }
@@ -372,7 +366,7 @@ fn prices_must_be_between_0_and_10000_with_2_decimals() {
         "price 19.999 has more than 2 decimal places"
     );
     let f = Filter {
-        min_price: dec("60.00"),
+        min_price: Some(dec("60.00")),
         ..filter()
     };
     assert_eq!(

@@ -10,6 +10,7 @@ use globalmart_core::event::{CartAction, Event, ViewAction};
 use globalmart_core::topics::Topic;
 use prometheus::{register_histogram, register_int_counter, register_int_counter_vec};
 use prometheus::{Histogram, IntCounter, IntCounterVec};
+use rust_decimal::Decimal;
 use tokio::time::Instant;
 use tracing::info;
 
@@ -155,10 +156,17 @@ pub fn line(event: &Event) -> String {
                     v.user_id, s.search_query
                 )
             }
-            ViewAction::Filter(f) => format!(
-                "[Product View] User {} filtered {} by ${}-${}",
-                v.user_id, f.filter_category, f.min_price, f.max_price
-            ),
+            ViewAction::Filter(f) => {
+                let price =
+                    |p: Option<Decimal>| p.map_or_else(|| "any".to_owned(), |p| p.to_string());
+                format!(
+                    "[Product View] User {} filtered {} by ${}-${}",
+                    v.user_id,
+                    f.filter_category.as_deref().unwrap_or("any category"),
+                    price(f.min_price),
+                    price(f.max_price)
+                )
+            }
             ViewAction::Compare(c) => format!(
                 "[Product View] User {} compared {} products",
                 v.user_id,

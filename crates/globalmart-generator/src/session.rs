@@ -131,9 +131,9 @@ impl Session {
                     product.price * Decimal::TWO,
                 );
                 ViewAction::Filter(Filter {
-                    filter_category: product.category.clone(),
-                    min_price: low.round_dp(2),
-                    max_price: high.round_dp(2).min(Decimal::from(10_000)),
+                    filter_category: Some(product.category.clone()),
+                    min_price: Some(low.round_dp(2)),
+                    max_price: Some(high.round_dp(2).min(Decimal::from(10_000))),
                     results_count: rng.random_range(0..=60),
                 })
             }

@@ -45,7 +45,7 @@ impl Dimension for DimProducts {
 }
 
 /// The group of each of the 100 categories, from the domain model.
-fn category_groups() -> Result<RecordBatch, EtlError> {
+pub(super) fn category_groups() -> Result<RecordBatch, EtlError> {
     let pairs: Vec<(&str, &str)> = CategoryGroup::ALL
         .iter()
         .flat_map(|g| g.categories().iter().map(move |c| (*c, g.name())))

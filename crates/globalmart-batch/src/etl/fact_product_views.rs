@@ -29,6 +29,9 @@ impl Fact for FactProductViews {
             column("session_id", "session_id", Kind::Text),
             column("country", "country", Kind::Text),
             column("product_id", "product_id", Kind::Text),
+            column("product_name", "product_name", Kind::Text),
+            column("category", "category", Kind::Text),
+            column("price", "price", Kind::Numeric(12, 2)),
             column("view_duration", "view_duration", Kind::Int),
             column("search_query", "search_query", Kind::Text),
             column("\"timestamp\"", "ts", Kind::Timestamp),
@@ -36,4 +39,5 @@ impl Fact for FactProductViews {
     };
     const TRANSFORM: &'static str = TRANSFORM;
     const TIME: &'static str = "event_timestamp";
+    const PRODUCT_SEEN: &'static str = "product_name, category, price";
 }

@@ -46,6 +46,8 @@ impl Fact for FactSales {
     };
     const TRANSFORM: &'static str = TRANSFORM;
     const TIME: &'static str = "transaction_timestamp";
+    const PRODUCT_SEEN: &'static str =
+        "CAST(NULL AS VARCHAR) AS product_name, CAST(NULL AS VARCHAR) AS category, price";
 
     /// New sales change their customers' purchase totals.
     async fn loaded(tx: &Transaction<'_>, extracted: &RecordBatch) -> Result<(), EtlError> {

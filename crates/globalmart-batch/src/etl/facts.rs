@@ -9,6 +9,7 @@ use datafusion::arrow::array::RecordBatch;
 use datafusion::arrow::datatypes::DataType;
 use tokio_postgres::Transaction;
 
+use super::dim_products::category_groups;
 use super::extract::{field, rows, schema, Source, TIMESTAMP};
 use super::load::{column_list, stage};
 use super::table::{Loaded, Table};
@@ -27,6 +28,9 @@ pub trait Fact {
     const TRANSFORM: &'static str;
     /// The column the rows are inserted in the order of.
     const TIME: &'static str;
+    /// What its events tell of their product, as `product_name, category, price` over
+    /// `source` (NULL where they carry none): it fills the product's inferred member.
+    const PRODUCT_SEEN: &'static str;
 
     /// What else new facts change, in the same transaction (nothing by default).
     async fn loaded(_tx: &Transaction<'_>, _extracted: &RecordBatch) -> Result<(), EtlError> {
@@ -47,7 +51,7 @@ impl<F: Fact> Table for FactTable<F> {
         tx: &Transaction<'_>,
         extracted: &RecordBatch,
     ) -> Result<RecordBatch, EtlError> {
-        with_keys(tx, F::NAME, extracted, F::TRANSFORM).await
+        with_keys(tx, F::NAME, extracted, F::PRODUCT_SEEN, F::TRANSFORM).await
     }
 
     async fn load(
@@ -104,22 +108,57 @@ macro_rules! at_event_time {
 }
 pub(super) use {at_event_time, date_id};
 
-/// Inferred members for the users and products of `keys` that have no dimension row yet;
-/// valid since 1970, so every fact finds them. Their record completes them in place.
+/// Inferred members for the users and products the events name that have no dimension row
+/// yet, valid since 1970 so every fact finds them, with what the events tell of them (a user's
+/// country; a product's name, category and price), so a feed without catalogue topics still
+/// has useful dimensions. An inferred member lacking a field gains it from later events; its
+/// record completes it in place.
 const INFER: &str = "
-    INSERT INTO dim_customers (user_id, effective_start_date, is_inferred)
-    SELECT DISTINCT k.user_id, '1970-01-01 00:00:00+00'::timestamptz, TRUE FROM keys k
-    WHERE NOT EXISTS (SELECT 1 FROM dim_customers d WHERE d.user_id = k.user_id)
+    INSERT INTO dim_customers (user_id, country, effective_start_date, is_inferred)
+    SELECT u.user_id, u.country, '1970-01-01 00:00:00+00'::timestamptz, TRUE FROM seen_users u
+    WHERE NOT EXISTS (SELECT 1 FROM dim_customers d WHERE d.user_id = u.user_id)
     ORDER BY 1
     ON CONFLICT (user_id) WHERE is_current DO NOTHING;
-    INSERT INTO dim_products (product_id, effective_start_date, is_inferred)
-    SELECT DISTINCT k.product_id, '1970-01-01 00:00:00+00'::timestamptz, TRUE FROM keys k
-    WHERE k.product_id IS NOT NULL
-        AND NOT EXISTS (SELECT 1 FROM dim_products d WHERE d.product_id = k.product_id)
+    UPDATE dim_customers d SET country = u.country, updated_at = now()
+    FROM seen_users u
+    WHERE d.user_id = u.user_id AND d.is_inferred AND d.country IS NULL
+        AND u.country IS NOT NULL;
+    INSERT INTO dim_products (product_id, product_name, category, category_group, price,
+        effective_start_date, is_inferred)
+    SELECT p.product_id, p.product_name, p.category, p.category_group, p.price,
+        '1970-01-01 00:00:00+00'::timestamptz, TRUE FROM seen_products p
+    WHERE NOT EXISTS (SELECT 1 FROM dim_products d WHERE d.product_id = p.product_id)
     ORDER BY 1
-    ON CONFLICT (product_id) WHERE is_current DO NOTHING;";
+    ON CONFLICT (product_id) WHERE is_current DO NOTHING;
+    UPDATE dim_products d SET product_name = coalesce(d.product_name, p.product_name),
+        category = coalesce(d.category, p.category),
+        category_group = coalesce(d.category_group, p.category_group),
+        price = coalesce(d.price, p.price), updated_at = now()
+    FROM seen_products p
+    WHERE d.product_id = p.product_id AND d.is_inferred
+        AND (d.product_name IS NULL AND p.product_name IS NOT NULL
+             OR d.category IS NULL AND p.category IS NOT NULL
+             OR d.price IS NULL AND p.price IS NOT NULL);";
 
-/// The customer versions of the users in `keys`, with the time range each is valid for. A
+/// Each user of the events with the country of their latest event.
+const SEEN_USERS: &str =
+    "SELECT user_id, last_value(country ORDER BY ts) AS country FROM source GROUP BY user_id";
+
+/// Each product of the events with what its latest event tells of it (`{seen}`: the fact's
+/// [`Fact::PRODUCT_SEEN`]) and the group of that category.
+fn seen_products(seen: &str) -> String {
+    format!(
+        "SELECT s.product_id, s.product_name, s.category, g.category_group, s.price
+         FROM (SELECT product_id, last_value(product_name ORDER BY ts) AS product_name,
+                   last_value(category ORDER BY ts) AS category,
+                   last_value(price ORDER BY ts) AS price
+               FROM (SELECT product_id, ts, {seen} FROM source WHERE product_id IS NOT NULL) e
+               GROUP BY product_id) s
+         LEFT JOIN category_groups g ON g.category = s.category"
+    )
+}
+
+/// The customer versions of the users the events name, with the time range each is valid for. A
 /// key's first version also covers the time before it: an event older than the first record
 /// of its user belongs to that first version.
 const CUSTOMER_VERSIONS: &str = "
@@ -127,15 +166,15 @@ const CUSTOMER_VERSIONS: &str = "
         CASE WHEN d.version = 1 THEN '1970-01-01 00:00:00+00' ELSE d.effective_start_date END
             AS valid_from,
         d.effective_end_date AS valid_to
-    FROM dim_customers d WHERE d.user_id IN (SELECT user_id FROM keys)";
+    FROM dim_customers d WHERE d.user_id IN (SELECT user_id FROM seen_users)";
 
-/// The product versions of the products in `keys`, valid the same way.
+/// The product versions of the products the events name, valid the same way.
 const PRODUCT_VERSIONS: &str = "
     SELECT d.product_id_pk, d.product_id,
         CASE WHEN d.version = 1 THEN '1970-01-01 00:00:00+00' ELSE d.effective_start_date END
             AS valid_from,
         d.effective_end_date AS valid_to
-    FROM dim_products d WHERE d.product_id IN (SELECT product_id FROM keys)";
+    FROM dim_products d WHERE d.product_id IN (SELECT product_id FROM seen_products)";
 
 /// dim_date rows for every day from the earliest to the latest fact day, staged ones included.
 const CALENDAR: &str = "
@@ -158,14 +197,18 @@ async fn with_keys(
     tx: &Transaction<'_>,
     table: &'static str,
     extracted: &RecordBatch,
+    product_seen: &str,
     transform: &str,
 ) -> Result<RecordBatch, EtlError> {
-    let keys = plan(
-        &[("source", extracted)],
-        "SELECT DISTINCT user_id, product_id FROM source",
+    let users_seen = plan(&[("source", extracted)], SEEN_USERS).await?;
+    stage(tx, "seen_users", &users_seen).await?;
+    let groups = category_groups()?;
+    let products_seen = plan(
+        &[("source", extracted), ("category_groups", &groups)],
+        &seen_products(product_seen),
     )
     .await?;
-    stage(tx, "keys", &keys).await?;
+    stage(tx, "seen_products", &products_seen).await?;
     tx.batch_execute(INFER).await?;
     let customers = versions(tx, CUSTOMER_VERSIONS, "customer_id", "user_id").await?;
     let products = versions(tx, PRODUCT_VERSIONS, "product_id_pk", "product_id").await?;

@@ -7,7 +7,8 @@ use std::sync::atomic::{AtomicI64, Ordering};
 
 use anyhow::Result;
 use chrono::{DateTime, Duration, TimeZone, Utc};
-use globalmart_core::db::Db;
+use globalmart_core::config::Secret;
+use globalmart_core::db::{Db, PgSettings};
 use globalmart_core::domain::{CategoryGroup, Country, PaymentMethod};
 use globalmart_core::event::{
     Event, LineItem, Product, ProductView, SessionEvent, Transaction, User, ViewAction,
@@ -26,6 +27,14 @@ pub fn batch<const N: usize>(stack: &TestStack, args: [&str; N]) -> Cli {
         .database(Db::Realtime, &stack.realtime)
         .database(Db::Warehouse, &stack.warehouse)
         .args(args)
+}
+
+/// A client of the database `settings` names, as Grafana's read-only role.
+pub async fn reader(settings: &PgSettings) -> Result<Client> {
+    let mut as_reader = settings.clone();
+    as_reader.user = "globalmart_reader".into();
+    as_reader.password = Secret::new("reader_password");
+    globalmart_testkit::connect(&as_reader).await
 }
 
 /// 10:00 on the test day.

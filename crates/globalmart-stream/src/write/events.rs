@@ -362,7 +362,7 @@ impl Action for ViewAction {
                 ..EventRow::default()
             },
             ViewAction::Filter(f) => EventRow {
-                category: Some(&f.filter_category),
+                category: f.filter_category.as_deref(),
                 attributes: json!({ "min_price": f.min_price, "max_price": f.max_price,
                                     "results_count": f.results_count }),
                 ..EventRow::default()

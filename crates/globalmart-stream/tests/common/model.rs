@@ -425,13 +425,13 @@ fn model(events: &[Event]) -> HashMap<&'static str, Vec<String>> {
                     ViewAction::Filter(f) => [
                         None,
                         None,
-                        Some(f.filter_category.clone()),
+                        f.filter_category.clone(),
                         None,
                         None,
                         None,
                         Some(f.results_count.to_string()),
-                        Some(money(f.min_price)),
-                        Some(money(f.max_price)),
+                        f.min_price.map(money),
+                        f.max_price.map(money),
                         None,
                     ],
                     ViewAction::Compare(c) => [
