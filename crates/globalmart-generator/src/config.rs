@@ -4,8 +4,12 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use chrono::{DateTime, NaiveDate, NaiveTime, Utc};
 use clap::Parser;
 use globalmart_core::config::{parse_duration, KafkaArgs};
+use globalmart_core::timestamp;
+
+use crate::timeline::{Period, Shape};
 
 /// How fast to produce.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -92,9 +96,65 @@ pub struct Config {
     /// Where to serve Prometheus metrics (GET /metrics).
     #[arg(long, env = "METRICS_ADDR", default_value = "127.0.0.1:9101")]
     pub metrics_addr: SocketAddr,
+
+    /// Backfill: generate the history from this day (YYYY-MM-DD, 00:00 UTC) with event times on
+    /// a simulated clock, as fast as the broker takes them (--rate applies to --then-live only).
+    #[arg(long, env = "GENERATOR_FROM", value_parser = day, conflicts_with = "days")]
+    pub from: Option<NaiveDate>,
+
+    /// Backfill up to the end of this day (YYYY-MM-DD, UTC; default: now). Event time never
+    /// passes the wall clock: a later end stops at now.
+    #[arg(long, env = "GENERATOR_TO", value_parser = day, requires = "from")]
+    pub to: Option<NaiveDate>,
+
+    /// Backfill the last N days, ending now.
+    #[arg(long, env = "GENERATOR_DAYS", value_parser = clap::value_parser!(u32).range(1..=3660))]
+    pub days: Option<u32>,
+
+    /// After the backfill reaches now, carry on in real time at --rate.
+    #[arg(long, env = "GENERATOR_THEN_LIVE")]
+    pub then_live: bool,
+
+    /// Backfill volume: orders a day on an ordinary day (views and cart events follow at
+    /// 60/30/10); the daily and weekly curves and promotion days shape it.
+    #[arg(long, env = "GENERATOR_ORDERS_PER_DAY", default_value = "2000",
+          value_parser = clap::value_parser!(u32).range(1..=10_000_000))]
+    pub orders_per_day: u32,
+
+    /// Promotion days of the backfill (YYYY-MM-DD, comma separated): twice the traffic.
+    #[arg(long, env = "GENERATOR_PROMOTION_DAYS", value_parser = day, value_delimiter = ',')]
+    pub promotion_days: Vec<NaiveDate>,
 }
 
 impl Config {
+    /// The period to backfill as of `now`, if any; it ends at `now` at the latest.
+    pub fn backfill(&self, now: DateTime<Utc>) -> Result<Option<Period>, String> {
+        let start = match (self.from, self.days) {
+            (Some(from), _) => midnight(from),
+            (None, Some(days)) => now - chrono::Duration::days(i64::from(days)),
+            (None, None) => return Ok(None),
+        };
+        let end = self
+            .to
+            .map_or(now, |to| midnight(to + chrono::Duration::days(1)).min(now));
+        if start >= end {
+            return Err(format!(
+                "GENERATOR_FROM / --from {} is not before the end of the backfill {} (event time \
+                 never passes the wall clock)",
+                timestamp::format(&start),
+                timestamp::format(&end)
+            ));
+        }
+        Ok(Some(Period { start, end }))
+    }
+
+    /// The traffic shape of the backfill.
+    pub fn shape(&self) -> Shape {
+        Shape {
+            promotions: self.promotion_days.clone(),
+        }
+    }
+
     /// The shop and session settings of this run's [`crate::mix::Mix`].
     pub fn mix_settings(&self) -> crate::mix::MixSettings {
         crate::mix::MixSettings {
@@ -109,6 +169,15 @@ impl Config {
 
 /// The seed of the default shop, used when no --seed is given.
 pub const DEFAULT_CATALOGUE_SEED: u64 = 42;
+
+fn day(text: &str) -> Result<NaiveDate, String> {
+    NaiveDate::parse_from_str(text.trim(), "%Y-%m-%d")
+        .map_err(|_| "expected a day as YYYY-MM-DD, such as 2026-10-01".into())
+}
+
+fn midnight(day: NaiveDate) -> DateTime<Utc> {
+    day.and_time(NaiveTime::MIN).and_utc()
+}
 
 fn share(text: &str) -> Result<f64, String> {
     match text.trim().parse::<f64>() {

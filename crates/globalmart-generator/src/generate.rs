@@ -1,5 +1,7 @@
-//! One run of the generator: publish the catalogue, then events at the configured rate until
-//! --count, --duration or Ctrl+C/SIGTERM, then flush and report.
+//! One run of the generator: publish the catalogue, then the backfill's history on its
+//! simulated clock (with --from/--days), then live events at the configured rate (without a
+//! backfill, or with --then-live) until --count, --duration or Ctrl+C/SIGTERM, then flush and
+//! report.
 
 use anyhow::Result;
 use chrono::Utc;
@@ -10,10 +12,11 @@ use tokio_util::sync::CancellationToken;
 use tracing::info;
 
 use crate::config::{Config, DEFAULT_CATALOGUE_SEED};
-use crate::mix::Mix;
+use crate::mix::{Mix, TRANSACTION_SHARE};
 use crate::monitoring::{self, Monitor};
 use crate::pace::Pacer;
 use crate::producer::{Delivery, Output};
+use crate::timeline::Timeline;
 
 /// Events stamped with one clock read: tens of microseconds apart at most at full speed, and
 /// a clock read per event was a twentieth of the work of building one.
@@ -30,12 +33,12 @@ pub async fn run(
     info!(
         "=== GlobalMart Data Generation Started === (seed {seed}, catalogue seed {catalogue_seed})"
     );
-    let mut mix = Mix::new(
-        config.mix_settings(),
-        catalogue_seed,
-        seed,
-        timestamp::to_micros(Utc::now()),
-    );
+    let backfill = config
+        .backfill(timestamp::to_micros(Utc::now()))
+        .map_err(anyhow::Error::msg)?;
+    // A backfill's catalogue is as of its first day, so the same seed gives the same history.
+    let catalogue_time = backfill.map_or_else(|| timestamp::to_micros(Utc::now()), |p| p.start);
+    let mix = Mix::new(config.mix_settings(), catalogue_seed, seed, catalogue_time);
     let mut monitor = Monitor::new(config.stats_interval);
     let started = Instant::now();
 
@@ -50,31 +53,34 @@ pub async fn run(
         config.products, config.users
     );
 
-    let deadline = config.duration.map(|d| started + d);
-    let mut pacer = Pacer::new(config.rate);
-    'run: loop {
-        let due = tokio::select! {
-            due = pacer.due() => due,
-            () = shutdown.cancelled() => break 'run,
-        };
-        let batch_started = Instant::now();
-        let mut now = timestamp::to_micros(Utc::now());
-        for i in 0..due {
-            if config.count.is_some_and(|n| mix.counts().events() >= n) {
-                break 'run;
-            }
-            if i > 0 && i % CLOCK_EVERY == 0 {
-                now = timestamp::to_micros(Utc::now());
-            }
-            let event = mix.next(now);
-            monitor.observe(&event, batch_started);
-            output.send(&event).await?;
+    let mut run = Run {
+        config,
+        mix,
+        monitor,
+        output,
+        shutdown,
+        deadline: config.duration.map(|d| started + d),
+    };
+    let stopped = match backfill {
+        Some(period) => {
+            let per_day = f64::from(config.orders_per_day) / TRANSACTION_SHARE;
+            let stopped = run
+                .backfill(Timeline::new(seed, config.shape(), per_day, period))
+                .await?;
+            info!(
+                "backfilled {} to {}: {} events",
+                timestamp::format(&period.start),
+                timestamp::format(&period.end),
+                run.mix.counts().events()
+            );
+            stopped
         }
-        monitor.maybe_stats(mix.counts(), output.progress());
-        if deadline.is_some_and(|d| Instant::now() >= d) || shutdown.is_cancelled() {
-            break;
-        }
+        None => false,
+    };
+    if backfill.is_none() || (config.then_live && !stopped) {
+        run.live().await?;
     }
+    let Run { mix, output, .. } = run;
 
     // Every record in flight gets its full delivery timeout, then counts as lost.
     let delivery = output.finish(config.delivery_timeout).await?;
@@ -84,3 +90,85 @@ pub async fn run(
     );
     Ok(delivery)
 }
+
+/// What the generation loops share.
+struct Run<'a> {
+    config: &'a Config,
+    mix: Mix,
+    monitor: Monitor,
+    output: Output,
+    shutdown: CancellationToken,
+    deadline: Option<Instant>,
+}
+
+impl Run<'_> {
+    /// Whether --count, --duration or a shutdown says to stop.
+    fn done(&self) -> bool {
+        self.config
+            .count
+            .is_some_and(|n| self.mix.counts().events() >= n)
+            || self.deadline.is_some_and(|d| Instant::now() >= d)
+            || self.shutdown.is_cancelled()
+    }
+
+    /// Generates the backfill's events at the times of `timeline`, never waiting for the wall
+    /// clock; true if it was stopped before its end.
+    async fn backfill(&mut self, timeline: Timeline) -> Result<bool> {
+        for (i, at) in timeline.enumerate() {
+            if i % LOOK_EVERY == 0 {
+                self.monitor
+                    .maybe_stats(self.mix.counts(), self.output.progress());
+                if self.done() {
+                    return Ok(true);
+                }
+            }
+            if self
+                .config
+                .count
+                .is_some_and(|n| self.mix.counts().events() >= n)
+            {
+                return Ok(true);
+            }
+            let event = self.mix.next(at);
+            self.monitor.observe(&event, Instant::now());
+            self.output.send(&event).await?;
+        }
+        Ok(false)
+    }
+
+    /// Generates events stamped with the wall clock at the configured rate until done.
+    async fn live(&mut self) -> Result<()> {
+        let mut pacer = Pacer::new(self.config.rate);
+        loop {
+            let due = tokio::select! {
+                due = pacer.due() => due,
+                () = self.shutdown.cancelled() => return Ok(()),
+            };
+            let batch_started = Instant::now();
+            let mut now = timestamp::to_micros(Utc::now());
+            for i in 0..due {
+                if self
+                    .config
+                    .count
+                    .is_some_and(|n| self.mix.counts().events() >= n)
+                {
+                    return Ok(());
+                }
+                if i > 0 && i % CLOCK_EVERY == 0 {
+                    now = timestamp::to_micros(Utc::now());
+                }
+                let event = self.mix.next(now);
+                self.monitor.observe(&event, batch_started);
+                self.output.send(&event).await?;
+            }
+            self.monitor
+                .maybe_stats(self.mix.counts(), self.output.progress());
+            if self.done() {
+                return Ok(());
+            }
+        }
+    }
+}
+
+/// Backfill events between two looks at the statistics, the deadline and the shutdown signal.
+const LOOK_EVERY: usize = 4096;

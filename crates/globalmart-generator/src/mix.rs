@@ -20,6 +20,8 @@ use crate::Rng;
 
 /// Target shares of views, cart events and transactions.
 const SHARES: [f64; 3] = [0.6, 0.3, 0.1];
+/// The share of transactions among the events: orders a day x 10 = events a day.
+pub const TRANSACTION_SHARE: f64 = SHARES[2];
 /// Chance that a session with a cart is abandoned when it is picked for a cart step.
 const ABANDON_CHANCE: f64 = 0.06;
 
