@@ -1,24 +1,30 @@
 #!/usr/bin/env bash
 # The README's first command: the whole platform on this machine, end to end. Builds (the dev
 # profile, which the tests reuse) while it brings up the local stack, starts the stream, runs the
-# generator, runs the batch (ETL and analytics), then prints events per topic, rows per table,
-# the guide's seven Common Queries and `globalmart-batch check`. Leaves the stack and the
-# stream running.
-#   scripts/demo.sh [--rate EVENTS_PER_SECOND] [--duration 60s]
+# generator (30 days of history on its simulated clock, then live events), runs the batch (ETL
+# and analytics), then prints events per topic, rows per table, the guide's seven Common
+# Queries and `globalmart-batch check`. Leaves the stack and the stream running.
+#   scripts/demo.sh [--rate EVENTS_PER_SECOND] [--duration 60s] [--history-days 30]
+#                   [--orders-per-day 2000]
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib/common.sh"
 cd "$GM_ROOT"
 
 RATE=500
 DURATION=60s
+HISTORY_DAYS=30
+ORDERS_PER_DAY=2000
 while [ $# -gt 0 ]; do
     case "$1" in
         --rate) RATE=${2:?--rate needs a number of events per second}; shift 2 ;;
         --duration) DURATION=${2:?--duration needs a duration such as 60s}; shift 2 ;;
-        -h | --help) sed -n '2,7p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
-        *) die "unknown option: $1 (--rate N, --duration 60s)" ;;
+        --history-days) HISTORY_DAYS=${2:?--history-days needs a number of days (0: none)}; shift 2 ;;
+        --orders-per-day) ORDERS_PER_DAY=${2:?--orders-per-day needs a number}; shift 2 ;;
+        -h | --help) sed -n '2,8p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        *) die "unknown option: $1 (--rate N, --duration 60s, --history-days N, --orders-per-day N)" ;;
     esac
 done
+[[ "$HISTORY_DAYS" =~ ^[0-9]+$ ]] || die "--history-days needs a whole number of days (0: no history), not $HISTORY_DAYS"
 require_cargo
 BIN=$GM_BIN
 STREAM_PID_FILE=$GM_RUN/demo-stream.pid
@@ -49,7 +55,14 @@ else
     say "started (pid $!)"
 fi
 say ""
-say "== 4/6 generator: $RATE events/s for $DURATION"
+if [ "$HISTORY_DAYS" -gt 0 ]; then
+    say "== 4/6 generator: $HISTORY_DAYS days of history ($ORDERS_PER_DAY orders a day), then $RATE events/s for $DURATION"
+    # On its simulated clock, as fast as the broker takes them.
+    "$BIN/globalmart-generator" --days "$HISTORY_DAYS" --orders-per-day "$ORDERS_PER_DAY" 2>&1 |
+        tee "$GM_LOGS/generator-history.log" | sed 's/^\S* *INFO //'
+else
+    say "== 4/6 generator: $RATE events/s for $DURATION"
+fi
 # Its monitoring lines are sampled so they stay readable at any rate.
 "$BIN/globalmart-generator" --rate "$RATE" --duration "$DURATION" 2>&1 | tee "$GM_LOGS/generator.log" |
     sed 's/^\S* *INFO //'

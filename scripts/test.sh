@@ -13,6 +13,7 @@ scripts/dev-up.sh --with-prometheus
 say "== stack scripts"
 scripts/tests/stack.sh
 say "== format and lints"
+gm_claim_target
 cargo fmt --all --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
 say "== tests"

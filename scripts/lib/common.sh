@@ -60,13 +60,33 @@ require_cargo() {
 # compiled twice; a -p build would pick other features and compile dependencies again).
 gm_build() {
     require_cargo
+    gm_claim_target
     cargo build --workspace --bins --locked
+}
+
+# One target directory serves every clone (GLOBALMART_CACHE above), but cargo judges our own
+# crates fresh from the source files it recorded at their last build: after a build from another
+# clone it finds that clone's files unchanged and keeps its binaries, which run stale code. So the
+# first build from a clone other than the last one removes our crates' artefacts (not the
+# dependencies': about a minute to rebuild) and records this clone.
+gm_claim_target() {
+    local mark=$CARGO_TARGET_DIR/.globalmart-clone crate
+    [ "$(cat "$mark" 2>/dev/null)" = "$GM_ROOT" ] && return 0
+    if [ -d "$CARGO_TARGET_DIR" ]; then
+        say "the build cache was last used by $(cat "$mark" 2>/dev/null || echo another clone): rebuilding this clone's crates"
+        local packages=()
+        for crate in "$GM_ROOT"/crates/*/; do packages+=(-p "$(basename "$crate")"); done
+        cargo clean --quiet "${packages[@]}"
+    fi
+    mkdir -p "$CARGO_TARGET_DIR"
+    echo "$GM_ROOT" >"$mark"
 }
 
 # Builds every binary of the workspace in release (the benchmarks), always the same set, so
 # one build serves every benchmark.
 gm_build_release() {
     require_cargo
+    gm_claim_target
     cargo build --workspace --bins --release --locked
 }
 
