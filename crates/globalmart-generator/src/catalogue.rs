@@ -137,7 +137,7 @@ impl Catalogue {
                 // Rename: a new model name.
                 _ => p.name = product_name(rng, &p.category),
             }
-            p.updated_at = now;
+            p.updated_at = next_version(p.updated_at, now);
             Event::Product(p.clone())
         } else {
             let i = rng.random_range(0..self.users.len());
@@ -151,10 +151,17 @@ impl Catalogue {
             } else {
                 u.email = email(rng, &u.user_id);
             }
-            u.updated_at = now;
+            u.updated_at = next_version(u.updated_at, now);
             Event::User(u.clone())
         }
     }
+}
+
+/// The time of a record's next version: `now`, or a microsecond after its last version when the
+/// clock has not moved since (live runs read it once per 64 events). Two versions with one time
+/// would leave "the latest" undefined, and the stream keeps only the first of them.
+fn next_version(last: DateTime<Utc>, now: DateTime<Utc>) -> DateTime<Utc> {
+    now.max(last + Duration::microseconds(1))
 }
 
 fn group_of(category: &str) -> CategoryGroup {
@@ -228,6 +235,25 @@ fn email(rng: &mut Rng, user_id: &str) -> String {
 mod tests {
     use super::*;
     use rand::SeedableRng;
+
+    #[test]
+    fn every_version_of_a_record_has_a_later_time_than_the_one_before() {
+        let now = Utc::now();
+        let mut rng = Rng::seed_from_u64(5);
+        let mut catalogue = Catalogue::build(&mut rng, 1, 1, now);
+        let mut last = std::collections::HashMap::new();
+        for _ in 0..50 {
+            let (id, at) = match catalogue.change(&mut rng, now) {
+                Event::Product(p) => (p.product_id, p.updated_at),
+                Event::User(u) => (u.user_id, u.updated_at),
+                other => panic!("not a catalogue record: {other:?}"),
+            };
+            if let Some(before) = last.insert(id.clone(), at) {
+                assert!(at > before, "{id}: version at {at} after one at {before}");
+            }
+        }
+        assert_eq!(last.len(), 2, "both records changed");
+    }
 
     #[test]
     fn same_category_lists_exactly_the_products_of_that_category_in_order() {
