@@ -1,7 +1,7 @@
 //! Records as JSON messages, written field by field. The generator writes a million a second,
 //! and serde_json's generic path took 0.34 µs of the 0.58 µs it spent on a record; this takes
-//! 0.21 µs. [`Event::parse`] reads what
-//! this writes, and the round-trip tests over every kind of record keep the two in step.
+//! 0.21 µs. [`Event::parse`] reads what this writes, and the round-trip tests over every kind of
+//! record keep the two in step.
 //!
 //! Money is written exactly as the decimal holds it (`19.99`, `10.00`): a JSON number, never
 //! rounded through a float.
@@ -192,11 +192,13 @@ impl<'a> Object<'a> {
     fn opt_str(&mut self, key: &str, value: Option<&str>) -> &mut Self {
         match value {
             Some(value) => self.str(key, value),
-            None => {
-                self.key(key).extend_from_slice(b"null");
-                self
-            }
+            None => self.null(key),
         }
+    }
+
+    fn null(&mut self, key: &str) -> &mut Self {
+        self.key(key).extend_from_slice(b"null");
+        self
     }
 
     fn strs<'s>(&mut self, key: &str, values: impl IntoIterator<Item = &'s str>) -> &mut Self {
@@ -237,10 +239,7 @@ impl<'a> Object<'a> {
     fn opt_money(&mut self, key: &str, value: Option<Decimal>) -> &mut Self {
         match value {
             Some(value) => self.money(key, value),
-            None => {
-                self.key(key).extend_from_slice(b"null");
-                self
-            }
+            None => self.null(key),
         }
     }
 

@@ -74,9 +74,7 @@ mod tests {
     #[test]
     fn money_is_read_from_the_payload_digits_not_through_a_float() {
         // 204.66000000000004 and ...05 are different texts of nearly the same double.
-        let read: Decimal = serde_json::from_str("204.66000000000004")
-            .map(|d: Decimal| d)
-            .expect("a number");
+        let read: Decimal = serde_json::from_str("204.66000000000004").expect("a number");
         assert_eq!(read.to_string(), "204.66000000000004");
         let mut de = serde_json::Deserializer::from_str("19.9990");
         assert_eq!(

@@ -102,11 +102,16 @@ struct Run<'a> {
 }
 
 impl Run<'_> {
-    /// Whether --count, --duration or a shutdown says to stop.
-    fn done(&self) -> bool {
+    /// Whether --count events were generated.
+    fn counted(&self) -> bool {
         self.config
             .count
             .is_some_and(|n| self.mix.counts().events() >= n)
+    }
+
+    /// Whether --count, --duration or a shutdown says to stop.
+    fn done(&self) -> bool {
+        self.counted()
             || self.deadline.is_some_and(|d| Instant::now() >= d)
             || self.shutdown.is_cancelled()
     }
@@ -114,6 +119,8 @@ impl Run<'_> {
     /// Generates the backfill's events at the times of `timeline`, never waiting for the wall
     /// clock; true if it was stopped before its end.
     async fn backfill(&mut self, timeline: Timeline) -> Result<bool> {
+        // One clock read per look, as the live loop reads it once per batch.
+        let mut looked = Instant::now();
         for (i, at) in timeline.enumerate() {
             if i % LOOK_EVERY == 0 {
                 self.monitor
@@ -121,16 +128,12 @@ impl Run<'_> {
                 if self.done() {
                     return Ok(true);
                 }
-            }
-            if self
-                .config
-                .count
-                .is_some_and(|n| self.mix.counts().events() >= n)
-            {
+                looked = Instant::now();
+            } else if self.counted() {
                 return Ok(true);
             }
             let event = self.mix.next(at);
-            self.monitor.observe(&event, Instant::now());
+            self.monitor.observe(&event, looked);
             self.output.send(&event).await?;
         }
         Ok(false)
@@ -147,11 +150,7 @@ impl Run<'_> {
             let batch_started = Instant::now();
             let mut now = timestamp::to_micros(Utc::now());
             for i in 0..due {
-                if self
-                    .config
-                    .count
-                    .is_some_and(|n| self.mix.counts().events() >= n)
-                {
+                if self.counted() {
                     return Ok(());
                 }
                 if i > 0 && i % CLOCK_EVERY == 0 {

@@ -17,7 +17,7 @@ use rand::SeedableRng;
 use crate::Rng;
 
 /// Relative traffic per UTC hour of the day: a night trough at 3-5 h, a midday plateau, an
-/// evening peak at 19-21 h. Scaled so an ordinary day's mean is 1.
+/// evening peak at 19-21 h. [`Shape::weight`] divides by their mean.
 const HOURLY: [f64; 24] = [
     0.45, 0.32, 0.24, 0.18, 0.16, 0.18, 0.30, 0.50, 0.75, 0.95, 1.10, 1.20, //
     1.25, 1.20, 1.15, 1.15, 1.20, 1.35, 1.60, 1.85, 1.95, 1.80, 1.35, 0.82,
@@ -40,7 +40,7 @@ pub struct Period {
 /// The traffic shape of a period.
 #[derive(Debug, Clone, Default)]
 pub struct Shape {
-    /// Days with promotion traffic (and discounts).
+    /// Days with promotion traffic.
     pub promotions: Vec<NaiveDate>,
 }
 
