@@ -99,3 +99,24 @@ async fn respond(request: Request<Incoming>) -> Result<Response<Full<Bytes>>, In
     }
     Ok(response)
 }
+
+/// The process's peak resident memory in MiB (Linux: VmHWM in /proc/self/status), for the
+/// binaries' summaries and the benchmarks; None where that is not available.
+pub fn peak_memory_mib() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib / 1024)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn peak_memory_counts_what_is_resident_in_mib() {
+        // 64 MiB written byte by byte, so every page is resident.
+        let touched = vec![1u8; 64 << 20];
+        std::hint::black_box(&touched);
+        let peak = super::peak_memory_mib().expect("/proc/self/status on Linux");
+        assert!((64..64 * 1024).contains(&peak), "{peak} MiB");
+    }
+}

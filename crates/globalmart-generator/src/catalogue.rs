@@ -1,17 +1,18 @@
-//! The users and products the events are about, built from the seed, and their changes over
-//! time (price changes, restocks, renames; users moving country or changing email), which the
-//! warehouse turns into SCD2 history.
+//! The products and customers the events are about, built from the seed, and their changes
+//! over time (price changes, restocks, renames; customers moving country or changing email,
+//! in customers.rs), which the warehouse turns into SCD2 history.
 
 use chrono::{DateTime, Duration, Utc};
 use fake::faker::company::en::CompanyName;
-use fake::faker::name::en::{FirstName, LastName};
 use fake::Fake;
-use globalmart_core::domain::{CategoryGroup, Country, IdKind};
-use globalmart_core::event::{Event, Product, User};
+use globalmart_core::domain::{CategoryGroup, IdKind};
+use globalmart_core::event::{Event, Product};
 use rand::seq::IndexedRandom;
 use rand::RngExt;
 use rust_decimal::Decimal;
 
+use crate::customers::{mix64, Customers, REGISTRATION_HISTORY};
+use crate::timeline::Period;
 use crate::Rng;
 
 const ADJECTIVES: &[&str] = &[
@@ -28,17 +29,29 @@ const ADJECTIVES: &[&str] = &[
     "Lite",
     "Prime",
 ];
-const EMAIL_DOMAINS: &[&str] = &[
-    "example.com",
-    "mail.example",
-    "shop.example",
-    "inbox.example",
-];
+/// Bumped when the records a seed gives change (a new field, another derivation), so that a
+/// catalogue published by an earlier generator is published again (publication.rs).
+const FORMAT: u64 = 1;
+
+/// What identifies the records [`Catalogue::build`] makes from these arguments: equal
+/// fingerprints, equal catalogues (timestamps included).
+pub fn fingerprint(seed: u64, users: u32, products: u32, shop: Period) -> String {
+    let parts = [
+        FORMAT,
+        seed,
+        u64::from(users),
+        u64::from(products),
+        shop.start.timestamp_micros() as u64,
+        shop.end.timestamp_micros() as u64,
+    ];
+    let hash = parts.iter().fold(0, |hash, part| mix64(hash ^ part));
+    format!("{hash:016x}")
+}
 
 /// The catalogue as the generator currently knows it (the latest version of each record).
 #[derive(Debug, Clone)]
 pub struct Catalogue {
-    pub users: Vec<User>,
+    pub customers: Customers,
     pub products: Vec<Product>,
     /// Product indexes per category group, for preference-driven browsing.
     by_group: Vec<(CategoryGroup, Vec<usize>)>,
@@ -46,13 +59,22 @@ pub struct Catalogue {
     /// product's category is in it: comparisons draw from these.
     by_category: Vec<Vec<usize>>,
     category_of: Vec<usize>,
+    /// Products listed at 500 or more when built: the high-value anomalies' lines.
+    expensive: Vec<usize>,
 }
 
 impl Catalogue {
-    /// Builds `users` users and `products` products. Only timestamps depend on `now`.
-    pub fn build(rng: &mut Rng, users: u32, products: u32, now: DateTime<Utc>) -> Catalogue {
+    /// Builds `products` products and `users` customers for the events of `shop` (a backfill's
+    /// period, or a live run's day): the catalogue is as of its start, and customers register
+    /// over the year before it and during it.
+    pub fn build(rng: &mut Rng, users: u32, products: u32, shop: Period) -> Catalogue {
+        let now = shop.start;
         let products: Vec<Product> = (1..=products).map(|n| product(rng, n, now)).collect();
-        let users = (1..=users).map(|n| user(rng, n, now)).collect();
+        let registrations = Period {
+            start: shop.start - REGISTRATION_HISTORY,
+            end: shop.end,
+        };
+        let customers = Customers::new(rng.random(), users, registrations, now);
         let by_group = CategoryGroup::ALL
             .into_iter()
             .map(|group| {
@@ -77,8 +99,13 @@ impl Catalogue {
                 slot
             })
             .collect();
+        let expensive = (products.iter().enumerate())
+            .filter(|(_, p)| p.price >= Decimal::from(500))
+            .map(|(i, _)| i)
+            .collect();
         Catalogue {
-            users,
+            customers,
+            expensive,
             products,
             by_group,
             by_category,
@@ -86,10 +113,10 @@ impl Catalogue {
         }
     }
 
-    /// Every record, for publishing the catalogue at start.
+    /// Every record, for publishing the catalogue at start (customers derived one by one).
     pub fn events(&self) -> impl Iterator<Item = Event> + '_ {
         let products = self.products.iter().cloned().map(Event::Product);
-        products.chain(self.users.iter().cloned().map(Event::User))
+        products.chain(self.customers.first_versions().map(Event::User))
     }
 
     /// A product a user with these preferences might look at: mostly from a preferred group,
@@ -115,12 +142,17 @@ impl Catalogue {
         }
     }
 
+    /// Products listed at 500 or more when the catalogue was built.
+    pub fn expensive(&self) -> &[usize] {
+        &self.expensive
+    }
+
     /// Products of the same category as product `index` (itself included), in index order.
     pub fn same_category(&self, index: usize) -> &[usize] {
         &self.by_category[self.category_of[index]]
     }
 
-    /// Changes one product or user and returns its new version.
+    /// Changes one product or customer and returns its new version.
     pub fn change(&mut self, rng: &mut Rng, now: DateTime<Utc>) -> Event {
         if rng.random_bool(0.6) && !self.products.is_empty() {
             let i = rng.random_range(0..self.products.len());
@@ -140,19 +172,7 @@ impl Catalogue {
             p.updated_at = next_version(p.updated_at, now);
             Event::Product(p.clone())
         } else {
-            let i = rng.random_range(0..self.users.len());
-            let u = &mut self.users[i];
-            if rng.random_bool(0.5) {
-                let others: Vec<Country> = Country::ALL
-                    .into_iter()
-                    .filter(|c| *c != u.country)
-                    .collect();
-                u.country = *others.choose(rng).unwrap_or(&u.country);
-            } else {
-                u.email = email(rng, &u.user_id);
-            }
-            u.updated_at = next_version(u.updated_at, now);
-            Event::User(u.clone())
+            Event::User(self.customers.change(rng, now))
         }
     }
 }
@@ -160,7 +180,7 @@ impl Catalogue {
 /// The time of a record's next version: `now`, or a microsecond after its last version when the
 /// clock has not moved since (live runs read it once per 64 events). Two versions with one time
 /// would leave "the latest" undefined, and the stream keeps only the first of them.
-fn next_version(last: DateTime<Utc>, now: DateTime<Utc>) -> DateTime<Utc> {
+pub fn next_version(last: DateTime<Utc>, now: DateTime<Utc>) -> DateTime<Utc> {
     now.max(last + Duration::microseconds(1))
 }
 
@@ -201,36 +221,6 @@ fn product_name(rng: &mut Rng, category: &str) -> String {
     format!("{brand} {adjective} {category}")
 }
 
-fn user(rng: &mut Rng, n: u32, now: DateTime<Utc>) -> User {
-    let user_id = IdKind::User.format(n);
-    let wanted = rng.random_range(1..=3);
-    let mut preferences: Vec<CategoryGroup> =
-        CategoryGroup::ALL.sample(rng, wanted).copied().collect();
-    preferences.sort_by_key(|g| CategoryGroup::ALL.iter().position(|x| x == g));
-    User {
-        email: email(rng, &user_id),
-        age: rng.random_range(18..=80),
-        country: *Country::ALL.choose(rng).unwrap_or(&Country::Usa),
-        registration_date: now - Duration::days(rng.random_range(1..=1500)),
-        preferences,
-        updated_at: now,
-        user_id,
-    }
-}
-
-/// A plausible, unique address: the user's number keeps it unique whatever the names are.
-fn email(rng: &mut Rng, user_id: &str) -> String {
-    let first: String = FirstName().fake_with_rng(rng);
-    let last: String = LastName().fake_with_rng(rng);
-    let number = user_id.trim_start_matches("USER_").trim_start_matches('0');
-    let domain = EMAIL_DOMAINS.choose(rng).unwrap_or(&"example.com");
-    let local: String = format!("{first}.{last}{number}")
-        .chars()
-        .filter(|c| c.is_ascii_alphanumeric() || *c == '.')
-        .collect();
-    format!("{}@{domain}", local.to_ascii_lowercase())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -240,7 +230,7 @@ mod tests {
     fn every_version_of_a_record_has_a_later_time_than_the_one_before() {
         let now = Utc::now();
         let mut rng = Rng::seed_from_u64(5);
-        let mut catalogue = Catalogue::build(&mut rng, 1, 1, now);
+        let mut catalogue = Catalogue::build(&mut rng, 1, 1, Period::instant(now));
         let mut last = std::collections::HashMap::new();
         for _ in 0..50 {
             let (id, at) = match catalogue.change(&mut rng, now) {
@@ -257,7 +247,12 @@ mod tests {
 
     #[test]
     fn same_category_lists_exactly_the_products_of_that_category_in_order() {
-        let catalogue = Catalogue::build(&mut Rng::seed_from_u64(3), 10, 500, Utc::now());
+        let catalogue = Catalogue::build(
+            &mut Rng::seed_from_u64(3),
+            10,
+            500,
+            Period::instant(Utc::now()),
+        );
         for (index, product) in catalogue.products.iter().enumerate() {
             let scanned: Vec<usize> = (catalogue.products.iter().enumerate())
                 .filter(|(_, p)| p.category == product.category)

@@ -44,15 +44,22 @@ pub struct Config {
     #[arg(long = "rate", env = "DATA_GEN_EVENTS_PER_SECOND", default_value = "50", value_parser = Rate::parse)]
     pub rate: Rate,
 
-    /// Number of users in the catalogue.
-    #[arg(long = "users", env = "DATA_GEN_NUM_USERS", default_value = "10000",
-          value_parser = clap::value_parser!(u32).range(1..=10_000_000))]
-    pub users: u32,
+    /// The shop's size: "small" (10,000 users, 1,000 products, 2,000 orders a day) or
+    /// "course", the course's scenario (10,000,000 users, 250,000 products, 100,000 orders a
+    /// day). Both have 100 categories and 5 countries; --users, --products and
+    /// --orders-per-day override the profile's figure.
+    #[arg(long, env = "GENERATOR_PROFILE", value_enum, default_value = "small")]
+    pub profile: Profile,
 
-    /// Number of products in the catalogue.
-    #[arg(long = "products", env = "DATA_GEN_NUM_PRODUCTS", default_value = "1000",
+    /// Number of users in the catalogue (default: the profile's).
+    #[arg(long = "users", env = "DATA_GEN_NUM_USERS",
+          value_parser = clap::value_parser!(u32).range(1..=10_000_000))]
+    pub users: Option<u32>,
+
+    /// Number of products in the catalogue (default: the profile's).
+    #[arg(long = "products", env = "DATA_GEN_NUM_PRODUCTS",
           value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
-    pub products: u32,
+    pub products: Option<u32>,
 
     /// Seed of the catalogue and the event sequence: the same seed gives the same catalogue and
     /// the same events (timestamps aside). Without it the catalogue is the default shop (seed 42)
@@ -115,18 +122,53 @@ pub struct Config {
     #[arg(long, env = "GENERATOR_THEN_LIVE")]
     pub then_live: bool,
 
-    /// Backfill volume: orders a day on an ordinary day (views and cart events follow at
-    /// 60/30/10); the daily and weekly curves and promotion days shape it.
-    #[arg(long, env = "GENERATOR_ORDERS_PER_DAY", default_value = "2000",
+    /// Backfill volume: orders a day on an ordinary day (default: the profile's); views and
+    /// cart events follow at 60/30/10, the daily and weekly curves and promotion days shape it.
+    #[arg(long, env = "GENERATOR_ORDERS_PER_DAY",
           value_parser = clap::value_parser!(u32).range(1..=10_000_000))]
-    pub orders_per_day: u32,
+    pub orders_per_day: Option<u32>,
 
-    /// Promotion days of the backfill (YYYY-MM-DD, comma separated): twice the traffic.
+    /// Promotion days (YYYY-MM-DD, comma separated): twice the traffic in a backfill, and 15 %
+    /// off what goes into a cart that day.
     #[arg(long, env = "GENERATOR_PROMOTION_DAYS", value_parser = day, value_delimiter = ',')]
     pub promotion_days: Vec<NaiveDate>,
 }
 
+/// A shop's size (--profile).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Profile {
+    /// 10,000 users, 1,000 products, 2,000 orders a day.
+    Small,
+    /// The course's scenario: 10,000,000 users, 250,000 products, 100,000 orders a day.
+    Course,
+}
+
+impl Profile {
+    /// Users, products and orders a day.
+    fn size(self) -> (u32, u32, u32) {
+        match self {
+            Profile::Small => (10_000, 1_000, 2_000),
+            Profile::Course => (10_000_000, 250_000, 100_000),
+        }
+    }
+}
+
 impl Config {
+    /// Users in the catalogue: --users, or the profile's.
+    pub fn users(&self) -> u32 {
+        self.users.unwrap_or(self.profile.size().0)
+    }
+
+    /// Products in the catalogue: --products, or the profile's.
+    pub fn products(&self) -> u32 {
+        self.products.unwrap_or(self.profile.size().1)
+    }
+
+    /// Orders a day of a backfill: --orders-per-day, or the profile's.
+    pub fn orders_per_day(&self) -> u32 {
+        self.orders_per_day.unwrap_or(self.profile.size().2)
+    }
+
     /// The period to backfill as of `now`, if any; it ends at `now` at the latest.
     pub fn backfill(&self, now: DateTime<Utc>) -> Result<Option<Period>, String> {
         let start = match (self.from, self.days) {
@@ -158,8 +200,8 @@ impl Config {
     /// The shop and session settings of this run's [`crate::mix::Mix`].
     pub fn mix_settings(&self) -> crate::mix::MixSettings {
         crate::mix::MixSettings {
-            users: self.users,
-            products: self.products,
+            users: self.users(),
+            products: self.products(),
             anomaly_share: self.anomaly_share,
             catalogue_change_rate: self.catalogue_change_rate,
             active_sessions: self.active_sessions as usize,

@@ -9,25 +9,25 @@ use globalmart_core::timestamp;
 use rand::RngExt;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
-use tracing::info;
+use tracing::{info, warn};
 
+use globalmart_core::config::KafkaArgs;
+
+use crate::catalogue::fingerprint;
 use crate::config::{Config, DEFAULT_CATALOGUE_SEED};
 use crate::mix::{Mix, TRANSACTION_SHARE};
 use crate::monitoring::{self, Monitor};
 use crate::pace::Pacer;
 use crate::producer::{Delivery, Output};
-use crate::timeline::Timeline;
+use crate::publication::Publication;
+use crate::timeline::{Period, Timeline};
 
 /// Events stamped with one clock read: tens of microseconds apart at most at full speed, and
 /// a clock read per event was a twentieth of the work of building one.
 const CLOCK_EVERY: u64 = 64;
 
 /// Generates into `output` until done or `shutdown`; returns what was delivered.
-pub async fn run(
-    config: &Config,
-    mut output: Output,
-    shutdown: CancellationToken,
-) -> Result<Delivery> {
+pub async fn run(config: &Config, output: Output, shutdown: CancellationToken) -> Result<Delivery> {
     let seed = config.seed.unwrap_or_else(|| rand::rng().random());
     let catalogue_seed = config.seed.unwrap_or(DEFAULT_CATALOGUE_SEED);
     info!(
@@ -36,42 +36,38 @@ pub async fn run(
     let backfill = config
         .backfill(timestamp::to_micros(Utc::now()))
         .map_err(anyhow::Error::msg)?;
-    // A backfill's catalogue is as of its first day, so the same seed gives the same history.
-    let catalogue_time = backfill.map_or_else(|| timestamp::to_micros(Utc::now()), |p| p.start);
-    let mix = Mix::new(config.mix_settings(), catalogue_seed, seed, catalogue_time);
-    let mut monitor = Monitor::new(config.stats_interval);
+    // A backfill's catalogue is as of its first moment, a live run's as of the start of its
+    // day: the same seed gives the same catalogue, registration dates included.
+    let shop = backfill.unwrap_or(Period::day_of(Utc::now()));
+    let mix = Mix::new(config.mix_settings(), catalogue_seed, seed, shop)
+        .promoting(&config.promotion_days);
     let started = Instant::now();
-
-    let mut catalogue = 0;
-    for record in mix.catalogue.events().collect::<Vec<_>>() {
-        monitor.observe(&record, Instant::now());
-        output.send(&record).await?;
-        catalogue += 1;
-    }
-    info!(
-        "published the catalogue: {} products, {} users",
-        config.products, config.users
-    );
-
     let mut run = Run {
         config,
         mix,
-        monitor,
+        monitor: Monitor::new(config.stats_interval),
         output,
         shutdown,
         deadline: config.duration.map(|d| started + d),
     };
+    let settings = config.mix_settings();
+    let fingerprint = fingerprint(catalogue_seed, settings.users, settings.products, shop);
+    let catalogue = run.publish_catalogue(fingerprint).await?;
+
     let stopped = match backfill {
         Some(period) => {
-            let per_day = f64::from(config.orders_per_day) / TRANSACTION_SHARE;
+            let per_day = f64::from(config.orders_per_day()) / TRANSACTION_SHARE;
+            let began = Instant::now();
             let stopped = run
                 .backfill(Timeline::new(seed, config.shape(), per_day, period))
                 .await?;
+            let (events, seconds) = (run.mix.counts().events(), began.elapsed());
             info!(
-                "backfilled {} to {}: {} events",
+                "backfilled {} to {}: {events} events in {:.1} s ({:.0}/s)",
                 timestamp::format(&period.start),
                 timestamp::format(&period.end),
-                run.mix.counts().events()
+                seconds.as_secs_f64(),
+                events as f64 / seconds.as_secs_f64().max(f64::EPSILON)
             );
             stopped
         }
@@ -102,6 +98,48 @@ struct Run<'a> {
 }
 
 impl Run<'_> {
+    /// Publishes the catalogue, unless products-topic and users-topic hold it already
+    /// (publication.rs); returns the records published.
+    async fn publish_catalogue(&mut self, fingerprint: String) -> Result<u64> {
+        let publication = match self.output {
+            Output::Kafka(_) => look(&self.config.kafka, fingerprint.clone()).await,
+            Output::DryRun(_) => None,
+        };
+        let (users, products) = (self.config.users(), self.config.products());
+        if let Some((_, true)) = publication {
+            info!(
+                "the catalogue topics hold this catalogue already ({products} products, {users} \
+                 users; fingerprint {fingerprint}): not published again"
+            );
+            return Ok(0);
+        }
+        let mut published = 0;
+        for record in self.mix.catalogue.events() {
+            self.monitor.observe(&record, Instant::now());
+            self.output.send(&record).await?;
+            published += 1;
+        }
+        let Some((publication, _)) = publication else {
+            info!("published the catalogue: {products} products, {users} users");
+            return Ok(published);
+        };
+        // Marked only once every record is acknowledged: a mark means a complete catalogue.
+        let delivery = self.output.settle(self.config.delivery_timeout).await;
+        if delivery.failed > 0 || delivery.in_flight() > 0 {
+            warn!("the catalogue was not entirely delivered: the next start publishes it again");
+            return Ok(published);
+        }
+        let marked = tokio::task::spawn_blocking(move || publication.mark()).await?;
+        match marked {
+            Ok(()) => info!(
+                "published the catalogue: {products} products, {users} users (fingerprint \
+                 {fingerprint}; a restart will not publish it again)"
+            ),
+            Err(e) => warn!("published the catalogue, but could not mark it ({e:#}): the next start publishes it again"),
+        }
+        Ok(published)
+    }
+
     /// Whether --count events were generated.
     fn counted(&self) -> bool {
         self.config
@@ -165,6 +203,29 @@ impl Run<'_> {
             if self.done() {
                 return Ok(());
             }
+        }
+    }
+}
+
+/// The catalogue topics as found at start and whether they hold the catalogue of
+/// `fingerprint`; None (with a warning) when that could not be found out.
+async fn look(kafka: &KafkaArgs, fingerprint: String) -> Option<(Publication, bool)> {
+    let kafka = kafka.clone();
+    let looked = tokio::task::spawn_blocking(move || {
+        let publication = Publication::look(&kafka, fingerprint)?;
+        let held = publication.holds()?;
+        anyhow::Ok((publication, held))
+    })
+    .await;
+    match looked {
+        Ok(Ok(found)) => Some(found),
+        Ok(Err(e)) => {
+            warn!("could not find out whether the catalogue topics hold this catalogue ({e:#}): publishing it");
+            None
+        }
+        Err(e) => {
+            warn!("could not find out whether the catalogue topics hold this catalogue ({e}): publishing it");
+            None
         }
     }
 }

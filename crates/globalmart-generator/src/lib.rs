@@ -1,4 +1,5 @@
-//! globalmart-generator: realistic e-commerce events into Kafka. `catalogue` builds the shop,
+//! globalmart-generator: realistic e-commerce events into Kafka. `catalogue` builds the shop and
+//! `customers` its customers,
 //! `session` plays one shopper, `mix` drives many of them into the 60/30/10 stream, `timeline`
 //! is the simulated clock of a backfill and `pace` the rate of live events, `producer` delivers
 //! (or prints, with --dry-run), `monitoring` tells what happened, and `generate` runs them:
@@ -6,11 +7,13 @@
 
 pub mod catalogue;
 pub mod config;
+pub mod customers;
 pub mod generate;
 pub mod mix;
 pub mod monitoring;
 pub mod pace;
 pub mod producer;
+pub mod publication;
 pub mod session;
 pub mod timeline;
 

@@ -7,7 +7,7 @@
 
 use std::collections::VecDeque;
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, NaiveDate, Utc};
 use globalmart_core::event::{Event, LineItem};
 use rand::RngExt;
 use rand::SeedableRng;
@@ -16,12 +16,15 @@ use rust_decimal::Decimal;
 
 use crate::catalogue::Catalogue;
 use crate::session::{Session, NORMAL_CART_LIMIT};
+use crate::timeline::Period;
 use crate::Rng;
 
 /// Target shares of views, cart events and transactions.
 const SHARES: [f64; 3] = [0.6, 0.3, 0.1];
 /// The share of transactions among the events: orders a day x 10 = events a day.
 pub const TRANSACTION_SHARE: f64 = SHARES[2];
+/// What a promotion day takes off the list price of what goes into a cart: 15 %.
+pub const PROMOTION_DISCOUNT: Decimal = Decimal::from_parts(15, 0, 0, false, 2);
 /// Chance that a session with a cart is abandoned when it is picked for a cart step.
 const ABANDON_CHANCE: f64 = 0.06;
 
@@ -69,6 +72,8 @@ pub struct Mix {
     pub catalogue: Catalogue,
     settings: MixSettings,
     sessions: Vec<Session>,
+    /// Days on which carts get the promotion discount.
+    promotions: Vec<NaiveDate>,
     /// Sessions that checked out, with their lines, waiting to pay (in checkout order).
     awaiting_payment: VecDeque<(Session, Vec<LineItem>)>,
     /// Indexes (into `sessions`) of sessions whose anomalous line was added: they check out next.
@@ -77,19 +82,36 @@ pub struct Mix {
 }
 
 impl Mix {
-    /// Builds the catalogue from `catalogue_seed` and the event sequence from `seed`.
-    pub fn new(settings: MixSettings, catalogue_seed: u64, seed: u64, now: DateTime<Utc>) -> Mix {
+    /// Builds the catalogue of `shop` (see [`Catalogue::build`]) from `catalogue_seed` and the
+    /// event sequence from `seed`.
+    pub fn new(settings: MixSettings, catalogue_seed: u64, seed: u64, shop: Period) -> Mix {
         let mut catalogue_rng = Rng::seed_from_u64(catalogue_seed);
         let catalogue =
-            Catalogue::build(&mut catalogue_rng, settings.users, settings.products, now);
+            Catalogue::build(&mut catalogue_rng, settings.users, settings.products, shop);
         Mix {
             rng: Rng::seed_from_u64(seed),
             catalogue,
             settings,
             sessions: Vec::new(),
+            promotions: Vec::new(),
             awaiting_payment: VecDeque::new(),
             anomalous: Vec::new(),
             counts: Counts::default(),
+        }
+    }
+
+    /// Carts put together on these days get [`PROMOTION_DISCOUNT`] off the list price.
+    pub fn promoting(mut self, days: &[NaiveDate]) -> Mix {
+        self.promotions = days.to_vec();
+        self
+    }
+
+    /// The share of the list price a cart pays at `at`.
+    fn discount(&self, at: DateTime<Utc>) -> Decimal {
+        if self.promotions.contains(&at.date_naive()) {
+            Decimal::ONE - PROMOTION_DISCOUNT
+        } else {
+            Decimal::ONE
         }
     }
 
@@ -144,7 +166,7 @@ impl Mix {
 
     fn view(&mut self, now: DateTime<Utc>) -> Event {
         if self.sessions.len() < self.settings.active_sessions || self.sessions.is_empty() {
-            let user = self.rng.random_range(0..self.catalogue.users.len());
+            let user = self.catalogue.customers.pick(&mut self.rng, now);
             self.sessions
                 .push(Session::start(&mut self.rng, &self.catalogue, user));
         }
@@ -159,7 +181,7 @@ impl Mix {
 
     fn transaction(&mut self, now: DateTime<Utc>) -> Option<Event> {
         let (session, lines) = self.awaiting_payment.pop_front()?;
-        let order = session.pay(&mut self.rng, &self.catalogue, now, lines);
+        let order = session.pay(&mut self.rng, now, lines);
         Some(Event::Transaction(order))
     }
 
@@ -185,6 +207,7 @@ impl Mix {
             return self.cart_step(now);
         }
         let roll = self.rng.random_range(0..100);
+        let discount = self.discount(now);
         let session = &mut self.sessions[i];
         let (rng, catalogue) = (&mut self.rng, &self.catalogue);
         let event = match roll {
@@ -201,7 +224,7 @@ impl Mix {
                 let quantity = *[1, 1, 1, 1, 1, 1, 1, 2, 2, 3]
                     .get(rng.random_range(0..10))
                     .unwrap_or(&1);
-                let price = catalogue.products[product].price;
+                let price = sale_price(catalogue.products[product].price, discount);
                 let over =
                     session.cart_value() + price * Decimal::from(quantity) >= NORMAL_CART_LIMIT;
                 if over && !session.cart.is_empty() {
@@ -210,7 +233,7 @@ impl Mix {
                 }
                 // One unit of any product (at most 2,000) stays below the threshold.
                 let quantity = if over { 1 } else { quantity };
-                Some(session.add(rng, catalogue, now, product, quantity))
+                Some(session.add(rng, catalogue, now, product, (quantity, price)))
             }
         };
         event.map(Event::Cart)
@@ -219,24 +242,24 @@ impl Mix {
     /// Adds the anomalous line to session `i`'s cart; the session checks out at its next step.
     fn add_anomaly(&mut self, i: usize, now: DateTime<Utc>) -> Event {
         self.counts.anomalies += 1;
+        let discount = self.discount(now);
         let (rng, catalogue) = (&mut self.rng, &self.catalogue);
         let session = &mut self.sessions[i];
-        let expensive: Vec<usize> = (0..catalogue.products.len())
-            .filter(|&p| catalogue.products[p].price >= Decimal::from(500))
-            .collect();
+        let expensive = catalogue.expensive();
         let event = if rng.random_bool(0.5) && !expensive.is_empty() {
             // High value: an order total between 3,000 and 15,000.
             let product = expensive[rng.random_range(0..expensive.len())];
-            let price = catalogue.products[product].price;
+            let price = sale_price(catalogue.products[product].price, discount);
             let target = Decimal::from(rng.random_range(3_000..=15_000));
             let needed = ((target - session.cart_value()) / price).ceil();
             let quantity = needed.to_i32().unwrap_or(100).clamp(1, 100);
-            session.add(rng, catalogue, now, product, quantity)
+            session.add(rng, catalogue, now, product, (quantity, price))
         } else {
             // High quantity: one line of 50..=100 units.
             let product = rng.random_range(0..catalogue.products.len());
+            let price = sale_price(catalogue.products[product].price, discount);
             let quantity = rng.random_range(50..=100);
-            session.add(rng, catalogue, now, product, quantity)
+            session.add(rng, catalogue, now, product, (quantity, price))
         };
         self.anomalous.push(i);
         Event::Cart(event)
@@ -274,5 +297,14 @@ impl Mix {
             }
         }
         self.sessions.iter().position(wanted)
+    }
+}
+
+/// `list` times `share` (of [`Mix::discount`]), in cents.
+fn sale_price(list: Decimal, share: Decimal) -> Decimal {
+    if share == Decimal::ONE {
+        list
+    } else {
+        (list * share).round_dp(2).max(Decimal::new(1, 2))
     }
 }

@@ -211,7 +211,8 @@ pub fn summary(counts: Counts, catalogue: u64, delivery: Delivery, elapsed: Dura
         "=== GlobalMart Data Generation Finished ===\n\
          generated: {} events in {:.1} s ({:.0}/s): {} views, {} cart events, {} transactions ({} anomalies)\n\
          catalogue: {} records at start, {} changes\n\
-         delivery:  {} sent, {} delivered, {} failed, {} undelivered",
+         delivery:  {} sent, {} delivered, {} failed, {} undelivered\n\
+         memory:    {} MiB resident at the peak",
         counts.events(),
         seconds,
         counts.events() as f64 / seconds,
@@ -224,6 +225,7 @@ pub fn summary(counts: Counts, catalogue: u64, delivery: Delivery, elapsed: Dura
         delivery.sent,
         delivery.delivered,
         delivery.failed,
-        delivery.in_flight()
+        delivery.in_flight(),
+        globalmart_core::metrics::peak_memory_mib().map_or("?".into(), |m| m.to_string())
     )
 }

@@ -223,6 +223,14 @@ impl Output {
         }
     }
 
+    /// Waits until everything sent got its answer (up to `max_wait`) and returns the count.
+    pub async fn settle(&self, max_wait: Duration) -> Delivery {
+        match self {
+            Output::Kafka(out) => out.settle(max_wait).await,
+            Output::DryRun(_) => self.progress(),
+        }
+    }
+
     /// Flushes everything in flight (Kafka: up to `max_wait`) and returns the final count.
     pub async fn finish(self, max_wait: Duration) -> Result<Delivery> {
         match self {
@@ -231,14 +239,7 @@ impl Output {
                     in_flight = out.delivery().in_flight(),
                     "flushing the producer"
                 );
-                // Waits on the delivery counts rather than `Producer::flush`, which, beside the
-                // polling thread, wakes up in 100 ms steps. librdkafka sends what lingers within
-                // linger.ms anyway.
-                let deadline = Instant::now() + max_wait;
-                while out.delivery().in_flight() > 0 && Instant::now() < deadline {
-                    tokio::time::sleep(FLUSH_CHECK).await;
-                }
-                let delivery = out.delivery();
+                let delivery = out.settle(max_wait).await;
                 if delivery.in_flight() > 0 {
                     warn!(
                         in_flight = delivery.in_flight(),
@@ -266,6 +267,17 @@ impl Output {
 }
 
 impl KafkaOutput {
+    async fn settle(&self, max_wait: Duration) -> Delivery {
+        // Waits on the delivery counts rather than `Producer::flush`, which, beside the
+        // polling thread, wakes up in 100 ms steps. librdkafka sends what lingers within
+        // linger.ms anyway.
+        let deadline = Instant::now() + max_wait;
+        while self.delivery().in_flight() > 0 && Instant::now() < deadline {
+            tokio::time::sleep(FLUSH_CHECK).await;
+        }
+        self.delivery()
+    }
+
     fn delivery(&self) -> Delivery {
         let counts = self.producer.context();
         Delivery {

@@ -3,7 +3,7 @@
 //! lines, or is abandoned. Each method emits the event of one step and updates the state.
 
 use chrono::{DateTime, Utc};
-use globalmart_core::domain::{Country, PaymentMethod};
+use globalmart_core::domain::{CategoryGroup, Country, PaymentMethod};
 use globalmart_core::event::{
     CartAction, CartEvent, CartItem, Checkout, Compare, Filter, LineItem, ProductView,
     ProductViewEvent, QuantityChange, Search, SessionEvent, Transaction, ViewAction,
@@ -33,8 +33,9 @@ pub struct CartLine {
 /// The state of one session.
 #[derive(Debug, Clone)]
 pub struct Session {
-    /// Index of the user in the catalogue.
-    pub user: usize,
+    /// The shopper, as of the session's start.
+    pub user_id: String,
+    pub preferences: Vec<CategoryGroup>,
     pub session_id: String,
     pub country: Country,
     /// Products looked at, most recent last (the candidates for the cart).
@@ -50,12 +51,14 @@ pub fn uuid_v4(rng: &mut Rng) -> Uuid {
 }
 
 impl Session {
-    /// Starts a session of user `user`.
-    pub fn start(rng: &mut Rng, catalogue: &Catalogue, user: usize) -> Session {
+    /// Starts a session of customer `user`.
+    pub fn start(rng: &mut Rng, catalogue: &Catalogue, user: u32) -> Session {
+        let user = catalogue.customers.user(user);
         Session {
-            user,
+            user_id: user.user_id,
+            preferences: user.preferences,
             session_id: uuid_v4(rng).to_string(),
-            country: catalogue.users[user].country,
+            country: user.country,
             viewed: Vec::new(),
             cart: Vec::new(),
             views_left: rng.random_range(3..=15),
@@ -75,17 +78,11 @@ impl Session {
         self.cart.iter().map(|l| l.quantity).sum()
     }
 
-    fn envelope<A>(
-        &self,
-        rng: &mut Rng,
-        catalogue: &Catalogue,
-        now: DateTime<Utc>,
-        action: A,
-    ) -> SessionEvent<A> {
+    fn envelope<A>(&self, rng: &mut Rng, now: DateTime<Utc>, action: A) -> SessionEvent<A> {
         SessionEvent {
             event_id: uuid_v4(rng),
             timestamp: now,
-            user_id: catalogue.users[self.user].user_id.clone(),
+            user_id: self.user_id.clone(),
             session_id: self.session_id.clone(),
             country: self.country,
             action,
@@ -101,8 +98,7 @@ impl Session {
         now: DateTime<Utc>,
     ) -> ProductViewEvent {
         self.views_left = self.views_left.saturating_sub(1);
-        let preferences = &catalogue.users[self.user].preferences;
-        let index = catalogue.pick_product(rng, preferences);
+        let index = catalogue.pick_product(rng, &self.preferences);
         let product = &catalogue.products[index];
         let action = match rng.random_range(0..100) {
             0..=69 => {
@@ -155,19 +151,19 @@ impl Session {
                 })
             }
         };
-        self.envelope(rng, catalogue, now, action)
+        self.envelope(rng, now, action)
     }
 
-    /// Adds `quantity` of `product` (merging with a line of the same product).
+    /// Adds `quantity` of `product` at `price` (merging with a line of the same product, whose
+    /// price stays).
     pub fn add(
         &mut self,
         rng: &mut Rng,
         catalogue: &Catalogue,
         now: DateTime<Utc>,
         product: usize,
-        quantity: i32,
+        (quantity, price): (i32, Decimal),
     ) -> CartEvent {
-        let price = catalogue.products[product].price;
         match self.cart.iter_mut().find(|l| l.product == product) {
             Some(line) => line.quantity = (line.quantity + quantity).min(100),
             None => self.cart.push(CartLine {
@@ -177,7 +173,7 @@ impl Session {
             }),
         }
         let item = self.item(catalogue, product, quantity, price);
-        self.envelope(rng, catalogue, now, CartAction::AddToCart(item))
+        self.envelope(rng, now, CartAction::AddToCart(item))
     }
 
     /// Removes a random line; None when the cart is empty.
@@ -192,7 +188,7 @@ impl Session {
         }
         let line = self.cart.remove(rng.random_range(0..self.cart.len()));
         let item = self.item(catalogue, line.product, line.quantity, line.price);
-        Some(self.envelope(rng, catalogue, now, CartAction::RemoveFromCart(item)))
+        Some(self.envelope(rng, now, CartAction::RemoveFromCart(item)))
     }
 
     /// Changes the quantity of a random line to another in 1..=5, keeping the cart below
@@ -233,7 +229,7 @@ impl Session {
             old_quantity,
             new_quantity,
         };
-        Some(self.envelope(rng, catalogue, now, CartAction::UpdateQuantity(change)))
+        Some(self.envelope(rng, now, CartAction::UpdateQuantity(change)))
     }
 
     /// Checks the cart out; returns the event and the lines the transaction will carry.
@@ -250,21 +246,15 @@ impl Session {
             cart_size: self.cart.len() as i32,
             items: items.clone(),
         };
-        let event = self.envelope(rng, catalogue, now, CartAction::Checkout(checkout));
+        let event = self.envelope(rng, now, CartAction::Checkout(checkout));
         (event, items)
     }
 
     /// The order for lines that were checked out.
-    pub fn pay(
-        &self,
-        rng: &mut Rng,
-        catalogue: &Catalogue,
-        now: DateTime<Utc>,
-        lines: Vec<LineItem>,
-    ) -> Transaction {
+    pub fn pay(&self, rng: &mut Rng, now: DateTime<Utc>, lines: Vec<LineItem>) -> Transaction {
         Transaction {
             transaction_id: uuid_v4(rng),
-            user_id: catalogue.users[self.user].user_id.clone(),
+            user_id: self.user_id.clone(),
             session_id: Some(self.session_id.clone()),
             timestamp: now,
             total_amount: line_total(&lines),

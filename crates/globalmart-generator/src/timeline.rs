@@ -10,7 +10,7 @@
 
 use std::collections::VecDeque;
 
-use chrono::{DateTime, Datelike, Duration, NaiveDate, Timelike, Utc, Weekday};
+use chrono::{DateTime, Datelike, Duration, NaiveDate, NaiveTime, Timelike, Utc, Weekday};
 use rand::RngExt;
 use rand::SeedableRng;
 
@@ -35,6 +35,19 @@ pub const PROMOTION_UPLIFT: f64 = 2.0;
 pub struct Period {
     pub start: DateTime<Utc>,
     pub end: DateTime<Utc>,
+}
+
+impl Period {
+    /// A period of one instant: a shop as of `at`.
+    pub fn instant(at: DateTime<Utc>) -> Period {
+        Period { start: at, end: at }
+    }
+
+    /// The shop of a live run at `at`: as of the start of its day (UTC), so that runs of one
+    /// day publish the same catalogue, registration dates included.
+    pub fn day_of(at: DateTime<Utc>) -> Period {
+        Period::instant(at.date_naive().and_time(NaiveTime::MIN).and_utc())
+    }
 }
 
 /// The traffic shape of a period.

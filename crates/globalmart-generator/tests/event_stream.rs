@@ -7,6 +7,7 @@ use std::collections::HashMap;
 use chrono::{DateTime, TimeZone, Utc};
 use globalmart_core::event::{CartAction, Event, LineItem};
 use globalmart_generator::mix::{Mix, MixSettings};
+use globalmart_generator::timeline::Period;
 use rust_decimal::Decimal;
 
 fn now() -> DateTime<Utc> {
@@ -27,7 +28,7 @@ fn settings(anomaly_share: f64) -> MixSettings {
 
 /// `n` records (events and catalogue changes) from a fresh mix.
 fn generate(seed: u64, anomaly_share: f64, n: usize) -> (Mix, Vec<Event>) {
-    let mut mix = Mix::new(settings(anomaly_share), seed, seed, now());
+    let mut mix = Mix::new(settings(anomaly_share), seed, seed, Period::instant(now()));
     let events = (0..n).map(|_| mix.next(now())).collect();
     (mix, events)
 }
@@ -155,7 +156,7 @@ fn the_same_seed_gives_the_same_stream_and_another_seed_does_not() {
     assert_eq!(json(&first), json(&again));
     assert_ne!(json(&first), json(&other));
     let catalogue = |seed| {
-        Mix::new(settings(0.02), seed, 1, now())
+        Mix::new(settings(0.02), seed, 1, Period::instant(now()))
             .catalogue
             .events()
             .map(|e| e.to_json())
@@ -168,7 +169,7 @@ fn the_same_seed_gives_the_same_stream_and_another_seed_does_not() {
 #[test]
 fn catalogue_changes_appear_and_change_something() {
     let (mix, records) = generate(7, 0.02, 100_000);
-    let initial = Mix::new(settings(0.02), 7, 7, now()).catalogue;
+    let initial = Mix::new(settings(0.02), 7, 7, Period::instant(now())).catalogue;
     let products = records
         .iter()
         .filter(|r| matches!(r, Event::Product(_)))
@@ -190,19 +191,16 @@ fn catalogue_changes_appear_and_change_something() {
             now.price != then.price || now.inventory != then.inventory || now.name != then.name
         })
         .count();
-    let moved_users = mix
-        .catalogue
-        .users
+    // Customers are derived from the seed; the changed ones are held with their latest version.
+    let changed = mix.catalogue.customers.changed();
+    let first = |i: &u32| initial.customers.first_version(*i);
+    let moved_users = changed
         .iter()
-        .zip(&initial.users)
-        .filter(|(now, then)| now.country != then.country)
+        .filter(|(i, now)| now.country != first(i).country)
         .count();
-    let new_emails = mix
-        .catalogue
-        .users
+    let new_emails = changed
         .iter()
-        .zip(&initial.users)
-        .filter(|(now, then)| now.email != then.email)
+        .filter(|(i, now)| now.email != first(i).email)
         .count();
     assert!(changed_products > 50, "{changed_products}");
     assert!(
@@ -238,4 +236,47 @@ fn anomalies_arrive_at_the_configured_share_and_only_there() {
             "{anomalous} seen, {injected} injected"
         );
     }
+}
+
+#[test]
+fn carts_of_a_promotion_day_pay_the_discounted_price_and_other_days_the_list_price() {
+    let mut settings = settings(0.0);
+    // No price changes: every line can be held against the product's one list price.
+    settings.catalogue_change_rate = 0.0;
+    let promotion = now().date_naive();
+    let mut mix = Mix::new(settings, 4, 4, Period::instant(now())).promoting(&[promotion]);
+    let next_day = now() + chrono::Duration::days(1);
+    let records: Vec<(bool, Event)> = (0..20_000)
+        .map(|i| {
+            let promoted = i < 10_000;
+            (promoted, mix.next(if promoted { now() } else { next_day }))
+        })
+        .collect();
+    let list: HashMap<&str, Decimal> = (mix.catalogue.products.iter())
+        .map(|p| (p.product_id.as_str(), p.price))
+        .collect();
+    let share = Decimal::ONE - globalmart_generator::mix::PROMOTION_DISCOUNT;
+    let mut checked = [0, 0];
+    for (promoted, record) in &records {
+        let Event::Cart(event) = record else { continue };
+        let CartAction::AddToCart(item) = &event.action else {
+            continue;
+        };
+        let list = list[item.product_id.as_str()];
+        let expected = if *promoted {
+            (list * share).round_dp(2)
+        } else {
+            list
+        };
+        assert_eq!(
+            item.price, expected,
+            "{} on {}",
+            item.product_id, event.timestamp
+        );
+        checked[usize::from(*promoted)] += 1;
+    }
+    assert!(
+        checked.iter().all(|&n| n > 500),
+        "{checked:?} additions checked"
+    );
 }

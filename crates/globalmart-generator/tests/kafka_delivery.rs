@@ -393,3 +393,62 @@ async fn a_broker_restart_mid_run_loses_and_doubles_nothing() -> Result<()> {
     drop(broker);
     Ok(())
 }
+
+/// Records on the catalogue topics (products-topic and users-topic) under `prefix`.
+fn catalogue_records(bootstrap: &str, prefix: &str) -> Result<i64> {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .create()?;
+    let mut held = 0;
+    for topic in [Topic::Products, Topic::Users] {
+        for partition in 0..3 {
+            let name = format!("{prefix}{}", topic.name());
+            let (low, high) =
+                consumer.fetch_watermarks(&name, partition, Duration::from_secs(5))?;
+            held += high - low;
+        }
+    }
+    Ok(held)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_restart_does_not_publish_an_unchanged_catalogue_but_a_changed_one_again() -> Result<()> {
+    let stack = TestStack::new().await?;
+    let (bootstrap, prefix) = (&stack.bootstrap_servers, &stack.topic_prefix());
+    // No catalogue changes among the events: the catalogue topics hold publications only.
+    let run = |products: &str| -> Result<String> {
+        let out = generator(&stack)
+            .args(["--seed", "3", "--count", "500", "--rate", "max"])
+            .env("GENERATOR_CATALOGUE_CHANGE_RATE", "0")
+            .env("DATA_GEN_NUM_PRODUCTS", products)
+            .output()?;
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        ensure!(out.status.success(), "{stderr}");
+        Ok(stderr)
+    };
+
+    let first = run("80")?;
+    assert!(
+        first.contains("a restart will not publish it again"),
+        "{first}"
+    );
+    assert_eq!(catalogue_records(bootstrap, prefix)?, CATALOGUE as i64);
+
+    let again = run("80")?;
+    assert!(again.contains("not published again"), "{again}");
+    assert!(again.contains("generated: 500 events"), "{again}");
+    assert_eq!(
+        catalogue_records(bootstrap, prefix)?,
+        CATALOGUE as i64,
+        "the restart published catalogue records"
+    );
+
+    // Another catalogue (90 products instead of 80) is published in full.
+    let changed = run("90")?;
+    assert!(!changed.contains("not published again"), "{changed}");
+    assert_eq!(
+        catalogue_records(bootstrap, prefix)?,
+        CATALOGUE as i64 + 300 + 90
+    );
+    Ok(())
+}

@@ -26,6 +26,7 @@ use globalmart_generator::config::Config as GeneratorConfig;
 use globalmart_generator::generate;
 use globalmart_generator::mix::Mix;
 use globalmart_generator::producer::Output;
+use globalmart_generator::timeline::Period;
 use globalmart_testkit::{connect, database_env, KafkaBroker, PostgresServer, Proxy, TestStack};
 use tokio_util::sync::CancellationToken;
 
@@ -86,7 +87,12 @@ async fn three_kill_9s_in_a_generator_flow_with_malformed_messages_lose_and_doub
         "127.0.0.1:0",
     ])?;
     // The same seed replays the same events (timestamps aside): what the flow must become.
-    let mut mix = Mix::new(config.mix_settings(), 11, 11, chrono::Utc::now());
+    let mut mix = Mix::new(
+        config.mix_settings(),
+        11,
+        11,
+        Period::day_of(chrono::Utc::now()),
+    );
     let mut records: Vec<Event> = mix.catalogue.events().collect();
     while mix.counts().events() < FLOW {
         records.push(mix.next(chrono::Utc::now()));

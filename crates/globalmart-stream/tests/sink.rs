@@ -15,6 +15,7 @@ use globalmart_core::event::{
 };
 use globalmart_core::topics::Topic;
 use globalmart_generator::mix::{Mix, MixSettings};
+use globalmart_generator::timeline::Period;
 use globalmart_stream::{
     abandoned_carts, prune, stored_offsets, Batch, Received, Saved, Thresholds,
 };
@@ -79,7 +80,7 @@ async fn generated_events_are_saved_once_and_a_replay_adds_nothing() -> Result<(
         catalogue_change_rate: 0.01,
         active_sessions: 50,
     };
-    let mut mix = Mix::new(settings, 1, 1, now());
+    let mut mix = Mix::new(settings, 1, 1, Period::instant(now()));
     let mut records: Vec<Event> = mix.catalogue.events().collect();
     // About a second apart, over two hours and more (a metric window off by a second or a
     // minute shows); never at the same time: a catalogue change must not share its version's
@@ -189,7 +190,7 @@ async fn a_message_read_twice_into_one_batch_is_saved_and_counted_once() -> Resu
         catalogue_change_rate: 0.0,
         active_sessions: 20,
     };
-    let mut mix = Mix::new(settings, 3, 3, now());
+    let mut mix = Mix::new(settings, 3, 3, Period::instant(now()));
     let mut records: Vec<Event> = mix.catalogue.events().collect();
     records.extend((1..=2_000).map(|ms| mix.next(now() + Duration::milliseconds(ms * 1_001))));
     let messages = messages_of(&records);

@@ -14,6 +14,7 @@ use globalmart_core::event::{
     Event, LineItem, Product, ProductView, SessionEvent, Transaction, User, ViewAction,
 };
 use globalmart_generator::mix::{Mix, MixSettings};
+use globalmart_generator::timeline::Period;
 use globalmart_stream::{Batch, Received, Thresholds};
 use globalmart_testkit::{Cli, TestStack};
 use rust_decimal::Decimal;
@@ -141,7 +142,7 @@ pub fn shop(seed: u64, changes: f64, events: i64, every: i64) -> Vec<Event> {
         catalogue_change_rate: changes,
         active_sessions: 50,
     };
-    let mut mix = Mix::new(settings, seed, seed, ten());
+    let mut mix = Mix::new(settings, seed, seed, Period::instant(ten()));
     let mut records: Vec<Event> = mix.catalogue.events().collect();
     records.extend((1..=events).map(|s| mix.next(ten() + Duration::seconds(every * s))));
     records

@@ -16,6 +16,7 @@ use globalmart_core::db::Db;
 use globalmart_core::event::Event;
 use globalmart_core::topics::Topic;
 use globalmart_generator::mix::{Mix, MixSettings};
+use globalmart_generator::timeline::Period;
 use globalmart_testkit::{database_env, TestStack};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::ClientConfig;
@@ -140,7 +141,7 @@ pub fn events(n: usize) -> Vec<Event> {
     };
     let span = chrono::Duration::hours(2);
     let start = globalmart_core::timestamp::to_micros(Utc::now() - span);
-    let mut mix = Mix::new(settings, 5, 5, start);
+    let mut mix = Mix::new(settings, 5, 5, Period::instant(start));
     let mut records: Vec<Event> = mix.catalogue.events().collect();
     let step = span / i32::try_from(n.max(1)).unwrap_or(i32::MAX);
     for i in 0..n {
