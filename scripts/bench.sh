@@ -5,8 +5,10 @@
 # ratio is 1.0 at the floor and higher is better (value/floor for rates).
 #
 #   scripts/bench.sh generator   events/s built and serialised; events/s delivered to the local
-#                                broker with acks=all vs kcat -P of the same messages; rate
-#                                accuracy from 10 to 50,000 events/s
+#                                broker with acks=all vs kcat -P of the same messages; at
+#                                --profile course (10M users), the catalogue's first publication
+#                                and a day's backfill vs kcat -P, peak memory, a restart's
+#                                seconds; rate accuracy from 10 to 50,000 events/s
 #   scripts/bench.sh stream      events/s from the topics into the realtime tables vs psql \copy
 #                                of the same rows into the same tables; end-to-end latency
 #                                p50/p99 at 500 and 5,000 events/s (goal: p99 under 250 ms)
@@ -16,6 +18,7 @@
 #                                fact rows
 #   scripts/bench.sh all         every benchmark
 # BENCH_GENERATOR_EVENTS (default 1000000), BENCH_STREAM_EVENTS (default 300000),
+# BENCH_COURSE_DAYS (default 1) the days of the --profile course backfill,
 # BENCH_BATCH_EVENTS (default 1000000) and BENCH_BATCH_INCREMENTAL_EVENTS (default 150000) set
 # the number of events of the runs, BENCH_ROUNDS (default 3) how many alternating runs of the
 # generator's delivery and the stream's ingest figures and their floors count.
@@ -46,7 +49,8 @@ bench() {
         'BEGIN { printf "BENCH %s %.0f %s floor=%.0f ratio=%.2f\n", n, v, u, f, (f > 0 ? v / f : 0) }'
 }
 
-# bench_time NAME VALUE UNIT FLOOR: the same for durations (ratio = floor / value).
+# bench_time NAME VALUE UNIT FLOOR: the same where lower is better, durations and memory
+# (ratio = floor / value).
 bench_time() {
     awk -v n="$1" -v v="$2" -v u="$3" -v f="$4" \
         'BEGIN { printf "BENCH %s %.1f %s floor=%.1f ratio=%.2f\n", n, v, u, f, (v > 0 ? f / v : 0) }'
@@ -81,24 +85,13 @@ bench_generator() {
     bench_topics "$prefix" floor
 
     # Floor: kcat -P of the same pre-built messages (key<TAB>value), idempotent, acks=all, lz4.
-    "$gen" --dry-run --rate max --count "$events" --seed 1 "${quiet[@]}" >"$WORK/messages.jsonl"
-    python3 -c '
-import json, sys
-for line in sys.stdin:
-    record = json.loads(line)
-    sys.stdout.write(record["key"] + "\t" + json.dumps(record["value"], separators=(",", ":")) + "\n")
-' <"$WORK/messages.jsonl" >"$WORK/messages.tsv"
+    "$gen" --dry-run --rate max --count "$events" --seed 1 "${quiet[@]}" | tsv >"$WORK/messages.tsv"
     local messages round best_floor=0 best_ours=0 rate
     messages=$(wc -l <"$WORK/messages.tsv")
     # Both sides share the machine with the broker, and one run of each swings by half; so
     # they take turns, ROUNDS times, and the best run of each side counts.
     for round in $(seq 1 "${BENCH_ROUNDS:-3}"); do
-        start=$(now)
-        kcat -P -b "$KAFKA_BOOTSTRAP" -t "${prefix}floor" -K $'\t' -z lz4 \
-            -X enable.idempotence=true -X acks=all -X linger.ms=5 -X queue.buffering.max.messages=500000 \
-            <"$WORK/messages.tsv"
-        end=$(now)
-        rate=$(awk -v m="$messages" -v t="$(elapsed "$start" "$end")" 'BEGIN { print m / t }')
+        rate=$(kcat_rate "$WORK/messages.tsv" "${prefix}floor")
         best_floor=$(awk -v a="$best_floor" -v b="$rate" 'BEGIN { print (b > a ? b : a) }')
 
         # Ours: generate and deliver the same records (same seed and count), until every one
@@ -114,12 +107,82 @@ for line in sys.stdin:
     done
     bench generator_deliver "$best_ours" events/s "$best_floor"
 
+    bench_generator_course "$gen" "$prefix"
+
     say "== generator: rate accuracy over 10 s (--dry-run, so the broker does not pace it)"
     local rate
     for rate in 10 100 1000 10000 50000; do
         RUST_LOG=info "$gen" --dry-run --rate "$rate" --duration 10s "${quiet[@]}" >/dev/null 2>"$WORK/rate.log"
         bench "generator_rate_$rate" "$(generated_rate "$WORK/rate.log")" events/s "$rate"
     done
+}
+
+# kcat_rate FILE TOPIC: records/s of kcat -P sending FILE (key<TAB>value lines) to TOPIC with the
+# generator's producer settings (idempotent, acks=all, lz4).
+kcat_rate() {
+    local start end
+    start=$(now)
+    kcat -P -b "$KAFKA_BOOTSTRAP" -t "$2" -K $'\t' -z lz4 \
+        -X enable.idempotence=true -X acks=all -X linger.ms=5 -X queue.buffering.max.messages=500000 \
+        <"$1"
+    end=$(now)
+    awk -v m="$(wc -l <"$1")" -v t="$(elapsed "$start" "$end")" 'BEGIN { print m / t }'
+}
+
+# tsv: the generator's --dry-run lines (stdin) as kcat's key<TAB>value lines (stdout).
+tsv() {
+    python3 -c '
+import json, sys
+for line in sys.stdin:
+    record = json.loads(line)
+    sys.stdout.write(record["key"] + "\t" + json.dumps(record["value"], separators=(",", ":")) + "\n")
+'
+}
+
+# bench_generator_course GEN PREFIX: --profile course (10,000,000 users, 250,000 products,
+# 100,000 orders a day): the first publication of its catalogue and a backfill of
+# BENCH_COURSE_DAYS days (default 1, the last full days), each next to kcat -P of the same
+# records; the generator's peak memory; a restart, which finds the catalogue published.
+bench_generator_course() {
+    local gen=$1 prefix=$2 days=${BENCH_COURSE_DAYS:-1} catalogue=10250000
+    local from to
+    from=$(date -u -d "$days days ago" +%F)
+    to=$(date -u -d "1 day ago" +%F)
+    local course=(--profile course --seed 1 --from "$from" --to "$to" --stats-interval 1h)
+    say "== generator: --profile course, catalogue of $catalogue records, backfill $from to $to"
+    # Floors: kcat -P of the first million catalogue records and of the backfill's events, as
+    # --dry-run prints them (the first run of the generator that stops early exits non-zero).
+    { "$gen" --dry-run "${course[@]}" --count 0 2>/dev/null || true; } | head -n 1000000 | tsv >"$WORK/catalogue.tsv"
+    "$gen" --dry-run "${course[@]}" | tail -n +$((catalogue + 1)) | tsv >"$WORK/backfill.tsv"
+    local catalogue_floor backfill_floor
+    catalogue_floor=$(kcat_rate "$WORK/catalogue.tsv" "${prefix}floor")
+    backfill_floor=$(kcat_rate "$WORK/backfill.tsv" "${prefix}floor")
+    rm -f "$WORK/catalogue.tsv" "$WORK/backfill.tsv"
+
+    RUST_LOG=info "$gen" "${course[@]}" --kafka-topic-prefix "$prefix" 2>"$WORK/course.log" ||
+        { tail -n 20 "$WORK/course.log"; die "the generator failed"; }
+    grep -q " 0 failed, 0 undelivered" "$WORK/course.log" || die "records were lost: $(grep 'sent,' "$WORK/course.log")"
+    local published backfilled memory
+    published=$(sed -n 's/.*records acknowledged in [0-9.]* s (\([0-9]*\)\/s.*/\1/p' "$WORK/course.log")
+    backfilled=$(sed -n 's/.*backfilled .*: [0-9]* events in [0-9.]* s (\([0-9]*\)\/s).*/\1/p' "$WORK/course.log")
+    memory=$(sed -n 's/.*memory: *\([0-9]*\) MiB resident at the peak.*/\1/p' "$WORK/course.log")
+    [ -n "$published" ] && [ -n "$backfilled" ] && [ -n "$memory" ] ||
+        { tail -n 20 "$WORK/course.log"; die "no figures in the generator's log"; }
+    bench generator_catalogue_publish_course "$published" records/s "$catalogue_floor"
+    bench generator_backfill_course "$backfilled" events/s "$backfill_floor"
+    bench_time generator_peak_memory_course "$memory" MiB 1024
+    say "   (floor for generator_peak_memory_course: the goal of 1 GiB, not a measured tool)"
+
+    # A restart of the same shop: the catalogue is found published, one event follows.
+    local start end publication
+    publication=$(sed -n 's/.*records acknowledged in \([0-9.]*\) s.*/\1/p' "$WORK/course.log")
+    start=$(now)
+    RUST_LOG=info "$gen" "${course[@]}" --count 1 --kafka-topic-prefix "$prefix" 2>"$WORK/restart.log" ||
+        { tail -n 20 "$WORK/restart.log"; die "the generator failed on restart"; }
+    end=$(now)
+    grep -q "not published again" "$WORK/restart.log" || die "the restart published the catalogue again"
+    bench_time generator_restart_course "$(elapsed "$start" "$end")" s "$publication"
+    say "   (floor for generator_restart_course: the first publication's seconds, which a restart saves)"
 }
 
 # bench_topics PREFIX [EXTRA...]: creates the platform topics (and EXTRA ones) under PREFIX,

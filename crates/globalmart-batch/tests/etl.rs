@@ -19,7 +19,7 @@ use globalmart_testkit::TestStack;
 use rust_decimal::Decimal;
 use tokio_postgres::Client;
 
-use common::{kettle, purchase, save, shop, shopper, ten};
+use common::{guide_queries, kettle, purchase, repo_file, save, shop, shopper, statements, ten};
 
 /// One ETL run over the test's databases (the outer error is the test's own set-up).
 async fn etl(
@@ -459,47 +459,4 @@ fn user_guide_statements() -> Result<Vec<String>> {
         .flat_map(|block| statements(block.split("```").next().unwrap_or_default()))
         .filter(|s| !s.contains("$__"))
         .collect())
-}
-
-/// The guide's seven Common Queries, verbatim, from the file `scripts/demo.sh` runs.
-fn guide_queries() -> Result<Vec<String>> {
-    Ok(statements(&repo_file("scripts/demo_queries.sql")?))
-}
-
-/// The text of `path`, relative to the repository.
-fn repo_file(path: &str) -> Result<String> {
-    let file = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../..")
-        .join(path);
-    Ok(std::fs::read_to_string(&file)?)
-}
-
-/// The statements of an SQL script, each without the indentation its lines share (blocks
-/// inside a list are indented); psql meta-commands (`\echo`, `\di`) and comment lines left
-/// out.
-fn statements(script: &str) -> Vec<String> {
-    let sql: Vec<&str> = script
-        .lines()
-        .filter(|l| !l.trim_start().starts_with('\\') && !l.trim_start().starts_with("--"))
-        .collect();
-    sql.join("\n")
-        .split(';')
-        .map(dedent)
-        .filter(|s| !s.is_empty())
-        .collect()
-}
-
-/// `text` without the indentation its lines share, trimmed.
-fn dedent(text: &str) -> String {
-    let indent = text
-        .lines()
-        .filter(|l| !l.trim().is_empty())
-        .map(|l| l.len() - l.trim_start().len())
-        .min()
-        .unwrap_or(0);
-    let lines: Vec<&str> = text
-        .lines()
-        .map(|l| l.get(indent..).unwrap_or(l.trim_start()).trim_end())
-        .collect();
-    lines.join("\n").trim().to_owned()
 }

@@ -12,20 +12,7 @@ use globalmart_generator::mix::{Mix, MixSettings, TRANSACTION_SHARE};
 use globalmart_generator::timeline::{Period, Shape, Timeline};
 use globalmart_testkit::TestStack;
 
-use common::{batch, save};
-
-/// The guide's Common Query 3, "Daily Sales Trend" (docs/USER_GUIDE.md), verbatim.
-const DAILY_SALES_TREND: &str = "
-    SELECT
-        d.date,
-        COUNT(DISTINCT fs.transaction_id) as num_orders,
-        SUM(fs.total_amount) as revenue,
-        AVG(fs.total_amount) as avg_order_value
-    FROM fact_sales fs
-    JOIN dim_date d ON fs.date_id = d.date_id
-    GROUP BY d.date
-    ORDER BY d.date DESC
-    LIMIT 30";
+use common::{batch, guide_queries, save};
 
 /// The nine segments the README names.
 const SEGMENTS: [&str; 9] = [
@@ -78,7 +65,10 @@ async fn a_backfilled_month_gives_every_rfm_segment_and_thirty_days_of_trend() -
     assert_eq!(out.code, Some(0), "{}", out.stderr);
 
     let warehouse = stack.warehouse_client().await?;
-    let days: Vec<NaiveDate> = (warehouse.query(DAILY_SALES_TREND, &[]).await?)
+    // The guide's Common Query 3, "Daily Sales Trend", as the demo runs it.
+    let daily_sales_trend = &guide_queries()?[2];
+    assert!(daily_sales_trend.contains("d.date,"), "{daily_sales_trend}");
+    let days: Vec<NaiveDate> = (warehouse.query(daily_sales_trend.as_str(), &[]).await?)
         .iter()
         .map(|row| row.get(0))
         .collect();

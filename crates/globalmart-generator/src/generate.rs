@@ -113,7 +113,7 @@ impl Run<'_> {
             );
             return Ok(0);
         }
-        let mut published = 0;
+        let (began, mut published) = (Instant::now(), 0);
         for record in self.mix.catalogue.events() {
             self.monitor.observe(&record, Instant::now());
             self.output.send(&record).await?;
@@ -129,11 +129,14 @@ impl Run<'_> {
             warn!("the catalogue was not entirely delivered: the next start publishes it again");
             return Ok(published);
         }
+        let seconds = began.elapsed().as_secs_f64();
         let marked = tokio::task::spawn_blocking(move || publication.mark()).await?;
         match marked {
             Ok(()) => info!(
-                "published the catalogue: {products} products, {users} users (fingerprint \
-                 {fingerprint}; a restart will not publish it again)"
+                "published the catalogue: {products} products, {users} users, {published} \
+                 records acknowledged in {seconds:.1} s ({:.0}/s; fingerprint {fingerprint}: a \
+                 restart will not publish it again)",
+                published as f64 / seconds.max(f64::EPSILON)
             ),
             Err(e) => warn!("published the catalogue, but could not mark it ({e:#}): the next start publishes it again"),
         }

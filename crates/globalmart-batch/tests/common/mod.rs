@@ -147,3 +147,46 @@ pub fn shop(seed: u64, changes: f64, events: i64, every: i64) -> Vec<Event> {
     records.extend((1..=events).map(|s| mix.next(ten() + Duration::seconds(every * s))));
     records
 }
+
+/// The guide's seven Common Queries, verbatim, from the file `scripts/demo.sh` runs.
+pub fn guide_queries() -> Result<Vec<String>> {
+    Ok(statements(&repo_file("scripts/demo_queries.sql")?))
+}
+
+/// The text of `path`, relative to the repository.
+pub fn repo_file(path: &str) -> Result<String> {
+    let file = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .join(path);
+    Ok(std::fs::read_to_string(&file)?)
+}
+
+/// The statements of an SQL script, each without the indentation its lines share (blocks
+/// inside a list are indented); psql meta-commands (`\echo`, `\di`) and comment lines left
+/// out.
+pub fn statements(script: &str) -> Vec<String> {
+    let sql: Vec<&str> = script
+        .lines()
+        .filter(|l| !l.trim_start().starts_with('\\') && !l.trim_start().starts_with("--"))
+        .collect();
+    sql.join("\n")
+        .split(';')
+        .map(dedent)
+        .filter(|s| !s.is_empty())
+        .collect()
+}
+
+/// `text` without the indentation its lines share, trimmed.
+fn dedent(text: &str) -> String {
+    let indent = text
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| l.len() - l.trim_start().len())
+        .min()
+        .unwrap_or(0);
+    let lines: Vec<&str> = text
+        .lines()
+        .map(|l| l.get(indent..).unwrap_or(l.trim_start()).trim_end())
+        .collect();
+    lines.join("\n").trim().to_owned()
+}
