@@ -86,11 +86,6 @@ impl Customers {
         }
     }
 
-    /// How many customers the shop has (registered or to be).
-    pub fn count(&self) -> u32 {
-        self.count
-    }
-
     /// The latest version of customer `index`.
     pub fn user(&self, index: u32) -> User {
         match self.changed.get(&index) {
@@ -104,26 +99,46 @@ impl Customers {
         &self.changed
     }
 
+    /// What a session of customer `index` needs: their id, country and preferences (the latest
+    /// version's), without the cost of deriving the rest.
+    pub fn shopper(&self, index: u32) -> (String, Country, Vec<CategoryGroup>) {
+        match self.changed.get(&index) {
+            Some(user) => (user.user_id.clone(), user.country, user.preferences.clone()),
+            None => {
+                let (_, preferences, country) = self.traits(index);
+                (IdKind::User.format(index + 1), country, preferences)
+            }
+        }
+    }
+
     /// Customer `index` as first published: everything derived from the seed and the index.
     pub fn first_version(&self, index: u32) -> User {
-        let mut rng = Rng::seed_from_u64(mix64(self.seed ^ mix64(u64::from(index))));
+        let (mut rng, preferences, country) = self.traits(index);
         let user_id = IdKind::User.format(index + 1);
+        let registration_date = self.registration(index);
+        User {
+            age: rng.random_range(18..=80),
+            email: email(&mut rng, &user_id),
+            country,
+            registration_date,
+            preferences,
+            updated_at: self.since.max(registration_date),
+            user_id,
+        }
+    }
+
+    /// The first draws of customer `index`, preferences and country (what a session needs),
+    /// and the generator that draws the rest.
+    fn traits(&self, index: u32) -> (Rng, Vec<CategoryGroup>, Country) {
+        let mut rng = Rng::seed_from_u64(mix64(self.seed ^ mix64(u64::from(index))));
         let wanted = rng.random_range(1..=3);
         let mut preferences: Vec<CategoryGroup> = CategoryGroup::ALL
             .sample(&mut rng, wanted)
             .copied()
             .collect();
         preferences.sort_by_key(|g| CategoryGroup::ALL.iter().position(|x| x == g));
-        let registration_date = self.registration(index);
-        User {
-            email: email(&mut rng, &user_id),
-            age: rng.random_range(18..=80),
-            country: *Country::ALL.choose(&mut rng).unwrap_or(&Country::Usa),
-            registration_date,
-            preferences,
-            updated_at: self.since.max(registration_date),
-            user_id,
-        }
+        let country = *Country::ALL.choose(&mut rng).unwrap_or(&Country::Usa);
+        (rng, preferences, country)
     }
 
     /// Every customer's first version, in index order.
@@ -149,7 +164,7 @@ impl Customers {
     }
 
     /// Whether customer `index` shops at `at`: registered and not lapsed.
-    pub fn shops(&self, index: u32, at: DateTime<Utc>) -> bool {
+    fn shops(&self, index: u32, at: DateTime<Utc>) -> bool {
         self.registration(index) <= at && self.lapse(index).is_none_or(|lapse| at < lapse)
     }
 
@@ -319,6 +334,11 @@ mod tests {
         let mut c = customers(1_000);
         assert_eq!(c.first_version(123), customers(1_000).first_version(123));
         assert_ne!(c.first_version(123), c.first_version(124));
+        let user = c.first_version(123);
+        assert_eq!(
+            c.shopper(123),
+            (user.user_id, user.country, user.preferences)
+        );
         let mut rng = Rng::seed_from_u64(3);
         let at = october().end;
         let changed = c.change(&mut rng, at);
@@ -330,5 +350,7 @@ mod tests {
             - 1;
         assert_eq!(c.user(index), changed);
         assert_ne!(c.first_version(index), changed);
+        let shopper = (changed.user_id, changed.country, changed.preferences);
+        assert_eq!(c.shopper(index), shopper);
     }
 }

@@ -53,12 +53,12 @@ pub fn uuid_v4(rng: &mut Rng) -> Uuid {
 impl Session {
     /// Starts a session of customer `user`.
     pub fn start(rng: &mut Rng, catalogue: &Catalogue, user: u32) -> Session {
-        let user = catalogue.customers.user(user);
+        let (user_id, country, preferences) = catalogue.customers.shopper(user);
         Session {
-            user_id: user.user_id,
-            preferences: user.preferences,
+            user_id,
+            preferences,
             session_id: uuid_v4(rng).to_string(),
-            country: user.country,
+            country,
             viewed: Vec::new(),
             cart: Vec::new(),
             views_left: rng.random_range(3..=15),

@@ -37,6 +37,8 @@ pub struct Batch {
     pub(crate) dead_letters: Vec<(Received, String)>,
     /// (topic, partition) -> the offset to resume from.
     pub(crate) next_offsets: BTreeMap<(String, i32), i64>,
+    /// (topic, partition) -> the latest event time among its events in the batch.
+    pub(crate) event_times: BTreeMap<(String, i32), DateTime<Utc>>,
     /// The ids of the events in the batch: an event may be in it once only.
     ids: HashSet<Uuid>,
     /// Rows of the messages left out as repeats.
@@ -56,12 +58,22 @@ impl Batch {
             .or_insert(0);
         let read_before = message.offset < *next;
         *next = (*next).max(message.offset + 1);
-        let (id, rows) = match &parsed {
-            Ok(Event::Transaction(t)) => (Some(t.transaction_id), t.products.len() as u64),
-            Ok(Event::ProductView(v)) => (Some(v.event_id), 1),
-            Ok(Event::Cart(c)) => (Some(c.event_id), 1),
-            _ => (None, 1),
+        let (id, rows, at) = match &parsed {
+            Ok(Event::Transaction(t)) => (
+                Some(t.transaction_id),
+                t.products.len() as u64,
+                Some(t.timestamp),
+            ),
+            Ok(Event::ProductView(v)) => (Some(v.event_id), 1, Some(v.timestamp)),
+            Ok(Event::Cart(c)) => (Some(c.event_id), 1, Some(c.timestamp)),
+            _ => (None, 1, None),
         };
+        if let Some(at) = at {
+            let latest = (self.event_times)
+                .entry((message.topic.clone(), message.partition))
+                .or_insert(at);
+            *latest = (*latest).max(at);
+        }
         if read_before || id.is_some_and(|id| !self.ids.insert(id)) {
             self.repeated += rows;
             return;

@@ -4,9 +4,14 @@
 //!
 //! Abandoned carts: a session with items in its cart and no checkout, quiet for the inactivity
 //! timeout, is recorded once in `abandoned_carts` and counted in the `cart_metrics` window (and
-//! country) of its last activity. Time is event time: "now" is the newest cart event saved, so
-//! a backfill of old events is judged as it happened. The sweep is one statement keyed by
-//! session: run twice, or by two instances at once, it records and counts each session once.
+//! country) of its last activity. Time is event time, so a backfill of old events is judged as
+//! it happened: "now" is the event time every partition of cart-events-topic has reached
+//! (`stream_offsets.event_time`; a session's events share a partition, so its checkout cannot
+//! be behind that time), leaving out partitions saved nothing for a minute (idle); with none,
+//! the newest cart event saved. Each sweep looks at the sessions active since the latest
+//! abandonment recorded (less a day, for late events), so one that comes after days of
+//! backfilled event time still judges them all. The sweep is one statement keyed by session:
+//! run twice, or by two instances at once, it records and counts each session once.
 //! Retention: metric windows older than the retention are deleted.
 
 use std::time::Duration;
@@ -89,8 +94,8 @@ pub async fn sweep_once(pool: &Pool, timeout: Duration) {
     }
 }
 
-/// How far before the timeout the sweep looks for quiet sessions: a session whose last activity
-/// is older than this when the sweep first runs (after a long stop) is left alone.
+/// How far before the latest abandonment recorded the sweep looks again: late events of older
+/// sessions within a day are still judged.
 const LOOKBACK: &str = "1 day";
 
 /// Records the sessions abandoned by now; returns how many were new.
@@ -123,12 +128,23 @@ const PRUNE: &str = "
         + (SELECT count(*) FROM d) + (SELECT count(*) FROM e) + (SELECT count(*) FROM f)";
 
 /// Quiet carts with items and no checkout into abandoned_carts, counted in their window.
-const SWEEP: &str = "WITH now_ AS (SELECT max(\"timestamp\") AS t FROM cart_events),
-                 last AS (
+const SWEEP: &str = "WITH now_ AS (
+                     SELECT coalesce(
+                         (SELECT min(event_time) FROM stream_offsets
+                          WHERE topic LIKE '%cart-events-topic' AND event_time IS NOT NULL
+                            AND updated_at > now() - interval '1 minute'),
+                         (SELECT max(\"timestamp\") FROM cart_events)) AS t
+                 ), since AS (
+                     SELECT least(
+                         coalesce((SELECT max(last_activity_at) FROM abandoned_carts),
+                                  '-infinity'),
+                         now_.t - make_interval(secs => $1)) - $2::text::interval AS t
+                     FROM now_
+                 ), last AS (
                      SELECT DISTINCT ON (c.session_id) c.session_id, c.user_id, c.country,
                          c.event_type, c.cart_size, c.cart_value, c.\"timestamp\"
-                     FROM cart_events c, now_
-                     WHERE c.\"timestamp\" >= now_.t - make_interval(secs => $1) - $2::text::interval
+                     FROM cart_events c, since
+                     WHERE c.\"timestamp\" >= since.t
                      ORDER BY c.session_id, c.\"timestamp\" DESC, c.ingest_seq DESC
                  ), quiet AS (
                      SELECT l.* FROM last l, now_

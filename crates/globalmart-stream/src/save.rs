@@ -85,7 +85,7 @@ impl Batch {
             catalogue::products(&tx, &self.products),
             catalogue::users(&tx, &self.users),
             dead_letters::save(&tx, &self.dead_letters),
-            offsets::save(&tx, group, &self.next_offsets),
+            offsets::save(&tx, group, &self.next_offsets, &self.event_times),
         )?;
         // Restocks before this batch's sales are saved: a restock recounts the sales saved
         // until now, and the new ones are then taken off like any other.

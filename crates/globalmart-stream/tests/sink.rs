@@ -468,6 +468,99 @@ async fn an_abandoned_cart_is_recorded_once_and_a_checkout_in_time_never() -> Re
     Ok(())
 }
 
+/// `event` as `user`'s: another key, so (in [`messages_of`]) another partition.
+fn of_user(mut event: Event, user: &str) -> Event {
+    if let Event::Cart(cart) = &mut event {
+        cart.user_id = user.into();
+    }
+    event
+}
+
+/// The sessions in abandoned_carts.
+async fn abandoned(client: &tokio_postgres::Client) -> Result<Vec<String>> {
+    let rows = (client.query("SELECT session_id FROM abandoned_carts ORDER BY 1", &[])).await?;
+    Ok(rows.iter().map(|r| r.get(0)).collect())
+}
+
+#[tokio::test]
+async fn abandonment_waits_for_the_slowest_partition_and_judges_a_backfill_jump_whole() -> Result<()>
+{
+    let stack = TestStack::new().await?;
+    let mut client = stack.realtime_client().await?;
+    let timeout = std::time::Duration::from_secs(30 * 60);
+    let checkout = Checkout {
+        items: vec![LineItem {
+            product_id: "PROD_00000001".into(),
+            quantity: 1,
+            price: Decimal::from(20),
+        }],
+        total_items: 1,
+        total_value: Decimal::from(20),
+        cart_size: 1,
+    };
+    // Three days back (minutes before 12:00 on the test day), as a backfill replays them.
+    let day = 24 * 60;
+    let other = "USER_00000002";
+    let records = vec![
+        // 1. USER_00000001's partition has reached -3 days + 120 min, the other's -3 days: its
+        // session "paying" has a cart, and its checkout (10 minutes later) is not saved yet.
+        cart("ahead", 120 - 3 * day, CartAction::AddToCart(item(1))),
+        of_user(
+            cart("paying", -3 * day, CartAction::AddToCart(item(1))),
+            other,
+        ),
+        // 2. The other partition catches up: "paying" checks out, "quiet" stops at +20.
+        of_user(
+            cart("paying", 10 - 3 * day, CartAction::Checkout(checkout)),
+            other,
+        ),
+        of_user(
+            cart("quiet", 20 - 3 * day, CartAction::AddToCart(item(1))),
+            other,
+        ),
+        of_user(
+            cart("busy", 120 - 3 * day, CartAction::AddToCart(item(1))),
+            other,
+        ),
+        // 3. Three days of event time between two sweeps, in both partitions.
+        cart("later", 200 - 3 * day, CartAction::AddToCart(item(1))),
+        cart("today", 120, CartAction::AddToCart(item(1))),
+        of_user(
+            cart("today-too", 120, CartAction::AddToCart(item(1))),
+            other,
+        ),
+    ];
+    let messages = messages_of(&records);
+    assert_ne!(
+        messages[0].partition, messages[1].partition,
+        "the two users share a partition"
+    );
+    let thresholds = Thresholds::default();
+    batch_of(&messages[0..2])
+        .save(&mut client, GROUP, &thresholds)
+        .await?;
+    assert_eq!(
+        abandoned_carts(&client, timeout).await?,
+        0,
+        "the newest cart event is 2 hours after \"paying\", but its partition is not"
+    );
+    batch_of(&messages[2..5])
+        .save(&mut client, GROUP, &thresholds)
+        .await?;
+    abandoned_carts(&client, timeout).await?;
+    assert_eq!(abandoned(&client).await?, ["quiet"]);
+    batch_of(&messages[5..8])
+        .save(&mut client, GROUP, &thresholds)
+        .await?;
+    abandoned_carts(&client, timeout).await?;
+    assert_eq!(
+        abandoned(&client).await?,
+        ["ahead", "busy", "later", "quiet"],
+        "the sessions quiet for more than a day before the sweep are judged too"
+    );
+    Ok(())
+}
+
 /// Kettle's catalogue record with `inventory`, as of `minutes` after 10:00.
 fn kettle(inventory: i32, minutes: i64) -> Event {
     Event::Product(Product {
