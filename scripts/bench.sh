@@ -58,6 +58,8 @@ bench_time() {
 
 now() { date +%s.%N; }
 elapsed() { awk -v a="$1" -v b="$2" 'BEGIN { print b - a }'; }
+# best A B: the larger of two numbers.
+best() { awk -v a="$1" -v b="$2" 'BEGIN { print (b > a ? b : a) }'; }
 
 # The exact rate in a generator summary ("generated: N events in S s (R/s)") in file $1.
 generated_rate() {
@@ -92,7 +94,7 @@ bench_generator() {
     # they take turns, ROUNDS times, and the best run of each side counts.
     for round in $(seq 1 "${BENCH_ROUNDS:-3}"); do
         rate=$(kcat_rate "$WORK/messages.tsv" "${prefix}floor")
-        best_floor=$(awk -v a="$best_floor" -v b="$rate" 'BEGIN { print (b > a ? b : a) }')
+        best_floor=$(best "$best_floor" "$rate")
 
         # Ours: generate and deliver the same records (same seed and count), until every one
         # is acknowledged.
@@ -102,7 +104,7 @@ bench_generator() {
         end=$(now)
         grep -q " 0 failed, 0 undelivered" "$WORK/deliver.log" || die "records were lost: $(grep 'sent,' "$WORK/deliver.log")"
         rate=$(awk -v m="$messages" -v t="$(elapsed "$start" "$end")" 'BEGIN { print m / t }')
-        best_ours=$(awk -v a="$best_ours" -v b="$rate" 'BEGIN { print (b > a ? b : a) }')
+        best_ours=$(best "$best_ours" "$rate")
         say "   round $round: kcat -P $(printf '%.0f' "$best_floor") best so far, generator $(printf '%.0f' "$rate")"
     done
     bench generator_deliver "$best_ours" events/s "$best_floor"
@@ -142,7 +144,9 @@ for line in sys.stdin:
 # bench_generator_course GEN PREFIX: --profile course (10,000,000 users, 250,000 products,
 # 100,000 orders a day): the first publication of its catalogue and a backfill of
 # BENCH_COURSE_DAYS days (default 1, the last full days), each next to kcat -P of the same
-# records; the generator's peak memory; a restart, which finds the catalogue published.
+# records (about 2.5 GB of text for the catalogue, in the run's temporary directory), best of BENCH_ROUNDS
+# alternating runs on fresh topics; the generator's peak memory; a restart, which finds the
+# catalogue published.
 bench_generator_course() {
     local gen=$1 prefix=$2 days=${BENCH_COURSE_DAYS:-1} catalogue=10250000
     local from to
@@ -150,39 +154,48 @@ bench_generator_course() {
     to=$(date -u -d "1 day ago" +%F)
     local course=(--profile course --seed 1 --from "$from" --to "$to" --stats-interval 1h)
     say "== generator: --profile course, catalogue of $catalogue records, backfill $from to $to"
-    # Floors: kcat -P of the first million catalogue records and of the backfill's events, as
-    # --dry-run prints them (the first run of the generator that stops early exits non-zero).
-    { "$gen" --dry-run "${course[@]}" --count 0 2>/dev/null || true; } | head -n 1000000 | tsv >"$WORK/catalogue.tsv"
-    "$gen" --dry-run "${course[@]}" | tail -n +$((catalogue + 1)) | tsv >"$WORK/backfill.tsv"
-    local catalogue_floor backfill_floor
-    catalogue_floor=$(kcat_rate "$WORK/catalogue.tsv" "${prefix}floor")
-    backfill_floor=$(kcat_rate "$WORK/backfill.tsv" "${prefix}floor")
+    # The floors' records, exactly the ones the generator publishes, as --dry-run prints them.
+    "$gen" --dry-run "${course[@]}" | tsv >"$WORK/course.tsv"
+    head -n "$catalogue" "$WORK/course.tsv" >"$WORK/catalogue.tsv"
+    tail -n +$((catalogue + 1)) "$WORK/course.tsv" >"$WORK/backfill.tsv"
+    rm -f "$WORK/course.tsv"
+    local round topics rate catalogue_floor=0 backfill_floor=0 published=0 backfilled=0 memory=0 seconds
+    for round in $(seq 1 "${BENCH_ROUNDS:-3}"); do
+        catalogue_floor=$(best "$catalogue_floor" "$(kcat_rate "$WORK/catalogue.tsv" "${prefix}floor")")
+        backfill_floor=$(best "$backfill_floor" "$(kcat_rate "$WORK/backfill.tsv" "${prefix}floor")")
+        # Fresh topics each round: on the last round's, the catalogue would not be published.
+        topics="${prefix}course$round-"
+        bench_topics "$topics"
+        RUST_LOG=info "$gen" "${course[@]}" --kafka-topic-prefix "$topics" 2>"$WORK/course.log" ||
+            { tail -n 20 "$WORK/course.log"; die "the generator failed"; }
+        grep -q " 0 failed, 0 undelivered" "$WORK/course.log" || die "records were lost: $(grep 'sent,' "$WORK/course.log")"
+        rate=$(sed -n 's/.*records acknowledged in [0-9.]* s (\([0-9]*\)\/s.*/\1/p' "$WORK/course.log")
+        [ -n "$rate" ] || { tail -n 20 "$WORK/course.log"; die "no publication figure in the generator's log"; }
+        published=$(best "$published" "$rate")
+        local events
+        events=$(sed -n 's/.*backfilled .*: [0-9]* events in [0-9.]* s (\([0-9]*\)\/s).*/\1/p' "$WORK/course.log")
+        backfilled=$(best "$backfilled" "$events")
+        memory=$(best "$memory" "$(sed -n 's/.*memory: *\([0-9]*\) MiB resident at the peak.*/\1/p' "$WORK/course.log")")
+        seconds=$(sed -n 's/.*records acknowledged in \([0-9.]*\) s.*/\1/p' "$WORK/course.log")
+        say "   round $round: catalogue $rate/s, backfill $events/s (kcat -P so far: $(printf '%.0f' "$catalogue_floor"), $(printf '%.0f' "$backfill_floor"))"
+        [ "$round" = "${BENCH_ROUNDS:-3}" ] || kafka_java org.apache.kafka.tools.TopicCommand \
+            --bootstrap-server "$KAFKA_BOOTSTRAP" --delete --topic "$topics.*" >/dev/null 2>&1 || true
+    done
     rm -f "$WORK/catalogue.tsv" "$WORK/backfill.tsv"
-
-    RUST_LOG=info "$gen" "${course[@]}" --kafka-topic-prefix "$prefix" 2>"$WORK/course.log" ||
-        { tail -n 20 "$WORK/course.log"; die "the generator failed"; }
-    grep -q " 0 failed, 0 undelivered" "$WORK/course.log" || die "records were lost: $(grep 'sent,' "$WORK/course.log")"
-    local published backfilled memory
-    published=$(sed -n 's/.*records acknowledged in [0-9.]* s (\([0-9]*\)\/s.*/\1/p' "$WORK/course.log")
-    backfilled=$(sed -n 's/.*backfilled .*: [0-9]* events in [0-9.]* s (\([0-9]*\)\/s).*/\1/p' "$WORK/course.log")
-    memory=$(sed -n 's/.*memory: *\([0-9]*\) MiB resident at the peak.*/\1/p' "$WORK/course.log")
-    [ -n "$published" ] && [ -n "$backfilled" ] && [ -n "$memory" ] ||
-        { tail -n 20 "$WORK/course.log"; die "no figures in the generator's log"; }
     bench generator_catalogue_publish_course "$published" records/s "$catalogue_floor"
     bench generator_backfill_course "$backfilled" events/s "$backfill_floor"
     bench_time generator_peak_memory_course "$memory" MiB 1024
-    say "   (floor for generator_peak_memory_course: the goal of 1 GiB, not a measured tool)"
+    say "   (floor for generator_peak_memory_course: the goal of 1 GiB, not a measured tool; the highest of the rounds)"
 
-    # A restart of the same shop: the catalogue is found published, one event follows.
-    local start end publication
-    publication=$(sed -n 's/.*records acknowledged in \([0-9.]*\) s.*/\1/p' "$WORK/course.log")
+    # A restart of the last round's shop: the catalogue is found published, one event follows.
+    local start end
     start=$(now)
-    RUST_LOG=info "$gen" "${course[@]}" --count 1 --kafka-topic-prefix "$prefix" 2>"$WORK/restart.log" ||
+    RUST_LOG=info "$gen" "${course[@]}" --count 1 --kafka-topic-prefix "$topics" 2>"$WORK/restart.log" ||
         { tail -n 20 "$WORK/restart.log"; die "the generator failed on restart"; }
     end=$(now)
     grep -q "not published again" "$WORK/restart.log" || die "the restart published the catalogue again"
-    bench_time generator_restart_course "$(elapsed "$start" "$end")" s "$publication"
-    say "   (floor for generator_restart_course: the first publication's seconds, which a restart saves)"
+    bench_time generator_restart_course "$(elapsed "$start" "$end")" s "$seconds"
+    say "   (floor for generator_restart_course: the last publication's seconds, which a restart saves)"
 }
 
 # bench_topics PREFIX [EXTRA...]: creates the platform topics (and EXTRA ones) under PREFIX,
@@ -312,7 +325,7 @@ bench_stream() {
         gm_psql "$PG_REALTIME_PORT" "$floor_db" -f "$load"
         end=$(now)
         floor=$(awk -v m="$messages" -v t="$(elapsed "$start" "$end")" 'BEGIN { print m / t }')
-        best_floor=$(awk -v a="$best_floor" -v b="$floor" 'BEGIN { print (b > a ? b : a) }')
+        best_floor=$(best "$best_floor" "$floor")
         [ "$(stream_rows "$db")" = "$(stream_rows "$floor_db")" ] || die "the floor did not load the same rows"
         say "   round $round: stream ${summary#*saved: }"
         say "            psql \\copy of the same rows: $(printf '%.2f' "$(elapsed "$start" "$end")") s ($(printf '%.0f' "$floor")/s)"

@@ -75,13 +75,14 @@ impl Catalogue {
             end: shop.end,
         };
         let customers = Customers::new(rng.random(), users, registrations, now);
+        let groups: Vec<Option<CategoryGroup>> = (products.iter())
+            .map(|p| CategoryGroup::of_category(&p.category))
+            .collect();
         let by_group = CategoryGroup::ALL
             .into_iter()
             .map(|group| {
-                let members = products
-                    .iter()
-                    .enumerate()
-                    .filter(|(_, p)| CategoryGroup::of_category(&p.category) == Some(group))
+                let members = (groups.iter().enumerate())
+                    .filter(|(_, g)| **g == Some(group))
                     .map(|(i, _)| i)
                     .collect();
                 (group, members)

@@ -113,9 +113,14 @@ impl Run<'_> {
             );
             return Ok(0);
         }
-        let (began, mut published) = (Instant::now(), 0);
+        let (began, mut published) = (Instant::now(), 0u64);
+        let mut looked = began;
         for record in self.mix.catalogue.events() {
-            self.monitor.observe(&record, Instant::now());
+            // One clock read per look, as in the backfill: a read per record was 3 % of the work.
+            if published.is_multiple_of(LOOK_EVERY as u64) {
+                looked = Instant::now();
+            }
+            self.monitor.observe(&record, looked);
             self.output.send(&record).await?;
             published += 1;
         }
@@ -233,5 +238,6 @@ async fn look(kafka: &KafkaArgs, fingerprint: String) -> Option<(Publication, bo
     }
 }
 
-/// Backfill events between two looks at the statistics, the deadline and the shutdown signal.
+/// Records between two looks at the clock (the statistics, the deadline and the shutdown
+/// signal, in a backfill).
 const LOOK_EVERY: usize = 4096;
