@@ -50,8 +50,7 @@ pub async fn run(config: &Config, output: Output, shutdown: CancellationToken) -
         shutdown,
         deadline: config.duration.map(|d| started + d),
     };
-    let settings = config.mix_settings();
-    let fingerprint = fingerprint(catalogue_seed, settings.users, settings.products, shop);
+    let fingerprint = fingerprint(catalogue_seed, config.users(), config.products(), shop);
     let catalogue = run.publish_catalogue(fingerprint).await?;
 
     let stopped = match backfill {
