@@ -7,6 +7,7 @@ use std::fmt;
 use std::time::Duration;
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
+use tokio_postgres::error::SqlState;
 use tokio_postgres::NoTls;
 use tracing::{info, warn};
 
@@ -130,6 +131,14 @@ pub enum DbError {
         waited: Duration,
         last_error: String,
     },
+    /// The server refused for a reason that waiting will not change: a wrong password, an
+    /// unknown role or database. Told apart from an outage so it stops the program at once.
+    #[error("{target} refused the connection: {reason}; check {keys}")]
+    Refused {
+        target: String,
+        reason: String,
+        keys: String,
+    },
     #[error("cannot get a connection to {target}: {source}")]
     Connection {
         target: String,
@@ -206,33 +215,62 @@ impl PgSettings {
     }
 }
 
-/// Tries to get a connection until `max_wait` has passed, doubling the pause between tries
-/// (100 ms up to 5 s) and logging each failure, so a database that is still starting (or
-/// restarting) is waited for rather than treated as fatal.
+/// Tries to get a connection to database `db` until `max_wait` has passed, doubling the pause
+/// between tries (100 ms up to 5 s) and logging each failure, so a database that is still
+/// starting (or restarting) is waited for rather than treated as fatal; a refusal (a wrong
+/// password, an unknown role or database) is returned at once, naming the settings to check.
 pub async fn wait_until_ready(
     pool: &Pool,
     target: &PgSettings,
+    db: Db,
     max_wait: Duration,
 ) -> Result<deadpool_postgres::Object, DbError> {
     let started = tokio::time::Instant::now();
     let mut pause = Duration::from_millis(100);
     loop {
-        match pool.get().await {
+        let error = match pool.get().await {
             Ok(client) => return Ok(client),
-            Err(e) if started.elapsed() + pause > max_wait => {
-                return Err(DbError::Unreachable {
+            Err(error) => error,
+        };
+        if let deadpool_postgres::PoolError::Backend(e) = &error {
+            if let Some(keys) = refusal(e, db) {
+                return Err(DbError::Refused {
                     target: target.to_string(),
-                    waited: started.elapsed(),
-                    last_error: e.to_string(),
-                })
-            }
-            Err(e) => {
-                warn!(%target, error = %e, retry_in = ?pause, "database not reachable, retrying");
-                tokio::time::sleep(pause).await;
-                pause = (pause * 2).min(Duration::from_secs(5));
+                    reason: describe(e),
+                    keys,
+                });
             }
         }
+        if started.elapsed() + pause > max_wait {
+            return Err(DbError::Unreachable {
+                target: target.to_string(),
+                waited: started.elapsed(),
+                last_error: error.to_string(),
+            });
+        }
+        warn!(%target, error = %error, retry_in = ?pause, "database not reachable, retrying");
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(Duration::from_secs(5));
     }
+}
+
+/// The settings to check when the server refused a connection to `db` for a reason waiting
+/// will not change; None for anything else (an outage is waited for).
+fn refusal(error: &tokio_postgres::Error, db: Db) -> Option<String> {
+    let code = error.as_db_error()?.code();
+    let settings: &[&str] = if *code == SqlState::INVALID_PASSWORD {
+        &["USER", "PASSWORD"]
+    } else if *code == SqlState::INVALID_AUTHORIZATION_SPECIFICATION {
+        &["USER", "HOST"]
+    } else if *code == SqlState::INVALID_CATALOG_NAME {
+        &["DB"]
+    } else {
+        return None;
+    };
+    let keys: Vec<String> = (settings.iter())
+        .map(|s| format!("{}_{s}", db.env_prefix()))
+        .collect();
+    Some(keys.join(" and "))
 }
 
 /// Applies the migrations of `db` that are not applied yet and returns their names.
@@ -273,7 +311,7 @@ pub async fn connect_and_migrate(
     max_wait: Duration,
 ) -> Result<Pool, DbError> {
     let pool = settings.pool(application_name, max_size)?;
-    let mut client = wait_until_ready(&pool, settings, max_wait).await?;
+    let mut client = wait_until_ready(&pool, settings, db, max_wait).await?;
     migrate(&mut client, db).await?;
     Ok(pool)
 }

@@ -1,8 +1,9 @@
-//! The stream's command line: --help explains every key, a bad value names its key, and the
-//! database password never reaches the output.
+//! The stream's command line: --help explains every key, a bad value names its key, the
+//! database password never reaches the output, and a refused connection stops it at once.
 
 use anyhow::Result;
-use globalmart_testkit::Cli;
+use globalmart_core::db::Db;
+use globalmart_testkit::{Cli, TestStack};
 
 const BIN: &str = env!("CARGO_BIN_EXE_globalmart-stream");
 
@@ -72,5 +73,41 @@ fn the_password_never_appears_in_the_output() -> Result<()> {
         .args(["--help"])
         .run()?;
     assert!(!help.stdout.contains("s3cret-Pa55"), "{}", help.stdout);
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_wrong_password_or_database_stops_at_once_naming_the_setting() -> Result<()> {
+    let stack = TestStack::new().await?;
+    for (key, value, named) in [
+        (
+            "POSTGRES_REALTIME_PASSWORD",
+            "wr0ng-Pa55",
+            "check POSTGRES_REALTIME_USER and POSTGRES_REALTIME_PASSWORD",
+        ),
+        (
+            "POSTGRES_REALTIME_DB",
+            "no_such_database",
+            "check POSTGRES_REALTIME_DB",
+        ),
+    ] {
+        // A minute of waiting allowed: an outage would be retried (and logged) all that time.
+        let out = Cli::new(BIN)
+            .database(Db::Realtime, &stack.realtime)
+            .env(key, value)
+            .env("STREAM_DB_WAIT_SECONDS", "60")
+            .env("KAFKA_BOOTSTRAP_SERVERS", &stack.bootstrap_servers)
+            .env("METRICS_ADDR", "127.0.0.1:0")
+            .run()?;
+        assert_eq!(out.code, Some(1), "{}", out.stderr);
+        assert!(
+            out.stderr.contains("refused the connection"),
+            "{}",
+            out.stderr
+        );
+        assert!(out.stderr.contains(named), "{}", out.stderr);
+        assert!(!out.stderr.contains("retrying"), "{}", out.stderr);
+        assert!(!out.stderr.contains("wr0ng-Pa55") && !out.stdout.contains("wr0ng-Pa55"));
+    }
     Ok(())
 }
