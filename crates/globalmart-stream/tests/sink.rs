@@ -407,11 +407,9 @@ fn item(cart_size: i32) -> CartItem {
     }
 }
 
-#[tokio::test]
-async fn an_abandoned_cart_is_recorded_once_and_a_checkout_in_time_never() -> Result<()> {
-    let stack = TestStack::new().await?;
-    let mut client = stack.realtime_client().await?;
-    let checkout = Checkout {
+/// The checkout of a cart holding [`item`]'s one kettle.
+fn checkout_of_item() -> Checkout {
+    Checkout {
         items: vec![LineItem {
             product_id: "PROD_00000001".into(),
             quantity: 1,
@@ -420,7 +418,14 @@ async fn an_abandoned_cart_is_recorded_once_and_a_checkout_in_time_never() -> Re
         total_items: 1,
         total_value: Decimal::from(20),
         cart_size: 1,
-    };
+    }
+}
+
+#[tokio::test]
+async fn an_abandoned_cart_is_recorded_once_and_a_checkout_in_time_never() -> Result<()> {
+    let stack = TestStack::new().await?;
+    let mut client = stack.realtime_client().await?;
+    let checkout = checkout_of_item();
     let records = vec![
         // Abandoned: an item, then nothing for 45 minutes.
         cart("abandoned", 0, CartAction::AddToCart(item(1))),
@@ -488,16 +493,7 @@ async fn abandonment_waits_for_the_slowest_partition_and_judges_a_backfill_jump_
     let stack = TestStack::new().await?;
     let mut client = stack.realtime_client().await?;
     let timeout = std::time::Duration::from_secs(30 * 60);
-    let checkout = Checkout {
-        items: vec![LineItem {
-            product_id: "PROD_00000001".into(),
-            quantity: 1,
-            price: Decimal::from(20),
-        }],
-        total_items: 1,
-        total_value: Decimal::from(20),
-        cart_size: 1,
-    };
+    let checkout = checkout_of_item();
     // Three days back (minutes before 12:00 on the test day), as a backfill replays them.
     let day = 24 * 60;
     let other = "USER_00000002";
