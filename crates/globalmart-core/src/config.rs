@@ -33,7 +33,15 @@ pub enum ConfigError {
 /// Loads `T` from the command line, the environment and `.env`, or prints why not and exits
 /// (status 2, clap's usage-error status; `--help` and `--version` exit 0).
 pub fn load<T: Parser>() -> T {
-    let loaded = read_dotenv().and_then(|()| parse_from::<T, _, _>(std::env::args_os()));
+    let loaded = read_dotenv()
+        .and_then(|()| secrets_from_files::<T>(|key| std::env::var_os(key)))
+        .and_then(|secrets| {
+            for (key, value) in secrets {
+                // Like .env above: before the program reads any setting.
+                std::env::set_var(key, value);
+            }
+            parse_from::<T, _, _>(std::env::args_os())
+        });
     match loaded {
         Ok(config) => config,
         Err(ConfigError::Cli(e)) => e.exit(),
@@ -62,6 +70,38 @@ fn read_dotenv() -> Result<(), ConfigError> {
         Err(e) if e.not_found() => Ok(()),
         Err(e) => Err(ConfigError::DotEnv(e.to_string())),
     }
+}
+
+/// The secrets of `T` (its settings whose values are never shown, such as the database
+/// passwords) given as `<KEY>_FILE`, the path of a file holding the value (how Docker and
+/// Kubernetes mount secrets): the keys to set and their values, without the file's final
+/// newline. `var` reads the environment.
+fn secrets_from_files<T: CommandFactory>(
+    var: impl Fn(&str) -> Option<OsString>,
+) -> Result<Vec<(String, String)>, ConfigError> {
+    let mut secrets = Vec::new();
+    for arg in T::command().get_arguments() {
+        let Some(key) = arg.get_env().filter(|_| arg.is_hide_env_values_set()) else {
+            continue;
+        };
+        let key = key.to_string_lossy().into_owned();
+        let file_key = format!("{key}_FILE");
+        let Some(path) = var(&file_key) else {
+            continue;
+        };
+        let invalid = |allowed: String| ConfigError::Invalid {
+            key: file_key.clone(),
+            value: path.to_string_lossy().into_owned(),
+            allowed,
+        };
+        if var(&key).is_some() {
+            return Err(invalid(format!("{key} is set too; set one of the two")));
+        }
+        let text = std::fs::read_to_string(&path)
+            .map_err(|e| invalid(format!("cannot read the file: {e}")))?;
+        secrets.push((key, text.trim_end_matches(['\n', '\r']).to_owned()));
+    }
+    Ok(secrets)
 }
 
 /// Turns clap's "invalid value for '--rate <N>'" into "invalid DATA_GEN_EVENTS_PER_SECOND": a
@@ -213,7 +253,12 @@ fn db_arg(db: Db, field: &'static str) -> Arg {
         ),
         "password" => (
             db.default_password().into(),
-            format!("Password of the {} role (never logged)", db.label()),
+            format!(
+                "Password of the {} role (never logged); or {}_PASSWORD_FILE, the path of a \
+                 file holding it",
+                db.label(),
+                db.env_prefix()
+            ),
         ),
         _ => (
             db.default_dbname().into(),
@@ -336,6 +381,61 @@ mod tests {
             Ok(n) if n > 0 => Ok(n),
             _ => Err("expected a positive whole number".to_owned()),
         }
+    }
+
+    #[test]
+    fn a_secret_can_come_from_a_file_named_by_its_key_file() -> Result<(), ConfigError> {
+        let dir = std::env::temp_dir().join(format!("gm-secret-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).map_err(|e| ConfigError::DotEnv(e.to_string()))?;
+        let file = dir.join("realtime-password");
+        std::fs::write(&file, "from-a-file\n").map_err(|e| ConfigError::DotEnv(e.to_string()))?;
+        let env = |pairs: Vec<(&'static str, OsString)>| {
+            move |key: &str| {
+                pairs
+                    .iter()
+                    .find(|(k, _)| *k == key)
+                    .map(|(_, v)| v.clone())
+            }
+        };
+        let with_file = env(vec![
+            ("POSTGRES_REALTIME_PASSWORD_FILE", file.clone().into()),
+            // Only secrets are read from files.
+            ("POSTGRES_REALTIME_HOST_FILE", file.clone().into()),
+        ]);
+        assert_eq!(
+            secrets_from_files::<Demo>(with_file)?,
+            vec![(
+                "POSTGRES_REALTIME_PASSWORD".to_owned(),
+                "from-a-file".to_owned()
+            )]
+        );
+        let both = env(vec![
+            ("POSTGRES_REALTIME_PASSWORD_FILE", file.clone().into()),
+            ("POSTGRES_REALTIME_PASSWORD", "inline".into()),
+        ]);
+        match secrets_from_files::<Demo>(both) {
+            Err(ConfigError::Invalid { key, allowed, .. }) => {
+                assert_eq!(key, "POSTGRES_REALTIME_PASSWORD_FILE");
+                assert!(
+                    allowed.contains("POSTGRES_REALTIME_PASSWORD is set too"),
+                    "{allowed}"
+                );
+            }
+            other => panic!("both set must be refused, got {other:?}"),
+        }
+        let missing = env(vec![(
+            "POSTGRES_WAREHOUSE_PASSWORD_FILE",
+            dir.join("nothing-here").into(),
+        )]);
+        match secrets_from_files::<Demo>(missing) {
+            Err(ConfigError::Invalid { key, allowed, .. }) => {
+                assert_eq!(key, "POSTGRES_WAREHOUSE_PASSWORD_FILE");
+                assert!(allowed.starts_with("cannot read the file"), "{allowed}");
+            }
+            other => panic!("a missing file must be refused, got {other:?}"),
+        }
+        let _ = std::fs::remove_dir_all(&dir);
+        Ok(())
     }
 
     fn invalid(args: &[&str]) -> (String, String, String) {

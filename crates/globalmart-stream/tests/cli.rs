@@ -111,3 +111,35 @@ async fn a_wrong_password_or_database_stops_at_once_naming_the_setting() -> Resu
     }
     Ok(())
 }
+
+#[tokio::test]
+async fn the_password_can_come_from_a_file_and_stays_out_of_the_output() -> Result<()> {
+    let stack = TestStack::new().await?;
+    let dir = std::env::temp_dir().join(format!("gm-secret-{}", uuid::Uuid::new_v4().simple()));
+    std::fs::create_dir_all(&dir)?;
+    let file = dir.join("password");
+    // A wrong one: without the file the default password would connect, so the refusal shows
+    // the file was read.
+    std::fs::write(&file, "fr0m-a-F1le\n")?;
+    let settings = &stack.realtime;
+    let out = Cli::new(BIN)
+        .env("POSTGRES_REALTIME_HOST", &settings.host)
+        .env("POSTGRES_REALTIME_PORT", &settings.port.to_string())
+        .env("POSTGRES_REALTIME_USER", &settings.user)
+        .env("POSTGRES_REALTIME_DB", &settings.dbname)
+        .env("POSTGRES_REALTIME_PASSWORD_FILE", &file.to_string_lossy())
+        .env("STREAM_DB_WAIT_SECONDS", "60")
+        .env("KAFKA_BOOTSTRAP_SERVERS", &stack.bootstrap_servers)
+        .env("METRICS_ADDR", "127.0.0.1:0")
+        .run()?;
+    std::fs::remove_dir_all(&dir)?;
+    assert_eq!(out.code, Some(1), "{}", out.stderr);
+    assert!(
+        out.stderr
+            .contains("check POSTGRES_REALTIME_USER and POSTGRES_REALTIME_PASSWORD"),
+        "{}",
+        out.stderr
+    );
+    assert!(!out.stderr.contains("fr0m-a-F1le") && !out.stdout.contains("fr0m-a-F1le"));
+    Ok(())
+}
