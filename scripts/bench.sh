@@ -144,9 +144,9 @@ for line in sys.stdin:
 # bench_generator_course GEN PREFIX: --profile course (10,000,000 users, 250,000 products,
 # 100,000 orders a day): the first publication of its catalogue and a backfill of
 # BENCH_COURSE_DAYS days (default 1, the last full days), each next to kcat -P of the same
-# records (about 2.5 GB of text for the catalogue, in the run's temporary directory), best of BENCH_ROUNDS
-# alternating runs on fresh topics; the generator's peak memory; a restart, which finds the
-# catalogue published.
+# records (about 2.5 GB of text for the catalogue, in the run's temporary directory), best of
+# BENCH_ROUNDS alternating runs on fresh topics; the generator's peak memory; a restart, which
+# finds the catalogue published.
 bench_generator_course() {
     local gen=$1 prefix=$2 days=${BENCH_COURSE_DAYS:-1} catalogue=10250000
     local from to
@@ -295,14 +295,14 @@ bench_stream() {
             baseline=$(grep 'saved: ' "$WORK/baseline.log" | tail -n 1)
             say "   round $round: baseline ${baseline#*saved: }"
             baseline=$(sed -n 's/.*saved: [0-9]* messages in [0-9.]* s (\([0-9]*\)\/s.*/\1/p' <<<"$baseline")
-            best_baseline=$(awk -v a="$best_baseline" -v b="$baseline" 'BEGIN { print (b > a ? b : a) }')
+            best_baseline=$(best "$best_baseline" "$baseline")
         fi
         gm_psql "$PG_REALTIME_PORT" postgres -c "DROP DATABASE IF EXISTS $db WITH (FORCE)" -c "CREATE DATABASE $db"
         RUST_LOG=info "$stream" --exit-when-idle 1 2>"$WORK/ingest.log" || { tail -n 20 "$WORK/ingest.log"; die "the stream failed"; }
         summary=$(grep 'saved: ' "$WORK/ingest.log" | tail -n 1)
         messages=$(sed -n 's/.*saved: \([0-9]*\) messages.*/\1/p' <<<"$summary")
         rate=$(sed -n 's/.*saved: [0-9]* messages in [0-9.]* s (\([0-9]*\)\/s.*/\1/p' <<<"$summary")
-        best=$(awk -v a="$best" -v b="$rate" 'BEGIN { print (b > a ? b : a) }')
+        best=$(best "$best" "$rate")
         if [ "$round" = 1 ]; then
             say "   rows: $(stream_rows "$db" | tr '\n' ' ')"
             # Floor: the rows the stream wrote, copied out, then \copy'd by psql into the same

@@ -4,12 +4,12 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use chrono::{DateTime, NaiveDate, NaiveTime, Utc};
+use chrono::{DateTime, NaiveDate, Utc};
 use clap::Parser;
 use globalmart_core::config::{parse_duration, KafkaArgs};
 use globalmart_core::timestamp;
 
-use crate::timeline::{Period, Shape};
+use crate::timeline::{midnight, Period, Shape};
 
 /// How fast to produce.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -215,10 +215,6 @@ pub const DEFAULT_CATALOGUE_SEED: u64 = 42;
 fn day(text: &str) -> Result<NaiveDate, String> {
     NaiveDate::parse_from_str(text.trim(), "%Y-%m-%d")
         .map_err(|_| "expected a day as YYYY-MM-DD, such as 2026-10-01".into())
-}
-
-fn midnight(day: NaiveDate) -> DateTime<Utc> {
-    day.and_time(NaiveTime::MIN).and_utc()
 }
 
 fn share(text: &str) -> Result<f64, String> {

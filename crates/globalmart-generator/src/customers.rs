@@ -153,18 +153,22 @@ impl Customers {
         self.registrations.start + Duration::microseconds((span.unwrap_or(0) as f64 * slot) as i64)
     }
 
-    /// When customer `index` stops shopping, if they do.
-    fn lapse(&self, index: u32) -> Option<DateTime<Utc>> {
+    /// When customer `index`, registered at `registration`, stops shopping, if they do.
+    fn lapse(&self, index: u32, registration: DateTime<Utc>) -> Option<DateTime<Utc>> {
         (unit(self.seed, index, LAPSES) < LAPSE_SHARE).then(|| {
             let within = LAPSE_WITHIN.num_microseconds().unwrap_or(0) as f64;
-            self.registration(index)
+            registration
                 + Duration::microseconds((within * unit(self.seed, index, LAPSE_AT)) as i64)
         })
     }
 
     /// Whether customer `index` shops at `at`: registered and not lapsed.
     fn shops(&self, index: u32, at: DateTime<Utc>) -> bool {
-        self.registration(index) <= at && self.lapse(index).is_none_or(|lapse| at < lapse)
+        let registration = self.registration(index);
+        registration <= at
+            && self
+                .lapse(index, registration)
+                .is_none_or(|lapse| at < lapse)
     }
 
     /// How many customers (the first, in index order) surely registered by `at`.
@@ -329,7 +333,7 @@ mod tests {
             "the busiest 1 % started {top} of 100,000 sessions"
         );
         let lapsed = (0..10_000u32)
-            .filter(|&i| c.lapse(i).is_some_and(|l| l <= at))
+            .filter(|&i| c.lapse(i, c.registration(i)).is_some_and(|l| l <= at))
             .collect::<Vec<_>>();
         assert!(lapsed.len() > 3_000, "{} lapsed", lapsed.len());
         assert!(lapsed.iter().all(|&i| sessions[i as usize] == 0));

@@ -39,8 +39,7 @@ pub async fn run(config: &Config, output: Output, shutdown: CancellationToken) -
     // A backfill's catalogue is as of its first moment, a live run's as of the start of its
     // day: the same seed gives the same catalogue, registration dates included.
     let shop = backfill.unwrap_or(Period::day_of(Utc::now()));
-    let mix = Mix::new(config.mix_settings(), catalogue_seed, seed, shop)
-        .promoting(&config.promotion_days);
+    let mix = Mix::new(config.mix_settings(), catalogue_seed, seed, shop).promoting(config.shape());
     let started = Instant::now();
     let mut run = Run {
         config,
@@ -224,14 +223,10 @@ async fn look(kafka: &KafkaArgs, fingerprint: String) -> Option<(Publication, bo
         anyhow::Ok((publication, held))
     })
     .await;
-    match looked {
-        Ok(Ok(found)) => Some(found),
-        Ok(Err(e)) => {
-            warn!("could not find out whether the catalogue topics hold this catalogue ({e:#}): publishing it");
-            None
-        }
+    match looked.map_err(anyhow::Error::from).and_then(|found| found) {
+        Ok(found) => Some(found),
         Err(e) => {
-            warn!("could not find out whether the catalogue topics hold this catalogue ({e}): publishing it");
+            warn!("could not find out whether the catalogue topics hold this catalogue ({e:#}): publishing it");
             None
         }
     }

@@ -7,7 +7,7 @@
 
 use std::collections::VecDeque;
 
-use chrono::{DateTime, NaiveDate, Utc};
+use chrono::{DateTime, Utc};
 use globalmart_core::event::{Event, LineItem};
 use rand::RngExt;
 use rand::SeedableRng;
@@ -16,7 +16,7 @@ use rust_decimal::Decimal;
 
 use crate::catalogue::Catalogue;
 use crate::session::{Session, NORMAL_CART_LIMIT};
-use crate::timeline::Period;
+use crate::timeline::{Period, Shape};
 use crate::Rng;
 
 /// Target shares of views, cart events and transactions.
@@ -72,8 +72,8 @@ pub struct Mix {
     pub catalogue: Catalogue,
     settings: MixSettings,
     sessions: Vec<Session>,
-    /// Days on which carts get the promotion discount.
-    promotions: Vec<NaiveDate>,
+    /// Its promotion days give carts the promotion discount.
+    shape: Shape,
     /// Sessions that checked out, with their lines, waiting to pay (in checkout order).
     awaiting_payment: VecDeque<(Session, Vec<LineItem>)>,
     /// Indexes (into `sessions`) of sessions whose anomalous line was added: they check out next.
@@ -93,22 +93,23 @@ impl Mix {
             catalogue,
             settings,
             sessions: Vec::new(),
-            promotions: Vec::new(),
+            shape: Shape::default(),
             awaiting_payment: VecDeque::new(),
             anomalous: Vec::new(),
             counts: Counts::default(),
         }
     }
 
-    /// Carts put together on these days get [`PROMOTION_DISCOUNT`] off the list price.
-    pub fn promoting(mut self, days: &[NaiveDate]) -> Mix {
-        self.promotions = days.to_vec();
+    /// Carts put together on the promotion days of `shape` get [`PROMOTION_DISCOUNT`] off the
+    /// list price.
+    pub fn promoting(mut self, shape: Shape) -> Mix {
+        self.shape = shape;
         self
     }
 
     /// The share of the list price a cart pays at `at`.
     fn discount(&self, at: DateTime<Utc>) -> Decimal {
-        if self.promotions.contains(&at.date_naive()) {
+        if self.shape.is_promotion(at.date_naive()) {
             Decimal::ONE - PROMOTION_DISCOUNT
         } else {
             Decimal::ONE

@@ -46,8 +46,13 @@ impl Period {
     /// The shop of a live run at `at`: as of the start of its day (UTC), so that runs of one
     /// day publish the same catalogue, registration dates included.
     pub fn day_of(at: DateTime<Utc>) -> Period {
-        Period::instant(at.date_naive().and_time(NaiveTime::MIN).and_utc())
+        Period::instant(midnight(at.date_naive()))
     }
+}
+
+/// The start of `day` (UTC).
+pub fn midnight(day: NaiveDate) -> DateTime<Utc> {
+    day.and_time(NaiveTime::MIN).and_utc()
 }
 
 /// The traffic shape of a period.

@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use chrono::{DateTime, TimeZone, Utc};
 use globalmart_core::event::{CartAction, Event, LineItem};
 use globalmart_generator::mix::{Mix, MixSettings};
-use globalmart_generator::timeline::Period;
+use globalmart_generator::timeline::{Period, Shape};
 use rust_decimal::Decimal;
 
 fn now() -> DateTime<Utc> {
@@ -244,7 +244,10 @@ fn carts_of_a_promotion_day_pay_the_discounted_price_and_other_days_the_list_pri
     // No price changes: every line can be held against the product's one list price.
     settings.catalogue_change_rate = 0.0;
     let promotion = now().date_naive();
-    let mut mix = Mix::new(settings, 4, 4, Period::instant(now())).promoting(&[promotion]);
+    let shape = Shape {
+        promotions: vec![promotion],
+    };
+    let mut mix = Mix::new(settings, 4, 4, Period::instant(now())).promoting(shape);
     let next_day = now() + chrono::Duration::days(1);
     let records: Vec<(bool, Event)> = (0..20_000)
         .map(|i| {

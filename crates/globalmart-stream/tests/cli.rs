@@ -121,12 +121,9 @@ async fn the_password_can_come_from_a_file_and_stays_out_of_the_output() -> Resu
     // A wrong one: without the file the default password would connect, so the refusal shows
     // the file was read.
     std::fs::write(&file, "fr0m-a-F1le\n")?;
-    let settings = &stack.realtime;
     let out = Cli::new(BIN)
-        .env("POSTGRES_REALTIME_HOST", &settings.host)
-        .env("POSTGRES_REALTIME_PORT", &settings.port.to_string())
-        .env("POSTGRES_REALTIME_USER", &settings.user)
-        .env("POSTGRES_REALTIME_DB", &settings.dbname)
+        .database(Db::Realtime, &stack.realtime)
+        .env_remove("POSTGRES_REALTIME_PASSWORD")
         .env("POSTGRES_REALTIME_PASSWORD_FILE", &file.to_string_lossy())
         .env("STREAM_DB_WAIT_SECONDS", "60")
         .env("KAFKA_BOOTSTRAP_SERVERS", &stack.bootstrap_servers)

@@ -59,6 +59,12 @@ impl Cli {
         self
     }
 
+    /// Leaves an environment variable out (one [`Cli::database`] set, say).
+    pub fn env_remove(mut self, key: &str) -> Cli {
+        self.command.env_remove(key);
+        self
+    }
+
     /// Points the binary at database `settings` of kind `db`.
     pub fn database(mut self, db: Db, settings: &PgSettings) -> Cli {
         self.command.envs(crate::database_env(db, settings));
