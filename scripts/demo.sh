@@ -5,7 +5,9 @@
 # and analytics), then prints events per topic, rows per table, the guide's seven Common
 # Queries and `globalmart-batch check`. Leaves the stack and the stream running.
 #   scripts/demo.sh [--rate EVENTS_PER_SECOND] [--duration 60s] [--history-days 30]
-#                   [--orders-per-day 2000]
+#                   [--orders-per-day 2000] [--secure]
+# --secure: the stack of `scripts/dev-up.sh --secure`, every binary over SASL_SSL and
+# verify-full TLS (docs/USER_GUIDE.md, "Production").
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib/common.sh"
 cd "$GM_ROOT"
@@ -14,14 +16,16 @@ RATE=500
 DURATION=60s
 HISTORY_DAYS=30
 ORDERS_PER_DAY=2000
+SECURE=()
 while [ $# -gt 0 ]; do
     case "$1" in
         --rate) RATE=${2:?--rate needs a number of events per second}; shift 2 ;;
         --duration) DURATION=${2:?--duration needs a duration such as 60s}; shift 2 ;;
         --history-days) HISTORY_DAYS=${2:?--history-days needs a number of days (0: none)}; shift 2 ;;
         --orders-per-day) ORDERS_PER_DAY=${2:?--orders-per-day needs a number}; shift 2 ;;
-        -h | --help) sed -n '2,8p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
-        *) die "unknown option: $1 (--rate N, --duration 60s, --history-days N, --orders-per-day N)" ;;
+        --secure) SECURE=(--secure); shift ;;
+        -h | --help) sed -n '2,10p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        *) die "unknown option: $1 (--rate N, --duration 60s, --history-days N, --orders-per-day N, --secure)" ;;
     esac
 done
 [[ "$HISTORY_DAYS" =~ ^[0-9]+$ ]] || die "--history-days needs a whole number of days (0: no history), not $HISTORY_DAYS"
@@ -34,7 +38,7 @@ say "(first time: about 11 minutes on 2 cores; cached in $CARGO_TARGET_DIR, the 
 # The stack's set-up waits on downloads and servers, the build on the processors: side by side
 # they take the time of the build alone.
 stack_log=$GM_LOGS/demo-stack.log
-scripts/dev-up.sh >"$stack_log" 2>&1 </dev/null &
+scripts/dev-up.sh "${SECURE[@]}" >"$stack_log" 2>&1 </dev/null &
 stack=$!
 gm_build
 say ""
@@ -44,15 +48,30 @@ if ! wait "$stack"; then
     die "the local stack did not come up (above; details in logs/dev-up.log)"
 fi
 cat "$stack_log"
+MODE=plaintext
+if [ ${#SECURE[@]} -gt 0 ]; then
+    MODE=secure
+    # Every binary below reads these: SASL_SSL to Kafka, verify-full TLS to PostgreSQL.
+    set -a
+    source "$GM_SECURE_ENV"
+    set +a
+    say "secure: Kafka $KAFKA_BOOTSTRAP_SERVERS ($KAFKA_SECURITY_PROTOCOL, $KAFKA_SASL_MECHANISM), PostgreSQL sslmode=$POSTGRES_REALTIME_SSLMODE"
+fi
 say ""
 say "== 3/6 stream: every topic into the realtime database (log: logs/stream.log)"
 pid=$(read_pid "$STREAM_PID_FILE")
+if pid_alive "$pid" && [ "$(cat "$STREAM_PID_FILE.mode" 2>/dev/null)" != "$MODE" ]; then
+    say "stopping the stream this demo started before (pid $pid, not $MODE)"
+    kill "$pid"
+    for _ in $(seq 1 60); do pid_alive "$pid" || break; sleep 0.5; done
+fi
 if pid_alive "$pid"; then
     say "already running (pid $pid)"
 else
     "$BIN/globalmart-stream" >>"$GM_LOGS/stream.log" 2>&1 &
     echo $! >"$STREAM_PID_FILE"
-    say "started (pid $!)"
+    echo "$MODE" >"$STREAM_PID_FILE.mode"
+    say "started (pid $!, $MODE)"
 fi
 say ""
 if [ "$HISTORY_DAYS" -gt 0 ]; then

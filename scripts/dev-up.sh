@@ -2,7 +2,8 @@
 # Brings up GlobalMart's local stack on a machine without Docker (docs/USER_GUIDE.md, Setup) and prints a
 # status table:
 #   - PostgreSQL: globalmart_warehouse on 5432 and a second cluster with globalmart_realtime on
-#     5433, role globalmart_user with the documented passwords, migrations applied;
+#     5433, role globalmart_user with the documented passwords, migrations applied, and the
+#     least-privilege login roles globalmart_stream and globalmart_batch;
 #   - Apache Kafka (the real broker, single-node KRaft) on localhost:9092 from Maven Central jars
 #     cached in ~/.cache/globalmart, with the six topics, 3 partitions each;
 #   - kcat, to peek at topics.
@@ -13,23 +14,31 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib/common.sh"
 
 usage() {
     cat <<EOF
-usage: scripts/dev-up.sh [--with-prometheus] [--help]
+usage: scripts/dev-up.sh [--with-prometheus] [--secure] [--help]
 
 Starts PostgreSQL (5432 warehouse, 5433 realtime) and Apache Kafka $KAFKA_VERSION (9092), creates
 the databases, role, schemas and topics, and prints a status table. Safe to run again.
 
   --with-prometheus  also install and start Prometheus on 127.0.0.1:$PROMETHEUS_PORT, scraping the
                      binaries' /metrics as prometheus/prometheus.yml says.
+  --secure           the same stack secured as a production one is: a local CA and certificates
+                     (scripts/make-certs.sh, in \$GLOBALMART_CACHE/certs), a SASL_SSL listener on
+                     localhost:$KAFKA_SECURE_PORT (user $KAFKA_SASL_USER by PLAIN, SCRAM-SHA-256 and -512),
+                     and PostgreSQL taking TCP connections over TLS only (scram-sha-256). Writes
+                     the binaries' settings for it to $GM_SECURE_ENV. Without the flag, a stack
+                     made secure before is made plaintext again.
 
 Environment: GLOBALMART_CACHE (default ~/.cache/globalmart) holds the Kafka jars and data.
 Stop with scripts/dev-down.sh (add --purge to delete the data too).
 EOF
 }
 WITH_PROMETHEUS=0
+SECURE=0
 for arg in "$@"; do
     case "$arg" in
         -h | --help) usage; exit 0 ;;
         --with-prometheus) WITH_PROMETHEUS=1 ;;
+        --secure) SECURE=1 ;;
         *) usage >&2; die "unknown argument: $arg" ;;
     esac
 done
@@ -82,6 +91,7 @@ ensure_packages() {
     command -v kcat >/dev/null 2>&1 || missing+=(kcat)
     command -v java >/dev/null 2>&1 || missing+=(openjdk-17-jre-headless)
     command -v mvn >/dev/null 2>&1 || missing+=(maven)
+    command -v openssl >/dev/null 2>&1 || missing+=(openssl)
     if [ ${#missing[@]} -gt 0 ]; then
         say "installing ${missing[*]} from Debian's packages..."
         logged as_root apt-get update
@@ -186,6 +196,84 @@ ensure_schema() {
     [ "$before" = "$after" ] || changed "applied sql/$dir migrations to $db"
 }
 
+# The binaries' least-privilege login roles, globalmart_stream and globalmart_batch, on the
+# cluster on port $1 (scripts/postgres/runtime-logins.sql; after the migrations, which create
+# the group roles they join). Skipped on a server not managed here.
+ensure_runtime_logins() {
+    local port=$1 existed
+    as_postgres psql -X -q -p "$port" -d postgres -tAc 'SELECT 1' >/dev/null 2>&1 || return 0
+    existed=$(as_postgres psql -X -q -p "$port" -d postgres -tAc "SELECT count(*) FROM pg_roles WHERE rolname IN ('globalmart_stream', 'globalmart_batch')")
+    logged as_postgres psql -X -q -v ON_ERROR_STOP=1 -p "$port" -d postgres \
+        -v stream_password="$PG_STREAM_PASSWORD" -v batch_password="$PG_BATCH_PASSWORD" \
+        -f "$GM_ROOT/scripts/postgres/runtime-logins.sql"
+    [ "$existed" = 2 ] || changed "created the runtime roles globalmart_stream and globalmart_batch on port $port"
+}
+
+# TLS for the cluster on port $1 (--secure): our server certificate, and TCP connections
+# without TLS refused by a block of pg_hba.conf this script owns; without --secure the block is
+# removed (the certificate may stay: plaintext clients are welcome again). Reloads on a change.
+ensure_pg_tls() {
+    local port=$1 cluster conf_dir hba begin="# globalmart dev-up --secure: begin" end="# globalmart dev-up --secure: end"
+    cluster=$(cluster_on_port "$port")
+    [ -n "$cluster" ] || { [ "$SECURE" -eq 0 ] && return; die "--secure needs a cluster managed here on port $port"; }
+    conf_dir=/etc/postgresql/$PG_MAJOR/$cluster
+    hba=$conf_dir/pg_hba.conf
+    local has_block=0 reload=0
+    as_root grep -qF "$begin" "$hba" && has_block=1
+    if [ "$SECURE" -eq 1 ]; then
+        local cert=$conf_dir/globalmart-server.pem key=$conf_dir/globalmart-server.key
+        if ! cmp -s "$GM_CERTS/server.pem" "$cert" 2>/dev/null; then
+            as_root install -o postgres -g postgres -m 644 "$GM_CERTS/server.pem" "$cert"
+            as_root install -o postgres -g postgres -m 600 "$GM_CERTS/server.key" "$key"
+            as_postgres psql -X -q -p "$port" -d postgres -c "ALTER SYSTEM SET ssl = on" \
+                -c "ALTER SYSTEM SET ssl_cert_file = '$cert'" -c "ALTER SYSTEM SET ssl_key_file = '$key'" >>"$SETUP_LOG"
+            reload=1
+        fi
+        if [ $has_block -eq 0 ]; then
+            # First in the file: pg_hba.conf takes the first line that matches.
+            local tmp
+            tmp=$(mktemp)
+            { printf '%s\n' "$begin" "hostnossl all all 0.0.0.0/0 reject" "hostnossl all all ::/0 reject" "$end"
+              as_root cat "$hba"; } >"$tmp"
+            as_root cp "$tmp" "$hba"
+            rm -f "$tmp"
+            reload=1
+        fi
+        [ $reload -eq 1 ] && changed "PostgreSQL on port $port: TLS only over TCP (certificate of $GM_CERTS)"
+    elif [ $has_block -eq 1 ]; then
+        as_root sed -i "/^$begin\$/,/^$end\$/d" "$hba"
+        reload=1
+        changed "PostgreSQL on port $port: plaintext accepted again"
+    fi
+    if [ $reload -eq 1 ]; then
+        as_postgres psql -X -q -p "$port" -d postgres -c "SELECT pg_reload_conf()" >>"$SETUP_LOG"
+    fi
+}
+
+# The settings that point the binaries at the secured stack (--secure), for scripts/demo.sh
+# --secure and for a shell: `set -a; source $GM_SECURE_ENV; set +a`.
+write_secure_env() {
+    local rendered
+    rendered=$(cat <<EOT
+# Written by scripts/dev-up.sh --secure: the binaries' settings for the secured local stack.
+KAFKA_BOOTSTRAP_SERVERS=localhost:$KAFKA_SECURE_PORT
+KAFKA_SECURITY_PROTOCOL=SASL_SSL
+KAFKA_SASL_MECHANISM=SCRAM-SHA-512
+KAFKA_SASL_USERNAME=$KAFKA_SASL_USER
+KAFKA_SASL_PASSWORD=$KAFKA_SASL_PASSWORD
+KAFKA_SSL_CA_LOCATION=$GM_CERTS/ca.pem
+POSTGRES_WAREHOUSE_SSLMODE=verify-full
+POSTGRES_WAREHOUSE_SSLROOTCERT=$GM_CERTS/ca.pem
+POSTGRES_REALTIME_SSLMODE=verify-full
+POSTGRES_REALTIME_SSLROOTCERT=$GM_CERTS/ca.pem
+EOT
+)
+    if [ "$(cat "$GM_SECURE_ENV" 2>/dev/null)" != "$rendered" ]; then
+        printf '%s\n' "$rendered" >"$GM_SECURE_ENV"
+        changed "wrote $GM_SECURE_ENV"
+    fi
+}
+
 # ------------------------------------------------------------------------------------------
 # Kafka
 # ------------------------------------------------------------------------------------------
@@ -212,11 +300,16 @@ ensure_kafka_jars() {
 ensure_kafka_config() {
     local config=$KAFKA_HOME/config/server.properties rendered
     mkdir -p "$KAFKA_HOME/config" "$KAFKA_DATA"
-    rendered=$(sed -e "s|@BROKER_PORT@|$KAFKA_PORT|g" -e "s|@CONTROLLER_PORT@|$KAFKA_CONTROLLER_PORT|g" \
-        -e "s|@LOG_DIR@|$KAFKA_DATA|g" "$GM_ROOT/scripts/kafka/server.properties")
+    local templates=("$GM_ROOT/scripts/kafka/server.properties")
+    [ "$SECURE" -eq 1 ] && templates+=("$GM_ROOT/scripts/kafka/secure.properties")
+    rendered=$(cat "${templates[@]}" | sed -e "s|@BROKER_PORT@|$KAFKA_PORT|g" \
+        -e "s|@CONTROLLER_PORT@|$KAFKA_CONTROLLER_PORT|g" -e "s|@LOG_DIR@|$KAFKA_DATA|g" \
+        -e "s|@SECURE_PORT@|$KAFKA_SECURE_PORT|g" -e "s|@CERTS@|$GM_CERTS|g" \
+        -e "s|@SASL_USER@|$KAFKA_SASL_USER|g" -e "s|@SASL_PASSWORD@|$KAFKA_SASL_PASSWORD|g")
     if [ ! -f "$config" ] || [ "$(cat "$config")" != "$rendered" ]; then
         printf '%s\n' "$rendered" >"$config"
         changed "wrote $config"
+        KAFKA_CONFIG_CHANGED=1
     fi
     if [ ! -f "$KAFKA_DATA/meta.properties" ]; then
         local cluster_id
@@ -233,6 +326,12 @@ kafka_answers() {
 ensure_kafka_running() {
     local pid
     pid=$(read_pid "$KAFKA_PID_FILE")
+    if pid_alive "$pid" && [ "$KAFKA_CONFIG_CHANGED" -eq 1 ]; then
+        say "restarting Kafka (pid $pid) with its new configuration..."
+        kill "$pid"
+        for _ in $(seq 1 60); do pid_alive "$pid" || break; sleep 0.5; done
+        pid_alive "$pid" && die "Kafka (pid $pid) did not stop within 30 s"
+    fi
     if pid_alive "$pid" && kafka_answers; then
         return
     fi
@@ -266,6 +365,18 @@ ensure_topics() {
         logged kafka_java org.apache.kafka.tools.TopicCommand --bootstrap-server "$KAFKA_BOOTSTRAP" \
             --create --if-not-exists --topic "$topic" --partitions "$GM_PARTITIONS" --replication-factor 1 "${extra[@]}"
         changed "created topic $topic"
+    done
+}
+
+# The SCRAM credentials of the --secure user (PLAIN users are in the broker's configuration).
+# Idempotent: setting them again changes nothing a client sees.
+ensure_kafka_scram_user() {
+    local mechanism
+    # One mechanism per request: the broker refuses two changes to one user in one.
+    for mechanism in SCRAM-SHA-256 SCRAM-SHA-512; do
+        logged kafka_java kafka.admin.ConfigCommand --bootstrap-server "$KAFKA_BOOTSTRAP" --alter \
+            --entity-type users --entity-name "$KAFKA_SASL_USER" \
+            --add-config "$mechanism=[password=$KAFKA_SASL_PASSWORD]"
     done
 }
 
@@ -314,6 +425,10 @@ print_status() {
         "$(pg_isready -q -h localhost -p "$PG_REALTIME_PORT" && echo up || echo DOWN) (${PG_NOTE[$PG_REALTIME_PORT]:-?}, db $PG_REALTIME_DB)"
     printf '%-22s %-16s %s\n' kafka "$KAFKA_BOOTSTRAP" \
         "$(kafka_answers && echo up || echo DOWN) (Apache Kafka $KAFKA_VERSION, KRaft, pid $(read_pid "$KAFKA_PID_FILE"))"
+    if [ "$SECURE" -eq 1 ]; then
+        printf '%-22s %-16s %s\n' kafka-sasl-ssl "localhost:$KAFKA_SECURE_PORT" \
+            "$(port_open "$KAFKA_SECURE_PORT" && echo up || echo DOWN) (SASL_SSL, user $KAFKA_SASL_USER; settings in $GM_SECURE_ENV)"
+    fi
     if [ "$WITH_PROMETHEUS" -eq 1 ]; then
         printf '%-22s %-16s %s\n' prometheus "127.0.0.1:$PROMETHEUS_PORT" \
             "$(prometheus_ready && echo up || echo DOWN) (pid $(read_pid "$PROMETHEUS_PID_FILE"), prometheus/prometheus.yml)"
@@ -344,9 +459,22 @@ ensure_role_and_db "$PG_WAREHOUSE_PORT" "$PG_WAREHOUSE_PASSWORD" "$PG_WAREHOUSE_
 ensure_role_and_db "$PG_REALTIME_PORT" "$PG_REALTIME_PASSWORD" "$PG_REALTIME_DB"
 ensure_schema "$PG_WAREHOUSE_PORT" "$PG_WAREHOUSE_DB" warehouse
 ensure_schema "$PG_REALTIME_PORT" "$PG_REALTIME_DB" realtime
+ensure_runtime_logins "$PG_WAREHOUSE_PORT"
+ensure_runtime_logins "$PG_REALTIME_PORT"
+if [ "$SECURE" -eq 1 ]; then
+    [ -f "$GM_CERTS/server-keystore.pem" ] || changed "made a local CA and certificates in $GM_CERTS"
+    logged bash "$GM_ROOT/scripts/make-certs.sh" "$GM_CERTS"
+fi
+ensure_pg_tls "$PG_WAREHOUSE_PORT"
+ensure_pg_tls "$PG_REALTIME_PORT"
 ensure_kafka_jars
+KAFKA_CONFIG_CHANGED=0
 ensure_kafka_config
 ensure_kafka_running
 ensure_topics
+if [ "$SECURE" -eq 1 ]; then
+    ensure_kafka_scram_user
+    write_secure_env
+fi
 [ "$WITH_PROMETHEUS" -eq 1 ] && ensure_prometheus
 print_status

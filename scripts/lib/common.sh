@@ -22,6 +22,13 @@ KAFKA_DATA=$GM_CACHE/kafka-data
 KAFKA_PORT=9092
 KAFKA_CONTROLLER_PORT=9093
 KAFKA_BOOTSTRAP=localhost:$KAFKA_PORT
+# The SASL_SSL listener of `dev-up.sh --secure`, its user (a documented development default,
+# like the database passwords), certificates and the binaries' settings for it.
+KAFKA_SECURE_PORT=9094
+KAFKA_SASL_USER=globalmart
+KAFKA_SASL_PASSWORD=globalmart-secret
+GM_CERTS=$GM_CACHE/certs
+GM_SECURE_ENV=$GM_CACHE/secure.env
 KAFKA_PID_FILE=$GM_RUN/kafka.pid
 PROMETHEUS_PORT=9090
 PROMETHEUS_PID_FILE=$GM_RUN/prometheus.pid
@@ -35,6 +42,9 @@ PG_REALTIME_PORT=${POSTGRES_REALTIME_PORT:-5433}
 PG_REALTIME_DB=${POSTGRES_REALTIME_DB:-globalmart_realtime}
 PG_REALTIME_PASSWORD=${POSTGRES_REALTIME_PASSWORD:-realtime_password}
 PG_USER=${POSTGRES_WAREHOUSE_USER:-globalmart_user}
+# The least-privilege login roles (scripts/postgres/runtime-logins.sql).
+PG_STREAM_PASSWORD=${GLOBALMART_STREAM_DB_PASSWORD:-stream_password}
+PG_BATCH_PASSWORD=${GLOBALMART_BATCH_DB_PASSWORD:-batch_password}
 
 # Event topics, then catalogue topics (compacted). Keep in step with globalmart-core's topics.rs.
 GM_EVENT_TOPICS=(transactions-topic product-views-topic cart-events-topic alerts-topic)

@@ -66,7 +66,11 @@ pub enum Command {
     /// Compare the facts with their realtime source up to the ETL's watermarks: row counts,
     /// missing and extra keys, units and amounts. Prints a table; exits 1 on any difference.
     Validate,
-    /// Drop and recreate the warehouse (every table, then the migrations again).
+    /// Apply the migrations of both databases and exit: run it as the owner role when the
+    /// batch runs as a runtime role, which does not migrate (docs/USER_GUIDE.md, "Production").
+    Migrate,
+    /// Drop and recreate the warehouse (every table, then the migrations again; the owner
+    /// role only).
     Reset {
         /// Yes, drop all warehouse data.
         #[arg(long)]

@@ -9,7 +9,7 @@ use globalmart_batch::config::{Command, Config};
 use globalmart_batch::etl::{self, Settings};
 use globalmart_batch::schedule::{self, connection, REDO};
 use globalmart_batch::{analytics, monitoring, quality, reset};
-use globalmart_core::db::{connect_and_migrate, Db};
+use globalmart_core::db::{apply_migrations, connect_and_migrate, Db};
 use globalmart_core::{metrics, shutdown};
 use tracing::{error, info};
 
@@ -32,6 +32,16 @@ async fn run(config: Config) -> anyhow::Result<ExitCode> {
     if config.command == (Command::Reset { yes: false }) {
         error!("reset drops every warehouse table and its data: run `globalmart-batch reset --yes` to do it");
         return Ok(ExitCode::from(2));
+    }
+    if config.command == Command::Migrate {
+        for (settings, db) in [
+            (&config.warehouse.settings, Db::Warehouse),
+            (&config.realtime.settings, Db::Realtime),
+        ] {
+            let applied = apply_migrations(settings, db, name, wait).await?;
+            info!(count = applied.len(), "{settings} migrated");
+        }
+        return Ok(ExitCode::SUCCESS);
     }
     let warehouse_pool =
         connect_and_migrate(&config.warehouse.settings, Db::Warehouse, name, 1, wait).await?;
@@ -90,6 +100,8 @@ async fn run(config: Config) -> anyhow::Result<ExitCode> {
             let findings = quality::validate(&realtime, &warehouse).await?;
             return Ok(print_findings(&findings));
         }
+        // Done before connecting for the other commands, above.
+        Command::Migrate => {}
         Command::Reset { .. } => {
             let mut warehouse = connection(&warehouse_pool, "warehouse").await?;
             reset::reset(&mut warehouse).await?;

@@ -5,10 +5,12 @@
 mod common;
 
 use anyhow::Result;
+use globalmart_core::config::Secret;
+use globalmart_core::db::{Db, PgSettings};
 use globalmart_core::domain::Country;
 use globalmart_testkit::{Cli, TestStack};
 
-use common::{batch, kettle, purchase, save, shopper};
+use common::{batch, kettle, purchase, save, shop, shopper};
 
 const BIN: &str = env!("CARGO_BIN_EXE_globalmart-batch");
 
@@ -155,5 +157,54 @@ async fn a_failed_step_exits_non_zero_keeps_nothing_of_it_and_the_next_run_redoe
         count("SELECT count(*) FROM batch_runs WHERE status = 'failed'").await?,
         1
     );
+    Ok(())
+}
+
+#[tokio::test]
+async fn as_its_runtime_role_the_batch_runs_and_validates_but_cannot_reset() -> Result<()> {
+    let stack = TestStack::new().await?;
+    let mut realtime = stack.realtime_client().await?;
+    save(&mut realtime, &shop(5, 0.01, 3_000, 10)).await?;
+    let as_batch = |settings: &PgSettings| PgSettings {
+        user: "globalmart_batch".into(),
+        password: Secret::new("batch_password"),
+        ..settings.clone()
+    };
+    let (realtime_role, warehouse_role) = (as_batch(&stack.realtime), as_batch(&stack.warehouse));
+    let cli = |args: &[&str]| {
+        let mut cli = Cli::new(BIN)
+            .database(Db::Realtime, &realtime_role)
+            .database(Db::Warehouse, &warehouse_role);
+        for arg in args {
+            cli = cli.args([*arg]);
+        }
+        cli
+    };
+    let run = cli(&["run", "--date", "2025-12-07"]).run()?;
+    assert_eq!(run.code, Some(0), "{}", run.stderr);
+    assert!(
+        run.stderr.contains("this role does not migrate"),
+        "{}",
+        run.stderr
+    );
+    let validate = cli(&["validate"]).run()?;
+    assert_eq!(
+        validate.code,
+        Some(0),
+        "{}{}",
+        validate.stdout,
+        validate.stderr
+    );
+    let sales: i64 = stack
+        .warehouse_client()
+        .await?
+        .query_one("SELECT count(*) FROM fact_sales", &[])
+        .await?
+        .get(0);
+    assert!(sales > 0, "the runtime role loaded no sale");
+    // Dropping the warehouse is the owner's.
+    let reset = cli(&["reset", "--yes"]).run()?;
+    assert_eq!(reset.code, Some(1), "{}", reset.stderr);
+    assert!(reset.stderr.contains("must be owner"), "{}", reset.stderr);
     Ok(())
 }

@@ -5,12 +5,14 @@
 use std::ffi::OsString;
 use std::fmt;
 use std::marker::PhantomData;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::error::{ContextKind, ContextValue, ErrorKind};
 use clap::{Arg, ArgMatches, Args, CommandFactory, FromArgMatches, Parser};
 
 use crate::db::{Db, PgSettings};
+use crate::pg_tls::{PgTls, SslMode};
 
 /// Why a configuration could not be loaded.
 #[derive(Debug, thiserror::Error)]
@@ -194,6 +196,134 @@ pub struct KafkaArgs {
         default_value = ""
     )]
     pub topic_prefix: String,
+
+    /// How to reach the brokers: PLAINTEXT, SSL (TLS), SASL_PLAINTEXT or SASL_SSL (TLS with a
+    /// user and password: managed Kafka such as Confluent Cloud).
+    #[arg(
+        long = "kafka-security-protocol",
+        env = "KAFKA_SECURITY_PROTOCOL",
+        value_enum,
+        ignore_case = true,
+        default_value = "PLAINTEXT"
+    )]
+    pub security_protocol: SecurityProtocol,
+
+    /// SASL mechanism (with SASL_PLAINTEXT or SASL_SSL): PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512.
+    #[arg(
+        long = "kafka-sasl-mechanism",
+        env = "KAFKA_SASL_MECHANISM",
+        value_enum,
+        ignore_case = true,
+        default_value = "PLAIN"
+    )]
+    pub sasl_mechanism: SaslMechanism,
+
+    /// SASL user name (Confluent Cloud: the API key).
+    #[arg(long = "kafka-sasl-username", env = "KAFKA_SASL_USERNAME")]
+    pub sasl_username: Option<String>,
+
+    /// SASL password (Confluent Cloud: the API secret; never logged); or
+    /// KAFKA_SASL_PASSWORD_FILE, the path of a file holding it.
+    #[arg(
+        long = "kafka-sasl-password",
+        env = "KAFKA_SASL_PASSWORD",
+        hide_env_values = true,
+        value_parser = secret
+    )]
+    pub sasl_password: Option<Secret>,
+
+    /// PEM file of the CA certificates that sign the brokers' certificates (with SSL or
+    /// SASL_SSL); unset: the system's CAs.
+    #[arg(long = "kafka-ssl-ca-location", env = "KAFKA_SSL_CA_LOCATION", value_parser = readable_file)]
+    pub ssl_ca_location: Option<PathBuf>,
+
+    /// PEM file of this client's certificate, for brokers that authenticate clients by
+    /// certificate (mutual TLS); with KAFKA_SSL_KEY_LOCATION.
+    #[arg(
+        long = "kafka-ssl-certificate-location",
+        env = "KAFKA_SSL_CERTIFICATE_LOCATION",
+        value_parser = readable_file
+    )]
+    pub ssl_certificate_location: Option<PathBuf>,
+
+    /// PEM file of this client's private key (mutual TLS).
+    #[arg(
+        long = "kafka-ssl-key-location",
+        env = "KAFKA_SSL_KEY_LOCATION",
+        value_parser = readable_file
+    )]
+    pub ssl_key_location: Option<PathBuf>,
+
+    /// Password of the private key, when it is encrypted (never logged); or
+    /// KAFKA_SSL_KEY_PASSWORD_FILE.
+    #[arg(
+        long = "kafka-ssl-key-password",
+        env = "KAFKA_SSL_KEY_PASSWORD",
+        hide_env_values = true,
+        value_parser = secret
+    )]
+    pub ssl_key_password: Option<Secret>,
+}
+
+/// Kafka's `security.protocol`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+#[value(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum SecurityProtocol {
+    Plaintext,
+    Ssl,
+    SaslPlaintext,
+    SaslSsl,
+}
+
+impl SecurityProtocol {
+    /// The property value (`SASL_SSL`).
+    pub fn name(self) -> &'static str {
+        match self {
+            SecurityProtocol::Plaintext => "PLAINTEXT",
+            SecurityProtocol::Ssl => "SSL",
+            SecurityProtocol::SaslPlaintext => "SASL_PLAINTEXT",
+            SecurityProtocol::SaslSsl => "SASL_SSL",
+        }
+    }
+
+    /// Whether a user and password are sent.
+    pub fn is_sasl(self) -> bool {
+        matches!(
+            self,
+            SecurityProtocol::SaslPlaintext | SecurityProtocol::SaslSsl
+        )
+    }
+
+    /// Whether the connection is TLS.
+    pub fn is_tls(self) -> bool {
+        matches!(self, SecurityProtocol::Ssl | SecurityProtocol::SaslSsl)
+    }
+}
+
+/// Kafka's `sasl.mechanism`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum SaslMechanism {
+    #[value(name = "PLAIN")]
+    Plain,
+    #[value(name = "SCRAM-SHA-256")]
+    ScramSha256,
+    #[value(name = "SCRAM-SHA-512")]
+    ScramSha512,
+}
+
+impl SaslMechanism {
+    /// The property value (`SCRAM-SHA-512`).
+    pub fn name(self) -> &'static str {
+        match self {
+            SaslMechanism::Plain => "PLAIN",
+            SaslMechanism::ScramSha256 => "SCRAM-SHA-256",
+            SaslMechanism::ScramSha512 => "SCRAM-SHA-512",
+        }
+    }
+}
+
+fn secret(text: &str) -> Result<Secret, String> {
+    Ok(Secret::new(text))
 }
 
 impl KafkaArgs {
@@ -234,47 +364,80 @@ pub struct DbArgs<D> {
     database: PhantomData<D>,
 }
 
-const DB_FIELDS: [&str; 5] = ["host", "port", "user", "password", "db"];
+const DB_FIELDS: [&str; 7] = [
+    "host",
+    "port",
+    "user",
+    "password",
+    "db",
+    "sslmode",
+    "sslrootcert",
+];
 
 fn db_arg(db: Db, field: &'static str) -> Arg {
-    let id = format!("{}_{field}", db.label());
-    let (default, help): (String, String) = match field {
-        "host" => (
-            "localhost".into(),
-            format!("{} PostgreSQL host", db.label()),
-        ),
+    let (label, prefix) = (db.label(), db.env_prefix());
+    let (default, help): (Option<String>, String) = match field {
+        "host" => (Some("localhost".into()), format!("{label} PostgreSQL host")),
         "port" => (
-            db.default_port().to_string(),
-            format!("{} PostgreSQL port", db.label()),
+            Some(db.default_port().to_string()),
+            format!("{label} PostgreSQL port"),
         ),
         "user" => (
-            "globalmart_user".into(),
-            format!("{} PostgreSQL role", db.label()),
+            Some("globalmart_user".into()),
+            format!("{label} PostgreSQL role"),
         ),
         "password" => (
-            db.default_password().into(),
+            Some(db.default_password().into()),
             format!(
-                "Password of the {} role (never logged); or {}_PASSWORD_FILE, the path of a \
-                 file holding it",
-                db.label(),
-                db.env_prefix()
+                "Password of the {label} role (never logged); or {prefix}_PASSWORD_FILE, the \
+                 path of a file holding it"
+            ),
+        ),
+        "sslmode" => (
+            Some("prefer".into()),
+            format!(
+                "TLS to the {label} database, as libpq's sslmode: disable, prefer (TLS when \
+                 offered, unchecked), require (TLS, checked only against {prefix}_SSLROOTCERT \
+                 when set), verify-ca (a trusted certificate), verify-full (trusted and naming \
+                 the host: use it for managed databases)"
+            ),
+        ),
+        "sslrootcert" => (
+            None,
+            format!(
+                "PEM file of the CA certificates to trust for the {label} database (e.g. the \
+                 RDS bundle) instead of the system's"
             ),
         ),
         _ => (
-            db.default_dbname().into(),
-            format!("{} database name", db.label()),
+            Some(db.default_dbname().into()),
+            format!("{label} database name"),
         ),
     };
-    let arg = Arg::new(id)
-        .long(format!("{}-{field}", db.label()))
-        .env(format!("{}_{}", db.env_prefix(), field.to_uppercase()))
+    let arg = Arg::new(format!("{label}_{field}"))
+        .long(format!("{label}-{field}"))
+        .env(format!("{prefix}_{}", field.to_uppercase()))
         .value_name(field.to_uppercase())
-        .default_value(default)
         .help(help);
+    let arg = match default {
+        Some(default) => arg.default_value(default),
+        None => arg,
+    };
     match field {
         "port" => arg.value_parser(clap::value_parser!(u16).range(1..)),
         "password" => arg.hide_env_values(true).hide_default_value(true),
+        "sslmode" => arg.value_parser(clap::value_parser!(SslMode)),
+        "sslrootcert" => arg.value_parser(readable_file),
         _ => arg,
+    }
+}
+
+/// A path to a file this process can read, so a wrong path stops the program at start,
+/// naming the key, not at the first connection.
+pub fn readable_file(text: &str) -> Result<PathBuf, String> {
+    match std::fs::File::open(text) {
+        Ok(_) => Ok(PathBuf::from(text)),
+        Err(e) => Err(format!("cannot read the file: {e}")),
     }
 }
 
@@ -310,6 +473,15 @@ impl<D: Database> FromArgMatches for DbArgs<D> {
                 user: text("user")?,
                 password: Secret::new(text("password")?),
                 dbname: text("db")?,
+                tls: PgTls {
+                    mode: matches
+                        .get_one::<SslMode>(&format!("{label}_sslmode"))
+                        .copied()
+                        .unwrap_or(SslMode::Prefer),
+                    root_cert: matches
+                        .get_one::<PathBuf>(&format!("{label}_sslrootcert"))
+                        .cloned(),
+                },
             },
             database: PhantomData,
         })

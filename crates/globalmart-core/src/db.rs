@@ -8,10 +8,10 @@ use std::time::Duration;
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 use tokio_postgres::error::SqlState;
-use tokio_postgres::NoTls;
 use tracing::{info, warn};
 
 use crate::config::Secret;
+use crate::pg_tls::{PgTls, TlsError};
 
 mod embedded {
     pub mod realtime {
@@ -97,7 +97,8 @@ impl Db {
 /// settled.
 pub const INGEST_LOCK: i64 = 0x676d_6973; // "gmis"
 
-/// Where and as whom to connect. `Display` and `Debug` never show the password.
+/// Where and as whom to connect, and how safely. `Display` and `Debug` never show the
+/// password.
 #[derive(Debug, Clone, PartialEq)]
 pub struct PgSettings {
     pub host: String,
@@ -105,6 +106,7 @@ pub struct PgSettings {
     pub user: String,
     pub password: Secret,
     pub dbname: String,
+    pub tls: PgTls,
 }
 
 impl fmt::Display for PgSettings {
@@ -120,6 +122,8 @@ impl fmt::Display for PgSettings {
 /// A database operation that failed, with where it was going.
 #[derive(Debug, thiserror::Error)]
 pub enum DbError {
+    #[error("cannot set up TLS for {target}: {source}")]
+    Tls { target: String, source: TlsError },
     #[error("cannot build a connection pool for {target}: {source}")]
     Pool {
         target: String,
@@ -143,6 +147,20 @@ pub enum DbError {
     Connection {
         target: String,
         source: deadpool_postgres::PoolError,
+    },
+    /// A runtime role (one that cannot change the schema) found the schema older than this
+    /// binary: the owner must migrate first.
+    #[error(
+        "the {db} database's schema is at version {applied}, this binary needs {needed}; run \
+         `{binary} migrate` as the owner role (the one that owns the tables: \
+         {prefix}_USER), then start it again"
+    )]
+    SchemaBehind {
+        db: &'static str,
+        applied: i32,
+        needed: i32,
+        binary: String,
+        prefix: &'static str,
     },
     #[error("migrating {db} failed: {source}")]
     Migration {
@@ -190,8 +208,25 @@ impl PgSettings {
             .password(self.password.expose())
             .dbname(&self.dbname)
             .application_name(application_name)
+            .ssl_mode(self.tls.negotiation())
             .connect_timeout(Duration::from_secs(5));
         config
+    }
+
+    /// A client on this database, its connection driven by a spawned task: for the scripts'
+    /// and tests' one-off work; binaries use [`PgSettings::pool`].
+    pub async fn connect(&self, application_name: &str) -> Result<tokio_postgres::Client, DbError> {
+        let tls = self.tls_connector()?;
+        let (client, connection) = self.pg_config(application_name).connect(tls).await?;
+        tokio::spawn(connection);
+        Ok(client)
+    }
+
+    fn tls_connector(&self) -> Result<postgres_openssl::MakeTlsConnector, DbError> {
+        self.tls.connector().map_err(|source| DbError::Tls {
+            target: self.to_string(),
+            source,
+        })
     }
 
     /// A pool of up to `max_size` connections. Connections open lazily; use
@@ -199,7 +234,7 @@ impl PgSettings {
     pub fn pool(&self, application_name: &str, max_size: usize) -> Result<Pool, DbError> {
         let manager = Manager::from_config(
             self.pg_config(application_name),
-            NoTls,
+            self.tls_connector()?,
             ManagerConfig {
                 recycling_method: RecyclingMethod::Fast,
             },
@@ -255,22 +290,33 @@ pub async fn wait_until_ready(
 }
 
 /// The settings to check when the server refused a connection to `db` for a reason waiting
-/// will not change; None for anything else (an outage is waited for).
+/// will not change (a wrong password, an unknown role or database, a certificate that does not
+/// verify, TLS one side will not speak); None for anything else (an outage is waited for).
 fn refusal(error: &tokio_postgres::Error, db: Db) -> Option<String> {
-    let code = error.as_db_error()?.code();
-    let settings: &[&str] = if *code == SqlState::INVALID_PASSWORD {
-        &["USER", "PASSWORD"]
-    } else if *code == SqlState::INVALID_AUTHORIZATION_SPECIFICATION {
-        &["USER", "HOST"]
-    } else if *code == SqlState::INVALID_CATALOG_NAME {
-        &["DB"]
-    } else {
-        return None;
+    let settings: &[&str] = match error.as_db_error().map(|e| e.code()) {
+        Some(code) if *code == SqlState::INVALID_PASSWORD => &["USER", "PASSWORD"],
+        // Also what pg_hba.conf's hostssl-only rules answer a plaintext connection.
+        Some(code) if *code == SqlState::INVALID_AUTHORIZATION_SPECIFICATION => {
+            &["USER", "HOST", "SSLMODE"]
+        }
+        Some(code) if *code == SqlState::INVALID_CATALOG_NAME => &["DB"],
+        Some(_) => return None,
+        // tokio-postgres tells these only in its messages (a handshake cut short by a server
+        // restarting is an outage, and waited for).
+        None if describe(error).contains("certificate verify failed") => {
+            &["SSLROOTCERT", "HOST", "SSLMODE"]
+        }
+        None if describe(error).contains("server does not support TLS") => &["SSLMODE"],
+        None => return None,
     };
     let keys: Vec<String> = (settings.iter())
         .map(|s| format!("{}_{s}", db.env_prefix()))
         .collect();
-    Some(keys.join(" and "))
+    Some(match keys.split_last() {
+        Some((last, [])) => last.clone(),
+        Some((last, rest)) => format!("{} and {last}", rest.join(", ")),
+        None => String::new(),
+    })
 }
 
 /// Applies the migrations of `db` that are not applied yet and returns their names.
@@ -301,8 +347,90 @@ pub async fn migrate(client: &mut tokio_postgres::Client, db: Db) -> Result<Vec<
     Ok(applied)
 }
 
-/// The usual start of a binary: a pool for `settings`, the server waited for (up to
-/// `max_wait`), and the migrations of `db` applied.
+/// The newest migration this binary holds for `db`.
+pub fn needed_version(db: Db) -> i32 {
+    (db.runner().get_migrations().iter())
+        .map(|m| m.version())
+        .max()
+        .unwrap_or(0)
+}
+
+/// The newest migration applied to the database `client` is on (0: none).
+pub async fn applied_version(client: &tokio_postgres::Client) -> Result<i32, DbError> {
+    let exists: bool = client
+        .query_one(
+            "SELECT to_regclass('refinery_schema_history') IS NOT NULL",
+            &[],
+        )
+        .await?
+        .get(0);
+    if !exists {
+        return Ok(0);
+    }
+    let row = client
+        .query_one(
+            "SELECT coalesce(max(version), 0) FROM refinery_schema_history",
+            &[],
+        )
+        .await?;
+    Ok(row.get(0))
+}
+
+/// Whether the role `client` is connected as may change the schema (create tables in
+/// `public`): the owner role, which migrates; a runtime role only checks the version.
+pub async fn may_migrate(client: &tokio_postgres::Client) -> Result<bool, DbError> {
+    Ok(client
+        .query_one("SELECT has_schema_privilege('public', 'CREATE')", &[])
+        .await?
+        .get(0))
+}
+
+/// Migrates `db` when connected as its owner; as a runtime role, checks instead that the
+/// schema is not behind this binary (`binary`, named in the error: it has a `migrate` command).
+pub async fn migrate_or_check(
+    client: &mut tokio_postgres::Client,
+    db: Db,
+    binary: &str,
+) -> Result<(), DbError> {
+    if may_migrate(client).await? {
+        migrate(client, db).await?;
+        return Ok(());
+    }
+    let (applied, needed) = (applied_version(client).await?, needed_version(db));
+    if applied < needed {
+        return Err(DbError::SchemaBehind {
+            db: db.label(),
+            applied,
+            needed,
+            binary: binary.to_owned(),
+            prefix: db.env_prefix(),
+        });
+    }
+    info!(
+        db = db.label(),
+        version = applied,
+        "schema up to date (checked: this role does not migrate)"
+    );
+    Ok(())
+}
+
+/// A binary's `migrate` command: connects to `db` (waiting up to `max_wait`) and applies its
+/// migrations, whatever the role; one that may not change the schema gets PostgreSQL's
+/// "permission denied". Returns the migrations applied.
+pub async fn apply_migrations(
+    settings: &PgSettings,
+    db: Db,
+    application_name: &str,
+    max_wait: Duration,
+) -> Result<Vec<String>, DbError> {
+    let pool = settings.pool(application_name, 1)?;
+    let mut client = wait_until_ready(&pool, settings, db, max_wait).await?;
+    migrate(&mut client, db).await
+}
+
+/// The usual start of a binary (`application_name`, which has a `migrate` command): a pool for
+/// `settings`, the server waited for (up to `max_wait`), and the migrations of `db` applied
+/// (as the owner role) or checked (as a runtime role).
 pub async fn connect_and_migrate(
     settings: &PgSettings,
     db: Db,
@@ -312,6 +440,6 @@ pub async fn connect_and_migrate(
 ) -> Result<Pool, DbError> {
     let pool = settings.pool(application_name, max_size)?;
     let mut client = wait_until_ready(&pool, settings, db, max_wait).await?;
-    migrate(&mut client, db).await?;
+    migrate_or_check(&mut client, db, application_name).await?;
     Ok(pool)
 }

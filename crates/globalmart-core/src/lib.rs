@@ -12,6 +12,7 @@ pub mod kafka;
 pub mod logging;
 pub mod metrics;
 pub mod money;
+pub mod pg_tls;
 pub mod shutdown;
 pub mod timestamp;
 pub mod topics;

@@ -106,13 +106,15 @@ fn ports_are_the_documented_ones_on_localhost_only() -> Result<()> {
 fn mounts_point_at_files_of_the_repository() -> Result<()> {
     let compose = compose()?;
     let expected = [
-        (
-            "postgres-warehouse",
-            "./sql/warehouse:/docker-entrypoint-initdb.d:ro",
-        ),
+        ("postgres-warehouse", "./sql/warehouse:/globalmart/sql:ro"),
+        ("postgres-realtime", "./sql/realtime:/globalmart/sql:ro"),
         (
             "postgres-realtime",
-            "./sql/realtime:/docker-entrypoint-initdb.d:ro",
+            "./scripts/postgres/initdb.sh:/docker-entrypoint-initdb.d/globalmart.sh:ro",
+        ),
+        (
+            "postgres-warehouse",
+            "./scripts/postgres/runtime-logins.sql:/globalmart/runtime-logins.sql:ro",
         ),
         (
             "grafana",

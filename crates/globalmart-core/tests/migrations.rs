@@ -8,6 +8,7 @@ use std::process::Command;
 use anyhow::{ensure, Context, Result};
 use globalmart_core::db::{self, Db, PgSettings};
 use globalmart_testkit::{connect, TestStack};
+use tokio_postgres::error::SqlState;
 
 const REALTIME_TABLES: &[&str] = &[
     "transactions",
@@ -203,5 +204,71 @@ async fn the_reader_role_can_read_but_not_write() -> Result<()> {
     let reason = globalmart_core::db::describe(&e);
     assert!(reason.contains("permission denied"), "{reason}");
     drop(client);
+    Ok(())
+}
+
+/// `settings` as login role `user` (scripts/postgres/runtime-logins.sql's development
+/// passwords, as scripts/dev-up.sh creates them).
+fn as_role(settings: &PgSettings, user: &str) -> PgSettings {
+    let password = match user {
+        "globalmart_stream" => "stream_password",
+        "globalmart_batch" => "batch_password",
+        _ => "reader_password",
+    };
+    PgSettings {
+        user: user.into(),
+        password: globalmart_core::config::Secret::new(password),
+        ..settings.clone()
+    }
+}
+
+/// What a role may do to a database, asked without changing anything: PostgreSQL checks the
+/// privilege of a statement whose WHERE matches no row all the same.
+async fn allowed(settings: &PgSettings, statement: &str) -> Result<bool> {
+    let client = connect(settings).await?;
+    let outcome = client.batch_execute(statement).await;
+    drop(client);
+    match outcome {
+        Ok(()) => Ok(true),
+        Err(e) if e.code() == Some(&SqlState::INSUFFICIENT_PRIVILEGE) => Ok(false),
+        Err(e) => anyhow::bail!("{statement}: {}", globalmart_core::db::describe(&e)),
+    }
+}
+
+#[tokio::test]
+async fn each_runtime_role_can_do_what_its_binary_needs_and_nothing_more() -> Result<()> {
+    let stack = TestStack::new().await?;
+    let (realtime, warehouse) = (&stack.realtime, &stack.warehouse);
+    // (role, database, statement, allowed?)
+    let cases = [
+        // The stream: its realtime tables, read and written; not the schema, not the warehouse.
+        ("globalmart_stream", realtime, "SELECT count(*) FROM transactions", true),
+        ("globalmart_stream", realtime, "INSERT INTO dead_letter_events (topic, payload, reason) SELECT 't', 'p', 'r' WHERE false", true),
+        ("globalmart_stream", realtime, "UPDATE stream_offsets SET next_offset = 0 WHERE false", true),
+        ("globalmart_stream", realtime, "DELETE FROM sales_per_minute WHERE false", true),
+        ("globalmart_stream", realtime, "CREATE TABLE intruder (id int)", false),
+        ("globalmart_stream", realtime, "DROP TABLE transactions", false),
+        ("globalmart_stream", realtime, "TRUNCATE transactions", false),
+        ("globalmart_stream", warehouse, "SELECT count(*) FROM fact_sales", false),
+        ("globalmart_stream", warehouse, "SELECT count(*) FROM dim_customers", false),
+        // The batch: reads realtime, reads and writes the warehouse, changes no schema.
+        ("globalmart_batch", realtime, "SELECT count(*) FROM transactions", true),
+        ("globalmart_batch", realtime, "DELETE FROM transactions WHERE false", false),
+        ("globalmart_batch", realtime, "UPDATE stream_offsets SET next_offset = 0 WHERE false", false),
+        ("globalmart_batch", warehouse, "DELETE FROM fact_sales WHERE false", true),
+        ("globalmart_batch", warehouse, "UPDATE dim_customers SET customer_segment = NULL WHERE false", true),
+        ("globalmart_batch", warehouse, "CREATE TABLE intruder (id int)", false),
+        ("globalmart_batch", warehouse, "DROP TABLE fact_sales", false),
+        // Grafana's reader: reads both, writes neither.
+        ("globalmart_reader", realtime, "SELECT count(*) FROM transactions", true),
+        ("globalmart_reader", realtime, "DELETE FROM transactions WHERE false", false),
+        ("globalmart_reader", warehouse, "SELECT count(*) FROM fact_sales", true),
+        ("globalmart_reader", warehouse, "UPDATE fact_sales SET quantity = 0 WHERE false", false),
+        ("globalmart_reader", warehouse, "CREATE TABLE intruder (id int)", false),
+    ];
+    for (role, db, statement, expected) in cases {
+        let got = allowed(&as_role(db, role), statement).await?;
+        assert_eq!(got, expected, "{role} on {}: {statement}", db.dbname);
+    }
     Ok(())
 }

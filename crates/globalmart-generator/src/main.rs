@@ -4,6 +4,7 @@
 use std::process::ExitCode;
 
 use anyhow::Result;
+use globalmart_core::kafka::Refusals;
 use globalmart_core::{metrics, shutdown};
 use globalmart_generator::config::Config;
 use globalmart_generator::generate;
@@ -40,6 +41,10 @@ async fn run(config: &Config) -> Result<Delivery> {
     let shutdown = shutdown::on_signal()?;
     globalmart_generator::monitoring::register();
     metrics::serve(config.metrics_addr, shutdown.clone()).await?;
-    let output = Output::for_config(config)?;
-    generate::run(config, output, shutdown).await
+    let refusals = Refusals::new(shutdown.clone());
+    let output = Output::for_config(config, refusals.clone())?;
+    let delivery = generate::run(config, output, shutdown).await;
+    // A refused connection stopped the run: that is the error to exit with.
+    refusals.check()?;
+    delivery
 }

@@ -11,8 +11,9 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use globalmart_core::config::KafkaArgs;
 use globalmart_core::event::Event;
-use globalmart_core::kafka;
+use globalmart_core::kafka::{self, Refusals};
 use globalmart_core::topics::Topic;
+use rdkafka::config::RDKafkaLogLevel;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{DeliveryResult, Message};
 use rdkafka::producer::{BaseRecord, Producer, ProducerContext, ThreadedProducer};
@@ -56,11 +57,18 @@ pub struct Deliveries {
     /// The clock the sampled enqueue times (the delivery opaque, in µs) are read on.
     started: std::time::Instant,
     prefix: String,
+    refusals: Refusals,
 }
 
 impl ClientContext for Deliveries {
+    fn log(&self, level: RDKafkaLogLevel, facility: &str, message: &str) {
+        self.refusals.log(level, facility, message);
+    }
+
     fn error(&self, error: KafkaError, reason: &str) {
-        warn!(%error, "Kafka: {reason}; retrying with backoff, messages wait in the producer queue");
+        if !self.refusals.observe(&error, reason) {
+            warn!(%error, "Kafka: {reason}; retrying with backoff, messages wait in the producer queue");
+        }
     }
 }
 
@@ -132,27 +140,33 @@ pub struct DryRun {
 }
 
 impl Output {
-    /// The output `config` asks for: stdout with --dry-run, the broker otherwise.
-    pub fn for_config(config: &crate::config::Config) -> Result<Output> {
+    /// The output `config` asks for: stdout with --dry-run, the broker otherwise (reporting
+    /// refused connections to `refusals`).
+    pub fn for_config(config: &crate::config::Config, refusals: Refusals) -> Result<Output> {
         if config.dry_run {
             Ok(Output::dry_run(&config.kafka.topic_prefix))
         } else {
-            Output::kafka(&config.kafka, config.delivery_timeout)
+            Output::kafka(&config.kafka, config.delivery_timeout, refusals)
         }
     }
 
     /// A producer for `kafka` (connections open lazily; nothing is sent yet). A record is
     /// retried for `delivery_timeout` before it counts as failed.
-    pub fn kafka(kafka: &KafkaArgs, delivery_timeout: Duration) -> Result<Output> {
+    pub fn kafka(
+        kafka: &KafkaArgs,
+        delivery_timeout: Duration,
+        refusals: Refusals,
+    ) -> Result<Output> {
         let deliveries = Deliveries {
             delivered: AtomicU64::new(0),
             failed: AtomicU64::new(0),
             failures_logged: AtomicU32::new(0),
             started: std::time::Instant::now(),
             prefix: kafka.topic_prefix.clone(),
+            refusals,
         };
         let producer: ThreadedProducer<Deliveries> =
-            kafka::client_config(kafka, "globalmart-generator")
+            kafka::client_config(kafka, "globalmart-generator")?
                 .set("enable.idempotence", "true")
                 .set("acks", "all")
                 .set("compression.type", "lz4")

@@ -44,7 +44,7 @@ impl std::fmt::Debug for Publication {
 impl Publication {
     /// Looks at the catalogue topics (blocking: run it off the async threads).
     pub fn look(kafka: &KafkaArgs, fingerprint: String) -> Result<Publication> {
-        let consumer: BaseConsumer = kafka::client_config(kafka, "globalmart-generator")
+        let consumer: BaseConsumer = kafka::client_config(kafka, "globalmart-generator")?
             .set("group.id", GROUP)
             .set("enable.auto.commit", "false")
             .create()

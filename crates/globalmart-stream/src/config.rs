@@ -4,15 +4,27 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use clap::Parser;
+use clap::{Parser, Subcommand};
 use globalmart_core::config::{parse_duration, DbArgs, KafkaArgs, Realtime};
 use rust_decimal::Decimal;
+
+/// What to run instead of the stream.
+#[derive(Debug, Clone, PartialEq, Eq, Subcommand)]
+pub enum Command {
+    /// Apply the realtime database's migrations and exit: run it as the owner role when the
+    /// stream runs as a runtime role, which does not migrate (docs/USER_GUIDE.md, "Production").
+    Migrate,
+}
 
 /// Consumes the event and catalogue topics and saves every event exactly once into the realtime
 /// database, keeping the realtime metrics and alerts.
 #[derive(Debug, Parser)]
 #[command(name = "globalmart-stream", version, about)]
 pub struct Config {
+    /// Without a command: run the stream.
+    #[command(subcommand)]
+    pub command: Option<Command>,
+
     #[command(flatten)]
     pub kafka: KafkaArgs,
 
@@ -26,6 +38,13 @@ pub struct Config {
         default_value = "globalmart-stream"
     )]
     pub group: String,
+
+    /// This instance's stable name in the group (Kafka static membership): restarted under the
+    /// same name within the session timeout, it gets its partitions back at once instead of
+    /// after a rebalance. Give each instance its own (a StatefulSet's pod name); a second
+    /// instance with a name in use stops at start. Unset: dynamic membership.
+    #[arg(long = "instance-id", env = "STREAM_INSTANCE_ID")]
+    pub instance_id: Option<String>,
 
     /// Most messages saved in one transaction.
     // 20,000 rather than 5,000: a batch's metric upserts touch each (minute, product) once

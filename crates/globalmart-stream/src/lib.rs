@@ -11,11 +11,12 @@
 //! - `monitoring`: the guide's log lines and the Prometheus metrics.
 //!
 //! `main` builds the parts (configuration, pool, Kafka clients, metrics endpoint, shutdown
-//! signal) and hands them to [`pipeline::run`].
+//! signal, the `instance` identity's claim) and hands them to [`pipeline::run`].
 
 mod batcher;
 pub mod config;
 mod housekeeping;
+pub mod instance;
 mod monitoring;
 pub mod pipeline;
 pub mod publish;

@@ -6,7 +6,10 @@ use std::time::Duration;
 
 use anyhow::Result;
 use globalmart_core::db::{self, Db};
+use globalmart_core::kafka::Refusals;
 use globalmart_core::{metrics, shutdown};
+use globalmart_stream::config::Command;
+use globalmart_stream::instance;
 use globalmart_stream::pipeline::{self, Parts, Settings};
 use globalmart_stream::publish::Publisher;
 use globalmart_stream::source::KafkaSource;
@@ -32,6 +35,14 @@ async fn main() -> ExitCode {
 }
 
 async fn run(config: Config) -> Result<()> {
+    let wait = Duration::from_secs(config.db_wait_seconds);
+    if config.command == Some(Command::Migrate) {
+        let settings = &config.realtime.settings;
+        let applied =
+            db::apply_migrations(settings, Db::Realtime, "globalmart-stream", wait).await?;
+        info!(count = applied.len(), "{settings} migrated");
+        return Ok(());
+    }
     let shutdown = shutdown::on_signal()?;
     globalmart_stream::register_metrics();
     metrics::serve(config.metrics_addr, shutdown.clone()).await?;
@@ -41,14 +52,29 @@ async fn run(config: Config) -> Result<()> {
         Db::Realtime,
         "globalmart-stream",
         4,
-        Duration::from_secs(config.db_wait_seconds),
+        wait,
     )
     .await?;
+    // Held until the stream exits: no other instance runs under this identity meanwhile.
+    let _identity = match &config.instance_id {
+        Some(id) => Some(instance::claim(&config.realtime.settings, &config.group, id).await?),
+        None => None,
+    };
+    let refusals = Refusals::new(shutdown.clone());
+    let instance_id = config.instance_id.as_deref();
     let parts = Parts {
-        source: KafkaSource::subscribe(&config.kafka, &config.group)?,
+        source: KafkaSource::subscribe(
+            &config.kafka,
+            &config.group,
+            instance_id,
+            refusals.clone(),
+        )?,
         pool,
-        publisher: Publisher::new(&config.kafka)?,
+        publisher: Publisher::new(&config.kafka, refusals.clone())?,
         shutdown,
     };
-    pipeline::run(parts, Settings::from(&config)).await
+    let outcome = pipeline::run(parts, Settings::from(&config)).await;
+    // A refused connection stopped the pipeline: that is the error to exit with.
+    refusals.check()?;
+    outcome
 }

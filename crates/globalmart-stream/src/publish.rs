@@ -11,7 +11,7 @@ use anyhow::{Context, Result};
 use chrono::{DateTime, Utc};
 use deadpool_postgres::Pool;
 use globalmart_core::config::KafkaArgs;
-use globalmart_core::kafka;
+use globalmart_core::kafka::{self, Refusals};
 use globalmart_core::timestamp;
 use globalmart_core::topics::Topic;
 use rdkafka::producer::{FutureProducer, FutureRecord};
@@ -31,7 +31,7 @@ const MARK_PUBLISHED: &str = "UPDATE alerts SET published_at = now() WHERE alert
 
 /// Produces alerts to alerts-topic.
 pub struct Publisher {
-    producer: FutureProducer,
+    producer: FutureProducer<Refusals>,
     topic: String,
 }
 
@@ -44,13 +44,14 @@ impl std::fmt::Debug for Publisher {
 }
 
 impl Publisher {
-    /// A producer for alerts-topic on `kafka` (it connects lazily).
-    pub fn new(kafka: &KafkaArgs) -> Result<Publisher> {
-        let producer = kafka::client_config(kafka, "globalmart-stream-alerts")
+    /// A producer for alerts-topic on `kafka` (it connects lazily), reporting refused
+    /// connections to `refusals`.
+    pub fn new(kafka: &KafkaArgs, refusals: Refusals) -> Result<Publisher> {
+        let producer = kafka::client_config(kafka, "globalmart-stream-alerts")?
             .set("enable.idempotence", "true")
             .set("acks", "all")
             .set("message.timeout.ms", "30000")
-            .create()
+            .create_with_context(refusals)
             .context("creating the Kafka producer for alerts (KAFKA_BOOTSTRAP_SERVERS)")?;
         Ok(Publisher {
             producer,

@@ -12,8 +12,9 @@ use chrono::Utc;
 use deadpool_postgres::Pool;
 use globalmart_core::config::KafkaArgs;
 use globalmart_core::event::{Event, Rejection};
-use globalmart_core::kafka;
+use globalmart_core::kafka::{self, Refusals};
 use globalmart_core::topics::Topic;
+use rdkafka::config::RDKafkaLogLevel;
 use rdkafka::consumer::{
     BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer,
 };
@@ -47,11 +48,16 @@ pub type Consumed = (Received, Result<Event, Rejection>);
 #[derive(Debug)]
 pub struct Assignments {
     assigned: mpsc::Sender<Vec<Partition>>,
+    refusals: Refusals,
 }
 
 impl ClientContext for Assignments {
+    fn log(&self, level: RDKafkaLogLevel, facility: &str, message: &str) {
+        self.refusals.log(level, facility, message);
+    }
+
     fn error(&self, error: KafkaError, reason: &str) {
-        warn!(%error, "Kafka: {reason}; reconnecting with backoff");
+        self.refusals.error(error, reason);
     }
 }
 
@@ -74,6 +80,9 @@ pub struct KafkaSource {
     consumer: StreamConsumer<Assignments>,
     /// Kept apart from the consumer, whose messages borrow it while these change.
     positions: Positions,
+    /// The consumer's errors arrive with its messages, as codes: a refusal among them stops
+    /// the stream.
+    refusals: Refusals,
 }
 
 /// Where the source's partitions resume, and what it needs to tell.
@@ -96,19 +105,33 @@ impl std::fmt::Debug for KafkaSource {
 }
 
 impl KafkaSource {
-    /// A consumer in `group` subscribed to the saved topics (it connects lazily).
-    pub fn subscribe(kafka: &KafkaArgs, group: &str) -> Result<KafkaSource> {
+    /// A consumer in `group` (as static member `instance`, if given) subscribed to the saved
+    /// topics (it connects lazily), reporting refused connections to `refusals`.
+    pub fn subscribe(
+        kafka: &KafkaArgs,
+        group: &str,
+        instance: Option<&str>,
+        refusals: Refusals,
+    ) -> Result<KafkaSource> {
         let (assigned, assignments) = mpsc::channel();
-        let consumer: StreamConsumer<Assignments> =
-            kafka::client_config(kafka, "globalmart-stream")
-                .set("group.id", group)
-                .set("enable.auto.commit", "false")
-                .set("auto.offset.reset", "earliest")
-                .set("enable.partition.eof", "false")
-                // A crashed instance's partitions move to the others after 10 s, not the default 45.
-                .set("session.timeout.ms", "10000")
-                .create_with_context(Assignments { assigned })
-                .context("creating the Kafka consumer (KAFKA_BOOTSTRAP_SERVERS)")?;
+        let mut config = kafka::client_config(kafka, "globalmart-stream")?;
+        if let Some(instance) = instance {
+            // Static membership (crate::instance): closing does not leave the group, so a
+            // restart under the same name takes the partitions back without a rebalance.
+            config.set("group.instance.id", instance);
+        }
+        let consumer: StreamConsumer<Assignments> = config
+            .set("group.id", group)
+            .set("enable.auto.commit", "false")
+            .set("auto.offset.reset", "earliest")
+            .set("enable.partition.eof", "false")
+            // A crashed instance's partitions move to the others after 10 s, not the default 45.
+            .set("session.timeout.ms", "10000")
+            .create_with_context(Assignments {
+                assigned,
+                refusals: refusals.clone(),
+            })
+            .context("creating the Kafka consumer (KAFKA_BOOTSTRAP_SERVERS)")?;
         let topics: Vec<String> = SAVED_TOPICS.iter().map(|t| kafka.topic_name(*t)).collect();
         let names: Vec<&str> = topics.iter().map(String::as_str).collect();
         consumer
@@ -123,6 +146,7 @@ impl KafkaSource {
                 resume_at: HashMap::new(),
                 unchecked: HashSet::new(),
             },
+            refusals,
         })
     }
 
@@ -160,7 +184,9 @@ impl KafkaSource {
             let message = match received {
                 Ok(message) => message,
                 Err(e) => {
-                    warn!(error = %e, "Kafka consumer error; librdkafka reconnects by itself");
+                    if !self.refusals.observe(&e, "") {
+                        warn!(error = %e, "Kafka consumer error; librdkafka reconnects by itself");
+                    }
                     continue;
                 }
             };

@@ -21,6 +21,7 @@ use common::{
 };
 use globalmart_core::db::Db;
 use globalmart_core::event::Event;
+use globalmart_core::kafka::Refusals;
 use globalmart_core::topics::Topic;
 use globalmart_generator::config::Config as GeneratorConfig;
 use globalmart_generator::generate;
@@ -99,9 +100,9 @@ async fn three_kill_9s_in_a_generator_flow_with_malformed_messages_lose_and_doub
     }
 
     let started = Instant::now();
-    let output = Output::for_config(&config)?;
-    let generator =
-        tokio::spawn(async move { generate::run(&config, output, CancellationToken::new()).await });
+    let stop = CancellationToken::new();
+    let output = Output::for_config(&config, Refusals::new(stop.clone()))?;
+    let generator = tokio::spawn(async move { generate::run(&config, output, stop).await });
     let malformed = tokio::spawn(produce_malformed(
         stack.bootstrap_servers.clone(),
         stack.topic_prefix(),
@@ -403,6 +404,71 @@ async fn wait_for_sessions(client: &tokio_postgres::Client, n: i64) -> Result<()
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_rolling_restart_under_a_static_identity_resumes_at_once_and_loses_and_doubles_nothing(
+) -> Result<()> {
+    let stack = TestStack::new().await?;
+    let client = stack.realtime_client().await?;
+    let records = events(20_000);
+    let (first, second) = records.split_at(records.len() / 2);
+    produce_all(&stack, first).await?;
+    let mut old = stream(&stack)
+        .env("STREAM_INSTANCE_ID", "stream-0")
+        .env_remove("STREAM_EXIT_WHEN_IDLE")
+        .stderr(Stdio::null())
+        .spawn()?;
+    wait_for_rows(&client, "product_view_events").await?;
+
+    // A second instance under the same identity stops at start, naming it.
+    let mut twin = stream(&stack);
+    twin.env("STREAM_INSTANCE_ID", "stream-0");
+    let twin = run(twin)
+        .await
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
+    assert!(
+        twin.contains("another stream instance is running as STREAM_INSTANCE_ID=stream-0"),
+        "a twin must be refused: {twin}"
+    );
+
+    // A deploy: SIGTERM to the process this test started, by its pid, then the new version.
+    let status = std::process::Command::new("kill")
+        .args(["-TERM", &old.id().to_string()])
+        .status()?;
+    ensure!(status.success(), "kill -TERM failed");
+    ensure!(
+        old.wait()?.success(),
+        "the stream did not stop cleanly on SIGTERM"
+    );
+    let before = committed(&client).await?;
+    let back = Instant::now();
+    let mut new = stream(&stack);
+    new.env("STREAM_INSTANCE_ID", "stream-0")
+        // Longer than the second half's production on a loaded machine.
+        .env("STREAM_EXIT_WHEN_IDLE", "10");
+    let flow = tokio::spawn(run(new));
+    produce_all(&stack, second).await?;
+    let recovery = resumed(&client, before, back).await?;
+    flow.await??;
+
+    let saved = counts(&stack).await?;
+    assert_eq!(saved, expected_counts(&records));
+    assert_saved_as_modelled(&client, &records).await?;
+    // Half the session timeout: a dynamic member would have waited out the old one's session.
+    ensure!(
+        recovery < Duration::from_secs(5),
+        "the restarted instance took {recovery:?} to save again: a rebalance was waited for"
+    );
+    report(
+        "SIGTERM and restart under STREAM_INSTANCE_ID (static membership)",
+        records.len(),
+        &saved,
+        recovery,
+    );
+    Ok(())
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -14,9 +14,64 @@ use common::{
     assert_saved_as_modelled, events, finish, lines, produce_all, produce_events, producer, rows,
     run, send, stream, tables, wait_for_group, wait_for_rows,
 };
+use globalmart_core::config::Secret;
+use globalmart_core::db::{self, Db, PgSettings};
 use globalmart_core::event::Event;
 use globalmart_testkit::metrics::{free_port, scrape};
-use globalmart_testkit::TestStack;
+use globalmart_testkit::{database_env, Cli, TestStack};
+
+#[tokio::test(flavor = "multi_thread")]
+async fn as_its_runtime_role_the_stream_checks_the_schema_and_leaves_migrating_to_the_owner(
+) -> Result<()> {
+    let stack = TestStack::new().await?;
+    // A binary newer than the schema: its last migration is not applied yet.
+    let needed = db::needed_version(Db::Realtime);
+    stack
+        .realtime_client()
+        .await?
+        .execute(
+            "DELETE FROM refinery_schema_history WHERE version = $1",
+            &[&needed],
+        )
+        .await?;
+    let runtime = PgSettings {
+        user: "globalmart_stream".into(),
+        password: Secret::new("stream_password"),
+        ..stack.realtime.clone()
+    };
+    let cli = |settings: &PgSettings| {
+        Cli::new(env!("CARGO_BIN_EXE_globalmart-stream"))
+            .database(Db::Realtime, settings)
+            .env("KAFKA_BOOTSTRAP_SERVERS", &stack.bootstrap_servers)
+            .env("METRICS_ADDR", "127.0.0.1:0")
+    };
+    let refused = cli(&runtime).run()?;
+    assert_eq!(refused.code, Some(1), "{}", refused.stderr);
+    let behind = format!(
+        "schema is at version {}, this binary needs {needed}; run `globalmart-stream migrate` \
+         as the owner role",
+        needed - 1
+    );
+    assert!(refused.stderr.contains(&behind), "{}", refused.stderr);
+    // The runtime role cannot migrate even when asked to; the owner can.
+    let denied = cli(&runtime).args(["migrate"]).run()?;
+    assert_eq!(denied.code, Some(1), "{}", denied.stderr);
+    assert!(
+        denied.stderr.contains("permission denied"),
+        "{}",
+        denied.stderr
+    );
+    let migrated = cli(&stack.realtime).args(["migrate"]).run()?;
+    assert_eq!(migrated.code, Some(0), "{}", migrated.stderr);
+
+    let records = produce_events(&stack, 2_000).await?;
+    let mut command = stream(&stack);
+    command.envs(database_env(Db::Realtime, &runtime));
+    let log = run(command).await?;
+    assert!(log.contains("this role does not migrate"), "{log}");
+    assert_saved_as_modelled(&stack.realtime_client().await?, &records).await?;
+    Ok(())
+}
 
 #[tokio::test(flavor = "multi_thread")]
 async fn generated_events_become_exactly_the_expected_rows() -> Result<()> {

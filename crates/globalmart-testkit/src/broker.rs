@@ -1,6 +1,7 @@
-//! A private Apache Kafka broker for fault tests: the same jars and `server.properties` template
-//! as `scripts/dev-up.sh`, on free localhost ports and a temporary data folder, so a test can
-//! kill and restart it (by the pid it started) without touching the shared broker.
+//! A private Apache Kafka broker for fault and security tests: the same jars and
+//! `server.properties` template as `scripts/dev-up.sh` (and, for a secure one, the same
+//! `secure.properties`), on free localhost ports and a temporary data folder, so a test can kill
+//! and restart it (by the pid it started) without touching the shared broker.
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -21,18 +22,60 @@ pub struct KafkaBroker {
     dir: PathBuf,
     config: PathBuf,
     port: u16,
+    secure_port: Option<u16>,
+}
+
+/// The user a secure broker knows, by PLAIN and by both SCRAM mechanisms.
+#[derive(Debug, Clone)]
+pub struct SaslUser {
+    pub name: String,
+    pub password: String,
 }
 
 impl KafkaBroker {
     /// Starts a new single-node KRaft broker and waits until it answers metadata requests.
     pub fn start() -> Result<KafkaBroker> {
+        KafkaBroker::start_with(None)
+    }
+
+    /// Starts a broker with a SASL_SSL listener too ([`KafkaBroker::secure_bootstrap_servers`]):
+    /// TLS with the certificates of `certs` (scripts/make-certs.sh), `user` known by PLAIN,
+    /// SCRAM-SHA-256 and SCRAM-SHA-512. The PLAINTEXT listener stays, for the test's own admin.
+    pub fn start_secure(certs: &Path, user: &SaslUser) -> Result<KafkaBroker> {
+        KafkaBroker::start_with(Some((certs, user)))
+    }
+
+    fn start_with(secure: Option<(&Path, &SaslUser)>) -> Result<KafkaBroker> {
         let kafka_home = kafka_home()?;
         let dir = std::env::temp_dir().join(format!("gm-kafka-{}", uuid::Uuid::new_v4().simple()));
         let data = dir.join("data");
         fs::create_dir_all(&data)?;
         let (port, controller_port) = (crate::free_port()?, crate::free_port()?);
-        let template = fs::read_to_string(Path::new(REPO).join("scripts/kafka/server.properties"))
-            .context("reading scripts/kafka/server.properties")?;
+        let read = |name: &str| {
+            fs::read_to_string(Path::new(REPO).join("scripts/kafka").join(name))
+                .with_context(|| format!("reading scripts/kafka/{name}"))
+        };
+        let mut template = read("server.properties")?;
+        let mut secure_port = None;
+        let mut format_extra = Vec::new();
+        if let Some((certs, user)) = secure {
+            let secure = crate::free_port()?;
+            secure_port = Some(secure);
+            template.push_str(
+                &read("secure.properties")?
+                    .replace("@SECURE_PORT@", &secure.to_string())
+                    .replace("@CERTS@", &certs.to_string_lossy())
+                    .replace("@SASL_USER@", &user.name)
+                    .replace("@SASL_PASSWORD@", &user.password),
+            );
+            for mechanism in ["SCRAM-SHA-256", "SCRAM-SHA-512"] {
+                format_extra.push("--add-scram".to_owned());
+                format_extra.push(format!(
+                    "{mechanism}=[name={},password={}]",
+                    user.name, user.password
+                ));
+            }
+        }
         let config = dir.join("server.properties");
         fs::write(
             &config,
@@ -47,10 +90,11 @@ impl KafkaBroker {
             dir,
             config,
             port,
+            secure_port,
         };
         let cluster_id = broker.java_output(&["kafka.tools.StorageTool", "random-uuid"])?;
         let config = broker.config.to_string_lossy().into_owned();
-        broker.java_output(&[
+        let mut format = vec![
             "kafka.tools.StorageTool",
             "format",
             "--standalone",
@@ -58,7 +102,9 @@ impl KafkaBroker {
             cluster_id.trim(),
             "-c",
             &config,
-        ])?;
+        ];
+        format.extend(format_extra.iter().map(String::as_str));
+        broker.java_output(&format)?;
         broker.spawn()?;
         Ok(broker)
     }
@@ -66,6 +112,12 @@ impl KafkaBroker {
     /// `localhost:<port>` of this broker.
     pub fn bootstrap_servers(&self) -> String {
         format!("localhost:{}", self.port)
+    }
+
+    /// `localhost:<port>` of the SASL_SSL listener of a broker started with
+    /// [`KafkaBroker::start_secure`].
+    pub fn secure_bootstrap_servers(&self) -> Option<String> {
+        self.secure_port.map(|port| format!("localhost:{port}"))
     }
 
     /// The broker's process id, while it runs.

@@ -21,9 +21,8 @@ use globalmart_core::topics::{Topic, DEFAULT_PARTITIONS};
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::ClientConfig;
-use tokio_postgres::NoTls;
 
-pub use broker::KafkaBroker;
+pub use broker::{KafkaBroker, SaslUser};
 pub use cli::{Cli, CliOutput};
 pub use postgres::PostgresServer;
 pub use proxy::Proxy;
@@ -155,26 +154,28 @@ impl Drop for TestStack {
 }
 
 /// The `POSTGRES_<DB>_*` variables that point a binary at database `settings` of kind `db`.
-pub fn database_env(db: Db, settings: &PgSettings) -> [(String, String); 5] {
+pub fn database_env(db: Db, settings: &PgSettings) -> Vec<(String, String)> {
     let key = |field: &str| format!("{}_{field}", db.env_prefix());
-    [
+    let mut env = vec![
         (key("HOST"), settings.host.clone()),
         (key("PORT"), settings.port.to_string()),
         (key("USER"), settings.user.clone()),
         (key("PASSWORD"), settings.password.expose().to_owned()),
         (key("DB"), settings.dbname.clone()),
-    ]
+        (key("SSLMODE"), settings.tls.mode.name().to_owned()),
+    ];
+    if let Some(root_cert) = &settings.tls.root_cert {
+        env.push((key("SSLROOTCERT"), root_cert.display().to_string()));
+    }
+    env
 }
 
 /// A connected client (its connection driven by a spawned task).
 pub async fn connect(settings: &PgSettings) -> Result<tokio_postgres::Client> {
-    let (client, connection) = settings
-        .pg_config("globalmart-test")
-        .connect(NoTls)
+    settings
+        .connect("globalmart-test")
         .await
-        .with_context(|| format!("connecting to {settings} (is scripts/dev-up.sh running?)"))?;
-    tokio::spawn(connection);
-    Ok(client)
+        .with_context(|| format!("connecting to {settings} (is scripts/dev-up.sh running?)"))
 }
 
 pub(crate) async fn create_database(server: &PgSettings, name: &str, db: Db) -> Result<PgSettings> {
@@ -234,6 +235,23 @@ pub async fn create_platform_topics(bootstrap_servers: &str) -> Result<()> {
         let (name, compacted) = (topic.name(), topic.is_compacted());
         create_topic(bootstrap_servers, name, DEFAULT_PARTITIONS, compacted).await?;
     }
+    Ok(())
+}
+
+/// Makes a private CA and localhost certificates in `dir` with scripts/make-certs.sh (the same
+/// files `scripts/dev-up.sh --secure` uses).
+pub fn make_certs(dir: &std::path::Path) -> Result<()> {
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../../scripts/make-certs.sh");
+    let output = std::process::Command::new("bash")
+        .arg(script)
+        .arg(dir)
+        .output()
+        .context("running scripts/make-certs.sh")?;
+    anyhow::ensure!(
+        output.status.success(),
+        "scripts/make-certs.sh failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     Ok(())
 }
 

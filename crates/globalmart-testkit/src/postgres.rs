@@ -3,15 +3,17 @@
 //! hard way without touching the shared clusters other tests are using.
 
 use std::fs;
-use std::path::PathBuf;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use globalmart_core::db::{Db, PgSettings};
 
-/// A PostgreSQL server this test owns. It trusts every localhost connection, so the platform's
-/// user and password work unchanged.
+/// A PostgreSQL server this test owns. By default it trusts every localhost connection, so
+/// the platform's user and password work unchanged; [`PostgresServer::start_tls`] makes one
+/// that takes only TLS connections with a password, as a managed database does.
 #[derive(Debug)]
 pub struct PostgresServer {
     bin: PathBuf,
@@ -19,25 +21,14 @@ pub struct PostgresServer {
     port: u16,
     /// Run the server's programs as the postgres OS user (we are root: initdb refuses root).
     as_postgres: bool,
+    /// Settings added to the server's command line (TLS).
+    options: String,
 }
 
 impl PostgresServer {
     /// Creates a cluster whose superuser is `user` and starts it.
     pub fn start(user: &str) -> Result<PostgresServer> {
-        let bin = newest_bin()?;
-        let dir = std::env::temp_dir().join(format!("gm-pg-{}", uuid::Uuid::new_v4().simple()));
-        fs::create_dir_all(&dir)?;
-        let as_postgres = running_as_root()?;
-        if as_postgres {
-            // initdb refuses to run as root: the cluster belongs to the postgres OS user.
-            checked(Command::new("chown").arg("postgres:").arg(&dir).output()?)?;
-        }
-        let server = PostgresServer {
-            bin,
-            port: crate::free_port()?,
-            dir,
-            as_postgres,
-        };
+        let server = PostgresServer::create()?;
         let data = server.data().to_string_lossy().into_owned();
         server.run(
             "initdb",
@@ -45,6 +36,80 @@ impl PostgresServer {
         )?;
         server.pg_ctl_start()?;
         Ok(server)
+    }
+
+    /// Creates a cluster whose superuser is `user` with `password` and starts it with
+    /// `ssl = on` (the certificate and key `server.pem` and `server.key` of `certs`, from
+    /// scripts/make-certs.sh) and scram-sha-256 over TLS the only way in by TCP.
+    pub fn start_tls(user: &str, password: &str, certs: &Path) -> Result<PostgresServer> {
+        let mut server = PostgresServer::create()?;
+        let data = server.data();
+        let password_file = server.dir.join("password");
+        fs::write(&password_file, password)?;
+        server.chown(&password_file)?;
+        let (data_text, password_text) = (
+            data.to_string_lossy().into_owned(),
+            password_file.to_string_lossy().into_owned(),
+        );
+        server.run(
+            "initdb",
+            &[
+                "-D",
+                &data_text,
+                "-U",
+                user,
+                "--auth-local=trust",
+                "--auth-host=scram-sha-256",
+                "--pwfile",
+                &password_text,
+                "-E",
+                "UTF8",
+            ],
+        )?;
+        fs::write(
+            data.join("pg_hba.conf"),
+            "local all all trust\n\
+             hostssl all all 127.0.0.1/32 scram-sha-256\n\
+             hostssl all all ::1/128 scram-sha-256\n",
+        )?;
+        for name in ["server.pem", "server.key"] {
+            let copy = data.join(name);
+            fs::copy(certs.join(name), &copy)?;
+            fs::set_permissions(&copy, fs::Permissions::from_mode(0o600))?;
+            server.chown(&copy)?;
+        }
+        server.options = "-c ssl=on -c ssl_cert_file=server.pem -c ssl_key_file=server.key".into();
+        server.pg_ctl_start()?;
+        Ok(server)
+    }
+
+    fn create() -> Result<PostgresServer> {
+        let bin = newest_bin()?;
+        let dir = std::env::temp_dir().join(format!("gm-pg-{}", uuid::Uuid::new_v4().simple()));
+        fs::create_dir_all(&dir)?;
+        let server = PostgresServer {
+            bin,
+            port: crate::free_port()?,
+            dir,
+            as_postgres: running_as_root()?,
+            options: String::new(),
+        };
+        // initdb refuses to run as root: the cluster belongs to the postgres OS user.
+        server.chown(&server.dir)?;
+        Ok(server)
+    }
+
+    /// Gives `path` to the postgres OS user when the server runs as it.
+    fn chown(&self, path: &Path) -> Result<()> {
+        if self.as_postgres {
+            checked(Command::new("chown").arg("postgres:").arg(path).output()?)?;
+        }
+        Ok(())
+    }
+
+    /// This server's port.
+    pub fn port(&self) -> u16 {
+        self.port
     }
 
     /// `template` (user, password) pointed at this server and a new migrated database there.
@@ -68,9 +133,10 @@ impl PostgresServer {
 
     fn pg_ctl_start(&self) -> Result<()> {
         let options = format!(
-            "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off",
+            "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off {}",
             self.port,
-            self.dir.to_string_lossy()
+            self.dir.to_string_lossy(),
+            self.options
         );
         let log = self.dir.join("postgres.log").to_string_lossy().into_owned();
         self.pg_ctl(&["start", "-w", "-t", "60", "-l", &log, "-o", &options])

@@ -314,7 +314,12 @@ pub async fn texts(client: &tokio_postgres::Client, query: &str) -> Result<Vec<S
 /// The valid events the stack's topics hold, each once, read back from the broker: what a flow
 /// must become when the test cannot know its events beforehand (the generator's clock).
 pub async fn delivered(stack: &TestStack) -> Result<Vec<Event>> {
-    let bootstrap = stack.bootstrap_servers.clone();
+    delivered_from(&stack.bootstrap_servers, &stack.topic_prefix()).await
+}
+
+/// [`delivered`] from the topics under `prefix` on the (plaintext) `bootstrap` servers.
+pub async fn delivered_from(bootstrap: &str, prefix: &str) -> Result<Vec<Event>> {
+    let bootstrap = bootstrap.to_owned();
     let topics: Vec<(Topic, String)> = [
         Topic::Products,
         Topic::Users,
@@ -323,7 +328,7 @@ pub async fn delivered(stack: &TestStack) -> Result<Vec<Event>> {
         Topic::CartEvents,
     ]
     .into_iter()
-    .map(|t| (t, stack.topic(t)))
+    .map(|t| (t, format!("{prefix}{}", t.name())))
     .collect();
     tokio::task::spawn_blocking(move || read_back(&bootstrap, &topics)).await?
 }
