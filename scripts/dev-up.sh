@@ -23,7 +23,8 @@ the databases, role, schemas and topics, and prints a status table. Safe to run 
                      binaries' /metrics as prometheus/prometheus.yml says.
   --secure           the same stack secured as a production one is: a local CA and certificates
                      (scripts/make-certs.sh, in \$GLOBALMART_CACHE/certs), a SASL_SSL listener on
-                     localhost:$KAFKA_SECURE_PORT (user $KAFKA_SASL_USER by PLAIN, SCRAM-SHA-256 and -512),
+                     localhost:$KAFKA_SECURE_PORT (user $KAFKA_SASL_USER by PLAIN, SCRAM-SHA-256 and -512,
+                     allowed what scripts/kafka-grant.sh grants the stream and the generator),
                      and PostgreSQL taking TCP connections over TLS only (scram-sha-256). Writes
                      the binaries' settings for it to $GM_SECURE_ENV. Without the flag, a stack
                      made secure before is made plaintext again.
@@ -305,7 +306,7 @@ ensure_kafka_config() {
     rendered=$(cat "${templates[@]}" | sed -e "s|@BROKER_PORT@|$KAFKA_PORT|g" \
         -e "s|@CONTROLLER_PORT@|$KAFKA_CONTROLLER_PORT|g" -e "s|@LOG_DIR@|$KAFKA_DATA|g" \
         -e "s|@SECURE_PORT@|$KAFKA_SECURE_PORT|g" -e "s|@CERTS@|$GM_CERTS|g" \
-        -e "s|@SASL_USER@|$KAFKA_SASL_USER|g" -e "s|@SASL_PASSWORD@|$KAFKA_SASL_PASSWORD|g")
+        -e "s|@PLAIN_USERS@|user_$KAFKA_SASL_USER=\"$KAFKA_SASL_PASSWORD\"|g")
     if [ ! -f "$config" ] || [ "$(cat "$config")" != "$rendered" ]; then
         printf '%s\n' "$rendered" >"$config"
         changed "wrote $config"
@@ -474,6 +475,9 @@ ensure_kafka_running
 ensure_topics
 if [ "$SECURE" -eq 1 ]; then
     ensure_kafka_scram_user
+    # One user runs both binaries here: it gets both sets, as documented.
+    logged "$GM_ROOT/scripts/kafka-grant.sh" --bootstrap-server "$KAFKA_BOOTSTRAP" \
+        --stream "User:$KAFKA_SASL_USER" --generator "User:$KAFKA_SASL_USER"
     write_secure_env
 fi
 [ "$WITH_PROMETHEUS" -eq 1 ] && ensure_prometheus

@@ -7,9 +7,9 @@ use std::time::Duration;
 use anyhow::Context;
 use globalmart_batch::config::{Command, Config};
 use globalmart_batch::etl::{self, Settings};
-use globalmart_batch::schedule::{self, connection, REDO};
+use globalmart_batch::schedule::{self, REDO};
 use globalmart_batch::{analytics, monitoring, quality, reset};
-use globalmart_core::db::{apply_migrations, connect_and_migrate, Db};
+use globalmart_core::db::{self, apply_migrations, connect_and_migrate, Db};
 use globalmart_core::{metrics, shutdown};
 use tracing::{error, info};
 
@@ -53,14 +53,14 @@ async fn run(config: Config) -> anyhow::Result<ExitCode> {
     let realtime_pool = connect_and_migrate(&config.realtime.settings, Db::Realtime, name, 1, wait);
     match &config.command {
         Command::Etl => {
-            let mut realtime = connection(&realtime_pool.await?, "realtime database").await?;
-            let mut warehouse = connection(&warehouse_pool, "warehouse").await?;
+            let mut realtime = db::get(&realtime_pool.await?, Db::Realtime).await?;
+            let mut warehouse = db::get(&warehouse_pool, Db::Warehouse).await?;
             etl::run(&mut realtime, &mut warehouse, &settings)
                 .await
                 .context(REDO)?;
         }
         Command::Analytics(day) => {
-            let mut warehouse = connection(&warehouse_pool, "warehouse").await?;
+            let mut warehouse = db::get(&warehouse_pool, Db::Warehouse).await?;
             analytics::run(&mut warehouse, day.date())
                 .await
                 .context(REDO)?;
@@ -68,8 +68,8 @@ async fn run(config: Config) -> anyhow::Result<ExitCode> {
         Command::Run(repeat) => {
             let realtime_pool = realtime_pool.await?;
             let Some(every) = repeat.every else {
-                let mut realtime = connection(&realtime_pool, "realtime database").await?;
-                let mut warehouse = connection(&warehouse_pool, "warehouse").await?;
+                let mut realtime = db::get(&realtime_pool, Db::Realtime).await?;
+                let mut warehouse = db::get(&warehouse_pool, Db::Warehouse).await?;
                 schedule::run_once(&mut realtime, &mut warehouse, &settings, repeat.day.date())
                     .await
                     .context(REDO)?;
@@ -86,24 +86,24 @@ async fn run(config: Config) -> anyhow::Result<ExitCode> {
                 repeat.day.date,
                 &shutdown,
             )
-            .await;
+            .await?;
         }
         Command::Check { max_lag } => {
-            let realtime = connection(&realtime_pool.await?, "realtime database").await?;
-            let warehouse = connection(&warehouse_pool, "warehouse").await?;
+            let realtime = db::get(&realtime_pool.await?, Db::Realtime).await?;
+            let warehouse = db::get(&warehouse_pool, Db::Warehouse).await?;
             let findings = quality::check(&realtime, &warehouse, *max_lag).await?;
             return Ok(print_findings(&findings));
         }
         Command::Validate => {
-            let realtime = connection(&realtime_pool.await?, "realtime database").await?;
-            let warehouse = connection(&warehouse_pool, "warehouse").await?;
+            let realtime = db::get(&realtime_pool.await?, Db::Realtime).await?;
+            let warehouse = db::get(&warehouse_pool, Db::Warehouse).await?;
             let findings = quality::validate(&realtime, &warehouse).await?;
             return Ok(print_findings(&findings));
         }
         // Done before connecting for the other commands, above.
         Command::Migrate => {}
         Command::Reset { .. } => {
-            let mut warehouse = connection(&warehouse_pool, "warehouse").await?;
+            let mut warehouse = db::get(&warehouse_pool, Db::Warehouse).await?;
             reset::reset(&mut warehouse).await?;
             info!("the warehouse is empty and migrated again");
         }

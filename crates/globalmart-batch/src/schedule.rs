@@ -1,13 +1,15 @@
 //! `run --every`: the ETL and the analytics again and again, until Ctrl+C or SIGTERM. A failed
 //! run is logged and the next one comes anyway; each run takes its connections from the pools
 //! again, so one a database dropped in between (a restart, a terminated session) is replaced
-//! instead of failing every run after it.
+//! instead of failing every run after it. Only a refused connection (a changed password), which
+//! every later run would meet too, stops it.
 
 use std::time::Duration;
 
 use anyhow::Context;
 use chrono::NaiveDate;
-use deadpool_postgres::{Object, Pool};
+use deadpool_postgres::Pool;
+use globalmart_core::db::{self, Db, DbError};
 use tokio_postgres::Client;
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info};
@@ -37,7 +39,7 @@ pub async fn run_once(
 }
 
 /// A run every `every` until `shutdown`, on connections from the two pools; the analysis date
-/// is `date`, or each run's today (UTC).
+/// is `date`, or each run's today (UTC). An error only for a refused connection.
 pub async fn every(
     every: Duration,
     realtime: &Pool,
@@ -45,18 +47,22 @@ pub async fn every(
     settings: &Settings,
     date: Option<NaiveDate>,
     shutdown: &CancellationToken,
-) {
+) -> anyhow::Result<()> {
     info!("a run every {every:?}; Ctrl+C or SIGTERM stops after the run in progress");
     loop {
         let run = async {
-            let mut warehouse = connection(warehouse, "warehouse").await?;
-            let mut realtime = connection(realtime, "realtime database").await?;
+            let mut warehouse = db::get(warehouse, Db::Warehouse).await?;
+            let mut realtime = db::get(realtime, Db::Realtime).await?;
             let date = date.unwrap_or_else(|| chrono::Utc::now().date_naive());
             run_once(&mut realtime, &mut warehouse, settings, date)
                 .await
                 .context(REDO)
         };
         if let Err(e) = run.await {
+            // A refused connection will be refused next time too: stop, naming the settings.
+            if matches!(e.downcast_ref(), Some(DbError::Refused { .. })) {
+                return Err(e);
+            }
             error!("{e:#}");
         }
         tokio::select! {
@@ -64,11 +70,5 @@ pub async fn every(
             () = tokio::time::sleep(every) => {}
         }
     }
-}
-
-/// A connection from `pool`: the one it holds, or a new one if the database closed that.
-pub async fn connection(pool: &Pool, db: &str) -> anyhow::Result<Object> {
-    pool.get()
-        .await
-        .with_context(|| format!("connecting to the {db}"))
+    Ok(())
 }

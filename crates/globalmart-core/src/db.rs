@@ -267,14 +267,8 @@ pub async fn wait_until_ready(
             Ok(client) => return Ok(client),
             Err(error) => error,
         };
-        if let deadpool_postgres::PoolError::Backend(e) = &error {
-            if let Some(keys) = refusal(e, db) {
-                return Err(DbError::Refused {
-                    target: target.to_string(),
-                    reason: describe(e),
-                    keys,
-                });
-            }
+        if let Some(refused) = refused(&error, target.to_string(), db) {
+            return Err(refused);
         }
         if started.elapsed() + pause > max_wait {
             return Err(DbError::Unreachable {
@@ -287,6 +281,33 @@ pub async fn wait_until_ready(
         tokio::time::sleep(pause).await;
         pause = (pause * 2).min(Duration::from_secs(5));
     }
+}
+
+/// A connection from `pool` to database `db` (the one it holds, or a new one), for work that
+/// retries outages: a refusal comes back as [`DbError::Refused`], which retrying will not mend.
+pub async fn get(pool: &Pool, db: Db) -> Result<deadpool_postgres::Object, DbError> {
+    let target = format!("the {} database", db.label());
+    pool.get()
+        .await
+        .map_err(|error| match refused(&error, target.clone(), db) {
+            Some(refused) => refused,
+            None => DbError::Connection {
+                target,
+                source: error,
+            },
+        })
+}
+
+/// The refusal a failed connection to `db` was, if it was one (not an outage).
+fn refused(error: &deadpool_postgres::PoolError, target: String, db: Db) -> Option<DbError> {
+    let deadpool_postgres::PoolError::Backend(e) = error else {
+        return None;
+    };
+    refusal(e, db).map(|keys| DbError::Refused {
+        target,
+        reason: describe(e),
+        keys,
+    })
 }
 
 /// The settings to check when the server refused a connection to `db` for a reason waiting

@@ -132,6 +132,12 @@ pub fn refusal(error: &KafkaError, reason: &str) -> Option<&'static str> {
         RDKafkaErrorCode::SSL => {
             Some("KAFKA_SECURITY_PROTOCOL (does the listener speak TLS?) and KAFKA_SSL_*")
         }
+        RDKafkaErrorCode::TopicAuthorizationFailed
+        | RDKafkaErrorCode::GroupAuthorizationFailed
+        | RDKafkaErrorCode::ClusterAuthorizationFailed => Some(
+            "the ACLs of KAFKA_SASL_USERNAME's principal (scripts/kafka-grant.sh grants each \
+             binary what it needs)",
+        ),
         RDKafkaErrorCode::FencedInstanceId => Some(
             "the instance's group.instance.id (STREAM_INSTANCE_ID): another member of the group \
              joined under the same one",

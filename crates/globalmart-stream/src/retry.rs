@@ -1,11 +1,13 @@
-//! Retrying database work: a failure is logged and tried again with backoff, never dropped.
+//! Retrying database work: a failure is logged and tried again with backoff, never dropped;
+//! only a refused connection (a password changed under the running stream, say), which waiting
+//! will not mend, stops it.
 
 use std::future::Future;
 use std::time::Duration;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use deadpool_postgres::Pool;
-use globalmart_core::db;
+use globalmart_core::db::{self, Db, DbError};
 use tokio_util::sync::CancellationToken;
 use tracing::warn;
 
@@ -15,7 +17,7 @@ where
     F: FnOnce(deadpool_postgres::Object) -> Fut,
     Fut: Future<Output = Result<T, tokio_postgres::Error>>,
 {
-    let client = pool.get().await.context("getting a database connection")?;
+    let client = db::get(pool, Db::Realtime).await?;
     job(client)
         .await
         .map_err(|e| anyhow::anyhow!(db::describe(&e)))
@@ -37,6 +39,7 @@ where
         match attempt().await {
             Ok(done) => return Ok(done),
             Err(e) if shutdown.is_cancelled() => return Err(e),
+            Err(e) if matches!(e.downcast_ref(), Some(DbError::Refused { .. })) => return Err(e),
             Err(e) => {
                 warn!(error = %format!("{e:#}"), retry_in = ?pause, "{what} failed; retrying");
                 tokio::time::sleep(pause).await;

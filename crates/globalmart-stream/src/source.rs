@@ -38,6 +38,9 @@ const SAVED_TOPICS: [Topic; 5] = [
     Topic::Users,
 ];
 
+/// How many times a seek refused right after an assignment is tried, 100 ms apart.
+const SEEK_TRIES: u32 = 50;
+
 /// A (topic, partition) by the topic's broker-side name.
 type Partition = (String, i32);
 
@@ -280,21 +283,42 @@ impl Positions {
             partitions = partitions.len(),
             "partitions assigned: resuming each at its offset stored in the database"
         );
-        let mut seeks = TopicPartitionList::new();
+        let mut wanted = Vec::with_capacity(partitions.len());
         for key in partitions {
             let at = stored.get(&key).copied().unwrap_or(0);
-            seeks.add_partition_offset(&key.0, key.1, Offset::Offset(at))?;
+            wanted.push((key.clone(), at));
             self.resume_at.insert(key.clone(), at);
             self.unchecked.insert(key);
         }
-        let sought =
-            tokio::task::block_in_place(|| consumer.seek_partitions(seeks, Duration::from_secs(5)));
-        let failed = match sought {
-            Ok(list) => list.elements().iter().find_map(|e| e.error().err()),
-            Err(e) => Some(e),
-        };
-        if let Some(e) = failed {
-            warn!(error = %e, "could not seek to the stored offsets yet; will on the first message");
+        // Right after an assignment librdkafka may refuse a seek ("Erroneous state") until the
+        // partition's fetcher starts: try again for a few seconds. Giving up to seek on the
+        // first message is not enough when Kafka's committed offset is at the end of the
+        // partition (a database restored from an older backup): no message would ever come.
+        for attempt in 1..=SEEK_TRIES {
+            let mut seeks = TopicPartitionList::new();
+            for ((topic, partition), at) in &wanted {
+                seeks.add_partition_offset(topic, *partition, Offset::Offset(*at))?;
+            }
+            let sought = tokio::task::block_in_place(|| {
+                consumer.seek_partitions(seeks, Duration::from_secs(5))
+            });
+            let refused: Vec<Partition> = match &sought {
+                Ok(list) => (list.elements().iter())
+                    .filter(|e| e.error().is_err())
+                    .map(|e| (e.topic().to_owned(), e.partition()))
+                    .collect(),
+                Err(_) => wanted.iter().map(|(key, _)| key.clone()).collect(),
+            };
+            if refused.is_empty() {
+                break;
+            }
+            if attempt == SEEK_TRIES {
+                let error = sought.err().map(|e| e.to_string()).unwrap_or_default();
+                warn!(partitions = refused.len(), %error, "could not seek to the stored offsets; will on the first message");
+                break;
+            }
+            wanted.retain(|(key, _)| refused.contains(key));
+            tokio::time::sleep(Duration::from_millis(100)).await;
         }
         Ok(())
     }

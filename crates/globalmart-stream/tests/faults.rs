@@ -19,7 +19,8 @@ use common::{
     produce_all, produce_events, produce_to, producer, rows, run, send, stream, texts,
     wait_for_rows,
 };
-use globalmart_core::db::Db;
+use globalmart_core::config::Secret;
+use globalmart_core::db::{Db, PgSettings};
 use globalmart_core::event::Event;
 use globalmart_core::kafka::Refusals;
 use globalmart_core::topics::Topic;
@@ -404,6 +405,58 @@ async fn wait_for_sessions(client: &tokio_postgres::Client, n: i64) -> Result<()
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_password_changed_under_a_running_stream_stops_it_naming_the_setting() -> Result<()> {
+    let stack = TestStack::new().await?;
+    let owner = stack.realtime_client().await?;
+    // A login role of this test's own in the stream's group role, so changing its password
+    // touches nobody else.
+    let role = format!("{}_stream", stack.id);
+    owner
+        .batch_execute(&format!(
+            "CREATE ROLE {role} LOGIN PASSWORD 'first-Pa55' IN ROLE globalmart_stream_role"
+        ))
+        .await?;
+    let runtime = PgSettings {
+        user: role.clone(),
+        password: Secret::new("first-Pa55"),
+        ..stack.realtime.clone()
+    };
+    produce_events(&stack, 2_000).await?;
+    let mut command = stream(&stack);
+    command
+        .envs(database_env(Db::Realtime, &runtime))
+        .env_remove("STREAM_EXIT_WHEN_IDLE");
+    let flow = tokio::spawn(run(command));
+    wait_for_rows(&owner, "product_view_events").await?;
+
+    // The password rotated, the stream's sessions ended (as a failover does): its next
+    // connection is refused, and waiting would not change that.
+    owner
+        .batch_execute(&format!("ALTER ROLE {role} PASSWORD 'second-Pa55'"))
+        .await?;
+    owner
+        .execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = $1",
+            &[&role],
+        )
+        .await?;
+    produce_events(&stack, 2_000).await?;
+    let outcome = tokio::time::timeout(Duration::from_secs(60), flow).await;
+    owner.batch_execute(&format!("DROP ROLE {role}")).await?;
+    let log = match outcome {
+        Ok(joined) => joined?.err().map(|e| e.to_string()).unwrap_or_default(),
+        Err(_) => anyhow::bail!("the stream kept retrying a refused connection for 60 s"),
+    };
+    assert!(log.contains("refused the connection"), "{log}");
+    assert!(
+        log.contains("check POSTGRES_REALTIME_USER and POSTGRES_REALTIME_PASSWORD"),
+        "{log}"
+    );
+    assert!(!log.contains("Pa55"), "a password in the output: {log}");
+    Ok(())
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -1,9 +1,10 @@
 //! The platform on secured services (docs/USER_GUIDE.md, "Production"): a private broker that
-//! speaks SASL_SSL (PLAIN and SCRAM) and a private PostgreSQL that takes only TLS with a
+//! speaks SASL_SSL (PLAIN and SCRAM) with an authorizer, each binary its own principal with the
+//! ACLs scripts/kafka-grant.sh grants, and a private PostgreSQL that takes only TLS with a
 //! password, both with the certificates of scripts/make-certs.sh. The flow saves every event
 //! exactly once, as on plaintext; a connection the other side refuses (a wrong password, an
-//! unknown CA, plaintext to a TLS port, a certificate for another host) stops the stream at once
-//! with the setting to check, and no secret in its output.
+//! unknown CA, plaintext to a TLS port, a certificate for another host, missing ACLs) stops the
+//! stream at once with the setting to check, and no secret in its output.
 
 mod common;
 
@@ -27,6 +28,7 @@ use tokio_util::sync::CancellationToken;
 const BIN: &str = env!("CARGO_BIN_EXE_globalmart-stream");
 
 const KAFKA_PASSWORD: &str = "k4fka-Secr3t";
+const GENERATOR_PASSWORD: &str = "gener4tor-Secr3t";
 const PG_PASSWORD: &str = "pg-TLS-Secr3t";
 
 /// A secured broker and database of this test's own, and the certificates they use.
@@ -45,14 +47,22 @@ impl Secured {
         make_certs(&dir.join("certs"))?;
         make_certs(&dir.join("other-ca"))?;
         let certs = dir.join("certs");
-        let user = SaslUser {
-            name: "globalmart".into(),
-            password: KAFKA_PASSWORD.into(),
-        };
+        // One principal per binary, each allowed what USER_GUIDE documents and no more.
+        let users = [
+            SaslUser {
+                name: "stream".into(),
+                password: KAFKA_PASSWORD.into(),
+            },
+            SaslUser {
+                name: "generator".into(),
+                password: GENERATOR_PASSWORD.into(),
+            },
+        ];
         let (broker, postgres) = tokio::task::spawn_blocking({
             let (certs, stack_user) = (certs.clone(), stack_user.clone());
             move || {
-                let broker = KafkaBroker::start_secure(&certs, &user)?;
+                let broker = KafkaBroker::start_secure(&certs, &users)?;
+                broker.grant("User:stream", "User:generator", "globalmart-stream")?;
                 let postgres = PostgresServer::start_tls(&stack_user, PG_PASSWORD, &certs)?;
                 anyhow::Ok((broker, postgres))
             }
@@ -109,7 +119,7 @@ impl Secured {
             ("KAFKA_BOOTSTRAP_SERVERS", self.secure_bootstrap()),
             ("KAFKA_SECURITY_PROTOCOL", "SASL_SSL".into()),
             ("KAFKA_SASL_MECHANISM", mechanism.into()),
-            ("KAFKA_SASL_USERNAME", "globalmart".into()),
+            ("KAFKA_SASL_USERNAME", "stream".into()),
             ("KAFKA_SASL_PASSWORD", KAFKA_PASSWORD.into()),
             ("KAFKA_SSL_CA_LOCATION", self.ca()),
         ]
@@ -129,7 +139,8 @@ impl Drop for Secured {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_flow_over_sasl_ssl_into_a_tls_database_saves_every_event_exactly_once() -> Result<()> {
     let secured = Secured::start().await?;
-    // The generator over SCRAM-SHA-512, in process (the real librdkafka client).
+    // The generator over SCRAM-SHA-512 as its own principal, in process (the real librdkafka
+    // client).
     let ca = secured.ca();
     let bootstrap = secured.secure_bootstrap();
     let config: GeneratorConfig = globalmart_core::config::parse_from([
@@ -141,9 +152,9 @@ async fn a_flow_over_sasl_ssl_into_a_tls_database_saves_every_event_exactly_once
         "--kafka-sasl-mechanism",
         "SCRAM-SHA-512",
         "--kafka-sasl-username",
-        "globalmart",
+        "generator",
         "--kafka-sasl-password",
-        KAFKA_PASSWORD,
+        GENERATOR_PASSWORD,
         "--kafka-ssl-ca-location",
         &ca,
         "--seed",
@@ -179,14 +190,15 @@ async fn a_flow_over_sasl_ssl_into_a_tls_database_saves_every_event_exactly_once
         .env_clear()
         .env("METRICS_ADDR", "127.0.0.1:0")
         .envs(secured.kafka_env("PLAIN"))
-        .env("STREAM_CONSUMER_GROUP", "secure-flow")
         .envs(database_env(Db::Realtime, &secured.realtime))
         .env("STREAM_EXIT_WHEN_IDLE", "3")
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::piped());
     let child = command.spawn()?;
     let log = tokio::task::spawn_blocking(move || finish(child)).await??;
-    assert!(!log.contains(KAFKA_PASSWORD) && !log.contains(PG_PASSWORD));
+    for secret in [KAFKA_PASSWORD, GENERATOR_PASSWORD, PG_PASSWORD] {
+        assert!(!log.contains(secret), "a secret in the stream's log");
+    }
 
     let events = delivered_from(&secured.broker.bootstrap_servers(), "").await?;
     assert_eq!(events.len() as u64, delivery.delivered);
@@ -236,6 +248,14 @@ async fn a_refused_connection_stops_the_stream_at_once_naming_the_setting() -> R
             "KAFKA_SECURITY_PROTOCOL",
         ),
         (
+            "a principal without the stream's ACLs",
+            vec![
+                ("KAFKA_SASL_USERNAME", "generator".into()),
+                ("KAFKA_SASL_PASSWORD", GENERATOR_PASSWORD.into()),
+            ],
+            "the ACLs of KAFKA_SASL_USERNAME's principal",
+        ),
+        (
             "wrong database password",
             vec![("POSTGRES_REALTIME_PASSWORD", "wr0ng-Postgres".into())],
             "POSTGRES_REALTIME_PASSWORD",
@@ -260,7 +280,6 @@ async fn a_refused_connection_stops_the_stream_at_once_naming_the_setting() -> R
         eprintln!("DEBUG case {what}");
         let mut cli = Cli::new(BIN)
             .env("METRICS_ADDR", "127.0.0.1:0")
-            .env("STREAM_CONSUMER_GROUP", "secure-refusals")
             // An outage would be waited for (and logged) all this time.
             .env("STREAM_DB_WAIT_SECONDS", "50");
         for (key, value) in secured.kafka_env("PLAIN") {
@@ -286,7 +305,13 @@ async fn a_refused_connection_stops_the_stream_at_once_naming_the_setting() -> R
             !all.contains("database not reachable, retrying"),
             "{what}: a refusal is not an outage: {all}"
         );
-        for secret in [KAFKA_PASSWORD, PG_PASSWORD, "wr0ng-Kafka", "wr0ng-Postgres"] {
+        for secret in [
+            KAFKA_PASSWORD,
+            GENERATOR_PASSWORD,
+            PG_PASSWORD,
+            "wr0ng-Kafka",
+            "wr0ng-Postgres",
+        ] {
             assert!(
                 !all.contains(secret),
                 "{what}: a secret in the output: {all}"

@@ -39,13 +39,15 @@ impl KafkaBroker {
     }
 
     /// Starts a broker with a SASL_SSL listener too ([`KafkaBroker::secure_bootstrap_servers`]):
-    /// TLS with the certificates of `certs` (scripts/make-certs.sh), `user` known by PLAIN,
-    /// SCRAM-SHA-256 and SCRAM-SHA-512. The PLAINTEXT listener stays, for the test's own admin.
-    pub fn start_secure(certs: &Path, user: &SaslUser) -> Result<KafkaBroker> {
-        KafkaBroker::start_with(Some((certs, user)))
+    /// TLS with the certificates of `certs` (scripts/make-certs.sh), `users` known by PLAIN,
+    /// SCRAM-SHA-256 and SCRAM-SHA-512, and an authorizer (they may do only what ACLs allow:
+    /// scripts/kafka-grant.sh). The PLAINTEXT listener, a super user's, stays for the test's own
+    /// admin.
+    pub fn start_secure(certs: &Path, users: &[SaslUser]) -> Result<KafkaBroker> {
+        KafkaBroker::start_with(Some((certs, users)))
     }
 
-    fn start_with(secure: Option<(&Path, &SaslUser)>) -> Result<KafkaBroker> {
+    fn start_with(secure: Option<(&Path, &[SaslUser])>) -> Result<KafkaBroker> {
         let kafka_home = kafka_home()?;
         let dir = std::env::temp_dir().join(format!("gm-kafka-{}", uuid::Uuid::new_v4().simple()));
         let data = dir.join("data");
@@ -58,22 +60,26 @@ impl KafkaBroker {
         let mut template = read("server.properties")?;
         let mut secure_port = None;
         let mut format_extra = Vec::new();
-        if let Some((certs, user)) = secure {
+        if let Some((certs, users)) = secure {
             let secure = crate::free_port()?;
             secure_port = Some(secure);
+            let plain: Vec<String> = (users.iter())
+                .map(|u| format!("user_{}=\"{}\"", u.name, u.password))
+                .collect();
             template.push_str(
                 &read("secure.properties")?
                     .replace("@SECURE_PORT@", &secure.to_string())
                     .replace("@CERTS@", &certs.to_string_lossy())
-                    .replace("@SASL_USER@", &user.name)
-                    .replace("@SASL_PASSWORD@", &user.password),
+                    .replace("@PLAIN_USERS@", &plain.join(" ")),
             );
-            for mechanism in ["SCRAM-SHA-256", "SCRAM-SHA-512"] {
-                format_extra.push("--add-scram".to_owned());
-                format_extra.push(format!(
-                    "{mechanism}=[name={},password={}]",
-                    user.name, user.password
-                ));
+            for user in users {
+                for mechanism in ["SCRAM-SHA-256", "SCRAM-SHA-512"] {
+                    format_extra.push("--add-scram".to_owned());
+                    format_extra.push(format!(
+                        "{mechanism}=[name={},password={}]",
+                        user.name, user.password
+                    ));
+                }
             }
         }
         let config = dir.join("server.properties");
@@ -118,6 +124,32 @@ impl KafkaBroker {
     /// [`KafkaBroker::start_secure`].
     pub fn secure_bootstrap_servers(&self) -> Option<String> {
         self.secure_port.map(|port| format!("localhost:{port}"))
+    }
+
+    /// Grants `stream` and `generator` (principals, `User:<name>`) their binaries' ACLs for
+    /// consumer group `group`, with scripts/kafka-grant.sh (the set docs/USER_GUIDE.md
+    /// documents), over the PLAINTEXT listener.
+    pub fn grant(&self, stream: &str, generator: &str, group: &str) -> Result<()> {
+        let output = Command::new("bash")
+            .arg(Path::new(REPO).join("scripts/kafka-grant.sh"))
+            .args(["--bootstrap-server", &self.bootstrap_servers()])
+            .args([
+                "--stream",
+                stream,
+                "--generator",
+                generator,
+                "--group",
+                group,
+            ])
+            .output()
+            .context("running scripts/kafka-grant.sh")?;
+        if !output.status.success() {
+            bail!(
+                "scripts/kafka-grant.sh failed: {}",
+                String::from_utf8_lossy(&output.stderr)
+            );
+        }
+        Ok(())
     }
 
     /// The broker's process id, while it runs.
