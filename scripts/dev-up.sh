@@ -23,7 +23,8 @@ the databases, role, schemas and topics, and prints a status table. Safe to run 
                      binaries' /metrics as prometheus/prometheus.yml says.
   --secure           the same stack secured as a production one is: a local CA and certificates
                      (scripts/make-certs.sh, in \$GLOBALMART_CACHE/certs), a SASL_SSL listener on
-                     localhost:$KAFKA_SECURE_PORT (user $KAFKA_SASL_USER by PLAIN, SCRAM-SHA-256 and -512,
+                     localhost:$KAFKA_SECURE_PORT (a client certificate required, and user
+                     $KAFKA_SASL_USER by PLAIN, SCRAM-SHA-256 and -512,
                      allowed what scripts/kafka-grant.sh grants the stream and the generator),
                      and PostgreSQL taking TCP connections over TLS only (scram-sha-256). Writes
                      the binaries' settings for it to $GM_SECURE_ENV. Without the flag, a stack
@@ -263,6 +264,8 @@ KAFKA_SASL_MECHANISM=SCRAM-SHA-512
 KAFKA_SASL_USERNAME=$KAFKA_SASL_USER
 KAFKA_SASL_PASSWORD=$KAFKA_SASL_PASSWORD
 KAFKA_SSL_CA_LOCATION=$GM_CERTS/ca.pem
+KAFKA_SSL_CERTIFICATE_LOCATION=$GM_CERTS/client.pem
+KAFKA_SSL_KEY_LOCATION=$GM_CERTS/client.key
 POSTGRES_WAREHOUSE_SSLMODE=verify-full
 POSTGRES_WAREHOUSE_SSLROOTCERT=$GM_CERTS/ca.pem
 POSTGRES_REALTIME_SSLMODE=verify-full

@@ -117,6 +117,18 @@ fn check(kafka: &KafkaArgs) -> Result<(), ConfigError> {
 /// The settings to check when a Kafka client reports `error` (with librdkafka's `reason`,
 /// empty when only the code is known) for a reason retrying will not mend; None for an outage.
 pub fn refusal(error: &KafkaError, reason: &str) -> Option<&'static str> {
+    // A TLS alert from the broker about this client's certificate (mutual TLS): in TLS 1.3 it
+    // comes after the handshake, with the first request, so whatever the code.
+    // (OpenSSL names them "alert bad certificate", "alert certificate unknown", "alert unknown
+    // ca", "alert certificate required".)
+    if reason.contains(" alert ")
+        && (reason.contains("certificate") || reason.contains("unknown ca"))
+    {
+        return Some(
+            "KAFKA_SSL_CERTIFICATE_LOCATION and KAFKA_SSL_KEY_LOCATION (the broker refused this \
+             client's certificate)",
+        );
+    }
     match error.rdkafka_error_code()? {
         RDKafkaErrorCode::Authentication | RDKafkaErrorCode::SaslAuthenticationFailed => {
             Some("KAFKA_SASL_USERNAME, KAFKA_SASL_PASSWORD and KAFKA_SASL_MECHANISM")
@@ -211,9 +223,11 @@ impl Refusals {
         {
             self.refuse(message, PROTOCOL);
         }
-        let code = if message.contains("certificate verify failed") {
+        let code = if message.contains("SSL handshake failed") {
             Some(RDKafkaErrorCode::SSL)
-        } else if message.contains("incorrect security.protocol") {
+        } else if message.contains("SSL routines")
+            || message.contains("incorrect security.protocol")
+        {
             Some(RDKafkaErrorCode::BrokerTransportFailure)
         } else if message.contains("SASL authentication error") {
             Some(RDKafkaErrorCode::Authentication)
@@ -351,6 +365,22 @@ mod tests {
             "SSL handshake failed: certificate verify failed: unable to get local issuer certificate",
         );
         assert!(ca.is_some_and(|keys| keys.starts_with("KAFKA_SSL_CA_LOCATION")));
+        let client = refusal(
+            &global(RDKafkaErrorCode::BrokerTransportFailure),
+            "Receive failed: error:0A000412:SSL routines::sslv3 alert bad certificate: SSL alert \
+             number 42 (after 1ms in state APIVERSION_QUERY)",
+        );
+        assert!(client.is_some_and(|keys| keys.starts_with("KAFKA_SSL_CERTIFICATE_LOCATION")));
+        let stopped = CancellationToken::new();
+        let refusals = Refusals::new(stopped.clone());
+        refusals.log(
+            RDKafkaLogLevel::Error,
+            "FAIL",
+            "sasl_ssl://localhost:9094/bootstrap: Receive failed: error:0A000416:SSL \
+             routines::sslv3 alert certificate unknown: SSL alert number 46 (after 0ms in state \
+             APIVERSION_QUERY)",
+        );
+        assert!(stopped.is_cancelled(), "{:?}", refusals.check());
         let protocol = refusal(
             &global(RDKafkaErrorCode::BrokerTransportFailure),
             "Disconnected while requesting ApiVersion: might be caused by incorrect \

@@ -1,5 +1,5 @@
 //! The platform on secured services (docs/USER_GUIDE.md, "Production"): a private broker that
-//! speaks SASL_SSL (PLAIN and SCRAM) with an authorizer, each binary its own principal with the
+//! speaks SASL_SSL (PLAIN and SCRAM, a client certificate required) with an authorizer, each binary its own principal with the
 //! ACLs scripts/kafka-grant.sh grants, and a private PostgreSQL that takes only TLS with a
 //! password, both with the certificates of scripts/make-certs.sh. The flow saves every event
 //! exactly once, as on plaintext; a connection the other side refuses (a wrong password, an
@@ -99,14 +99,23 @@ impl Secured {
     }
 
     fn ca(&self) -> String {
-        self.dir.join("certs/ca.pem").to_string_lossy().into_owned()
+        self.cert("ca.pem")
+    }
+
+    /// A file of the CA's set the servers use.
+    fn cert(&self, name: &str) -> String {
+        let path = self.dir.join("certs").join(name);
+        path.to_string_lossy().into_owned()
     }
 
     fn other_ca(&self) -> String {
-        self.dir
-            .join("other-ca/ca.pem")
-            .to_string_lossy()
-            .into_owned()
+        self.other("ca.pem")
+    }
+
+    /// A file of the second, unknown CA's set.
+    fn other(&self, name: &str) -> String {
+        let path = self.dir.join("other-ca").join(name);
+        path.to_string_lossy().into_owned()
     }
 
     fn secure_bootstrap(&self) -> String {
@@ -122,6 +131,8 @@ impl Secured {
             ("KAFKA_SASL_USERNAME", "stream".into()),
             ("KAFKA_SASL_PASSWORD", KAFKA_PASSWORD.into()),
             ("KAFKA_SSL_CA_LOCATION", self.ca()),
+            ("KAFKA_SSL_CERTIFICATE_LOCATION", self.cert("client.pem")),
+            ("KAFKA_SSL_KEY_LOCATION", self.cert("client.key")),
         ]
         .into_iter()
         .map(|(k, v)| (k.to_owned(), v))
@@ -141,7 +152,11 @@ async fn a_flow_over_sasl_ssl_into_a_tls_database_saves_every_event_exactly_once
     let secured = Secured::start().await?;
     // The generator over SCRAM-SHA-512 as its own principal, in process (the real librdkafka
     // client).
-    let ca = secured.ca();
+    let (ca, cert, key) = (
+        secured.ca(),
+        secured.cert("client.pem"),
+        secured.cert("client.key"),
+    );
     let bootstrap = secured.secure_bootstrap();
     let config: GeneratorConfig = globalmart_core::config::parse_from([
         "globalmart-generator",
@@ -157,6 +172,10 @@ async fn a_flow_over_sasl_ssl_into_a_tls_database_saves_every_event_exactly_once
         GENERATOR_PASSWORD,
         "--kafka-ssl-ca-location",
         &ca,
+        "--kafka-ssl-certificate-location",
+        &cert,
+        "--kafka-ssl-key-location",
+        &key,
         "--seed",
         "7",
         "--users",
@@ -238,12 +257,33 @@ async fn a_refused_connection_stops_the_stream_at_once_naming_the_setting() -> R
             "KAFKA_SSL_CA_LOCATION",
         ),
         (
+            "no client certificate (mutual TLS)",
+            vec![
+                ("KAFKA_SSL_CERTIFICATE_LOCATION", String::new()),
+                ("KAFKA_SSL_KEY_LOCATION", String::new()),
+            ],
+            "KAFKA_SSL_CERTIFICATE_LOCATION",
+        ),
+        (
+            "a client certificate from an unknown CA",
+            vec![
+                (
+                    "KAFKA_SSL_CERTIFICATE_LOCATION",
+                    secured.other("client.pem"),
+                ),
+                ("KAFKA_SSL_KEY_LOCATION", secured.other("client.key")),
+            ],
+            "KAFKA_SSL_CERTIFICATE_LOCATION",
+        ),
+        (
             "plaintext to the SASL_SSL listener",
             vec![
                 ("KAFKA_SECURITY_PROTOCOL", "PLAINTEXT".into()),
                 ("KAFKA_SASL_USERNAME", String::new()),
                 ("KAFKA_SASL_PASSWORD", String::new()),
                 ("KAFKA_SSL_CA_LOCATION", String::new()),
+                ("KAFKA_SSL_CERTIFICATE_LOCATION", String::new()),
+                ("KAFKA_SSL_KEY_LOCATION", String::new()),
             ],
             "KAFKA_SECURITY_PROTOCOL",
         ),

@@ -39,7 +39,8 @@ impl KafkaBroker {
     }
 
     /// Starts a broker with a SASL_SSL listener too ([`KafkaBroker::secure_bootstrap_servers`]):
-    /// TLS with the certificates of `certs` (scripts/make-certs.sh), `users` known by PLAIN,
+    /// TLS with the certificates of `certs` (scripts/make-certs.sh; clients must present one
+    /// signed by its CA), `users` known by PLAIN,
     /// SCRAM-SHA-256 and SCRAM-SHA-512, and an authorizer (they may do only what ACLs allow:
     /// scripts/kafka-grant.sh). The PLAINTEXT listener, a super user's, stays for the test's own
     /// admin.
