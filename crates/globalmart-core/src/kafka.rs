@@ -256,6 +256,11 @@ impl Refusals {
         }
     }
 
+    /// Whether a connection was refused: waiting for the brokers' answers is then pointless.
+    pub fn refused(&self) -> bool {
+        self.first.get().is_some()
+    }
+
     /// The first refusal, if any: what `main` exits with.
     pub fn check(&self) -> Result<(), Refused> {
         match self.first.get() {
@@ -404,8 +409,9 @@ mod tests {
         assert!(!stop.is_cancelled());
         assert!(refusals.check().is_ok());
         let auth = KafkaError::Global(RDKafkaErrorCode::Authentication);
+        assert!(!refusals.refused());
         assert!(refusals.observe(&auth, "invalid credentials"));
-        assert!(stop.is_cancelled());
+        assert!(stop.is_cancelled() && refusals.refused());
         let message = refusals.check().err().map(|e| e.to_string());
         assert!(message.is_some_and(
             |m| m.contains("invalid credentials") && m.contains("KAFKA_SASL_USERNAME")

@@ -285,8 +285,10 @@ impl KafkaOutput {
         // Waits on the delivery counts rather than `Producer::flush`, which, beside the
         // polling thread, wakes up in 100 ms steps. librdkafka sends what lingers within
         // linger.ms anyway.
+        // A refused connection will deliver nothing more.
         let deadline = Instant::now() + max_wait;
-        while self.delivery().in_flight() > 0 && Instant::now() < deadline {
+        let refusals = &self.producer.context().refusals;
+        while self.delivery().in_flight() > 0 && Instant::now() < deadline && !refusals.refused() {
             tokio::time::sleep(FLUSH_CHECK).await;
         }
         self.delivery()
@@ -327,7 +329,11 @@ impl KafkaOutput {
                     return Ok(());
                 }
                 Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), returned)) => {
-                    // The broker is slower than we generate (or down): wait for room.
+                    // The broker is slower than we generate (or down): wait for room, unless
+                    // it refused us (main exits with that).
+                    if self.producer.context().refusals.refused() {
+                        anyhow::bail!("the brokers refused the connection");
+                    }
                     monitoring::QUEUE_FULL.inc();
                     record = returned;
                     tokio::time::sleep(Duration::from_millis(5)).await;

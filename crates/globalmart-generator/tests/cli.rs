@@ -1,8 +1,9 @@
-//! The generator's command line: --help explains every key, and a bad value from a flag, the
-//! environment or `.env` stops it with the key, the value and what is allowed.
+//! The generator's command line: --help explains every key, a bad value from a flag, the
+//! environment or `.env` stops it with the key, the value and what is allowed, and a broker that
+//! refuses its credentials stops it at once.
 
 use anyhow::Result;
-use globalmart_testkit::Cli;
+use globalmart_testkit::{Cli, KafkaBroker, SaslUser};
 
 const BIN: &str = env!("CARGO_BIN_EXE_globalmart-generator");
 #[test]
@@ -84,5 +85,48 @@ fn precedence_is_flag_then_environment_then_dotenv() -> Result<()> {
         .run()?;
     assert_eq!(records(&flag_beats_env.stdout, "users-topic"), 4);
     assert_eq!(records(&flag_beats_env.stdout, "products-topic"), 3);
+    Ok(())
+}
+
+#[test]
+fn a_broker_refusing_its_password_stops_it_at_once_naming_the_setting() -> Result<()> {
+    let dir = std::env::temp_dir().join(format!("gm-gen-sasl-{}", uuid::Uuid::new_v4().simple()));
+    let certs = dir.join("certs");
+    globalmart_testkit::make_certs(&certs)?;
+    let user = SaslUser {
+        name: "generator".into(),
+        password: "r1ght-Secr3t".into(),
+    };
+    let broker = KafkaBroker::start_secure(&certs, &[user])?;
+    let path = |name: &str| certs.join(name).to_string_lossy().into_owned();
+    let out = Cli::new(BIN)
+        .env("METRICS_ADDR", "127.0.0.1:0")
+        .env(
+            "KAFKA_BOOTSTRAP_SERVERS",
+            &broker.secure_bootstrap_servers().unwrap_or_default(),
+        )
+        .env("KAFKA_SECURITY_PROTOCOL", "SASL_SSL")
+        .env("KAFKA_SASL_MECHANISM", "SCRAM-SHA-512")
+        .env("KAFKA_SASL_USERNAME", "generator")
+        .env("KAFKA_SASL_PASSWORD", "wr0ng-Secr3t")
+        .env("KAFKA_SSL_CA_LOCATION", &path("ca.pem"))
+        .env("KAFKA_SSL_CERTIFICATE_LOCATION", &path("client.pem"))
+        .env("KAFKA_SSL_KEY_LOCATION", &path("client.key"))
+        // Without the refusal it would run (and retry) for ten minutes.
+        .args(["--rate", "100", "--duration", "10m"])
+        .run()?;
+    drop(broker);
+    let _ = std::fs::remove_dir_all(&dir);
+    let all = format!("{}{}", out.stdout, out.stderr);
+    assert_eq!(out.code, Some(1), "{all}");
+    assert!(all.contains("Kafka refused the connection"), "{all}");
+    assert!(
+        all.contains("check KAFKA_SASL_USERNAME, KAFKA_SASL_PASSWORD and KAFKA_SASL_MECHANISM"),
+        "{all}"
+    );
+    assert!(
+        !all.contains("r1ght-Secr3t") && !all.contains("wr0ng-Secr3t"),
+        "{all}"
+    );
     Ok(())
 }
