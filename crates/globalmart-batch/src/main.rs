@@ -38,8 +38,8 @@ async fn run(config: Config) -> anyhow::Result<ExitCode> {
             (&config.warehouse.settings, Db::Warehouse),
             (&config.realtime.settings, Db::Realtime),
         ] {
-            let applied = apply_migrations(settings, db, name, wait).await?;
-            info!(count = applied.len(), "{settings} migrated");
+            // db::migrate logs what it applied.
+            apply_migrations(settings, db, name, wait).await?;
         }
         return Ok(ExitCode::SUCCESS);
     }

@@ -324,11 +324,16 @@ fn refusal(error: &tokio_postgres::Error, db: Db) -> Option<String> {
         Some(_) => return None,
         // tokio-postgres tells these only in its messages (a handshake cut short by a server
         // restarting is an outage, and waited for).
-        None if describe(error).contains("certificate verify failed") => {
-            &["SSLROOTCERT", "HOST", "SSLMODE"]
+        None => {
+            let said = describe(error);
+            if said.contains("certificate verify failed") {
+                &["SSLROOTCERT", "HOST", "SSLMODE"]
+            } else if said.contains("server does not support TLS") {
+                &["SSLMODE"]
+            } else {
+                return None;
+            }
         }
-        None if describe(error).contains("server does not support TLS") => &["SSLMODE"],
-        None => return None,
     };
     let keys: Vec<String> = (settings.iter())
         .map(|s| format!("{}_{s}", db.env_prefix()))

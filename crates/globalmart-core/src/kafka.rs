@@ -82,13 +82,14 @@ fn check(kafka: &KafkaArgs) -> Result<(), ConfigError> {
             "a SASL user or password is set: use SASL_SSL (or SASL_PLAINTEXT)".into(),
         ));
     }
+    let (certificate, key) = (
+        kafka.ssl_certificate_location.is_some(),
+        kafka.ssl_key_location.is_some(),
+    );
     let tls_files = [
         ("KAFKA_SSL_CA_LOCATION", kafka.ssl_ca_location.is_some()),
-        (
-            "KAFKA_SSL_CERTIFICATE_LOCATION",
-            kafka.ssl_certificate_location.is_some(),
-        ),
-        ("KAFKA_SSL_KEY_LOCATION", kafka.ssl_key_location.is_some()),
+        ("KAFKA_SSL_CERTIFICATE_LOCATION", certificate),
+        ("KAFKA_SSL_KEY_LOCATION", key),
     ];
     if !kafka.security_protocol.is_tls() {
         if let Some((key, _)) = tls_files.iter().find(|(_, set)| *set) {
@@ -99,7 +100,7 @@ fn check(kafka: &KafkaArgs) -> Result<(), ConfigError> {
             ));
         }
     }
-    match (tls_files[1].1, tls_files[2].1) {
+    match (certificate, key) {
         (true, false) => Err(invalid(
             "KAFKA_SSL_KEY_LOCATION",
             "",
@@ -188,8 +189,8 @@ impl Refusals {
         }
     }
 
-    /// Looks at an error a client reported; true when it was a refusal (then logged, and the
-    /// binary is stopping), false for anything else (the caller logs it as before).
+    /// Looks at an error a client reported; true when it was a refusal (the binary is then
+    /// stopping, and `main` logs it), false for anything else (the caller logs it as before).
     pub fn observe(&self, error: &KafkaError, reason: &str) -> bool {
         let Some(keys) = refusal(error, reason) else {
             return false;

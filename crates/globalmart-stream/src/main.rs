@@ -37,10 +37,9 @@ async fn main() -> ExitCode {
 async fn run(config: Config) -> Result<()> {
     let wait = Duration::from_secs(config.db_wait_seconds);
     if config.command == Some(Command::Migrate) {
+        // db::migrate logs what it applied.
         let settings = &config.realtime.settings;
-        let applied =
-            db::apply_migrations(settings, Db::Realtime, "globalmart-stream", wait).await?;
-        info!(count = applied.len(), "{settings} migrated");
+        db::apply_migrations(settings, Db::Realtime, "globalmart-stream", wait).await?;
         return Ok(());
     }
     let shutdown = shutdown::on_signal()?;

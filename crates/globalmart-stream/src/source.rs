@@ -283,21 +283,21 @@ impl Positions {
             partitions = partitions.len(),
             "partitions assigned: resuming each at its offset stored in the database"
         );
-        let mut wanted = Vec::with_capacity(partitions.len());
-        for key in partitions {
-            let at = stored.get(&key).copied().unwrap_or(0);
-            wanted.push((key.clone(), at));
-            self.resume_at.insert(key.clone(), at);
-            self.unchecked.insert(key);
+        for key in &partitions {
+            self.resume_at
+                .insert(key.clone(), stored.get(key).copied().unwrap_or(0));
+            self.unchecked.insert(key.clone());
         }
+        let mut pending = partitions;
         // Right after an assignment librdkafka may refuse a seek ("Erroneous state") until the
         // partition's fetcher starts: try again for a few seconds. Giving up to seek on the
         // first message is not enough when Kafka's committed offset is at the end of the
         // partition (a database restored from an older backup): no message would ever come.
         for attempt in 1..=SEEK_TRIES {
             let mut seeks = TopicPartitionList::new();
-            for ((topic, partition), at) in &wanted {
-                seeks.add_partition_offset(topic, *partition, Offset::Offset(*at))?;
+            for key in &pending {
+                let at = self.resume_at.get(key).copied().unwrap_or(0);
+                seeks.add_partition_offset(&key.0, key.1, Offset::Offset(at))?;
             }
             let sought = tokio::task::block_in_place(|| {
                 consumer.seek_partitions(seeks, Duration::from_secs(5))
@@ -307,7 +307,7 @@ impl Positions {
                     .filter(|e| e.error().is_err())
                     .map(|e| (e.topic().to_owned(), e.partition()))
                     .collect(),
-                Err(_) => wanted.iter().map(|(key, _)| key.clone()).collect(),
+                Err(_) => pending.clone(),
             };
             if refused.is_empty() {
                 break;
@@ -317,7 +317,7 @@ impl Positions {
                 warn!(partitions = refused.len(), %error, "could not seek to the stored offsets; will on the first message");
                 break;
             }
-            wanted.retain(|(key, _)| refused.contains(key));
+            pending = refused;
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
         Ok(())

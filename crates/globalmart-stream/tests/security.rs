@@ -27,6 +27,10 @@ use tokio_util::sync::CancellationToken;
 
 const BIN: &str = env!("CARGO_BIN_EXE_globalmart-stream");
 
+/// The folders of the servers' certificates and of a second CA's, which they do not know.
+const CERTS: &str = "certs";
+const OTHER_CA: &str = "other-ca";
+
 const KAFKA_PASSWORD: &str = "k4fka-Secr3t";
 const GENERATOR_PASSWORD: &str = "gener4tor-Secr3t";
 const PG_PASSWORD: &str = "pg-TLS-Secr3t";
@@ -44,9 +48,9 @@ impl Secured {
     async fn start() -> Result<Secured> {
         let stack_user = "globalmart_user".to_owned();
         let dir = std::env::temp_dir().join(format!("gm-secure-{}", uuid::Uuid::new_v4().simple()));
-        make_certs(&dir.join("certs"))?;
-        make_certs(&dir.join("other-ca"))?;
-        let certs = dir.join("certs");
+        let certs = dir.join(CERTS);
+        make_certs(&certs)?;
+        make_certs(&dir.join(OTHER_CA))?;
         // One principal per binary, each allowed what USER_GUIDE documents and no more.
         let users = [
             SaslUser {
@@ -98,23 +102,18 @@ impl Secured {
         })
     }
 
-    fn ca(&self) -> String {
-        self.cert("ca.pem")
-    }
-
-    /// A file of the CA's set the servers use.
+    /// File `name` of the certificates the servers use.
     fn cert(&self, name: &str) -> String {
-        let path = self.dir.join("certs").join(name);
-        path.to_string_lossy().into_owned()
+        self.file(CERTS, name)
     }
 
-    fn other_ca(&self) -> String {
-        self.other("ca.pem")
-    }
-
-    /// A file of the second, unknown CA's set.
+    /// File `name` of a second CA's set, which the servers do not know.
     fn other(&self, name: &str) -> String {
-        let path = self.dir.join("other-ca").join(name);
+        self.file(OTHER_CA, name)
+    }
+
+    fn file(&self, set: &str, name: &str) -> String {
+        let path = self.dir.join(set).join(name);
         path.to_string_lossy().into_owned()
     }
 
@@ -130,7 +129,7 @@ impl Secured {
             ("KAFKA_SASL_MECHANISM", mechanism.into()),
             ("KAFKA_SASL_USERNAME", "stream".into()),
             ("KAFKA_SASL_PASSWORD", KAFKA_PASSWORD.into()),
-            ("KAFKA_SSL_CA_LOCATION", self.ca()),
+            ("KAFKA_SSL_CA_LOCATION", self.cert("ca.pem")),
             ("KAFKA_SSL_CERTIFICATE_LOCATION", self.cert("client.pem")),
             ("KAFKA_SSL_KEY_LOCATION", self.cert("client.key")),
         ]
@@ -153,7 +152,7 @@ async fn a_flow_over_sasl_ssl_into_a_tls_database_saves_every_event_exactly_once
     // The generator over SCRAM-SHA-512 as its own principal, in process (the real librdkafka
     // client).
     let (ca, cert, key) = (
-        secured.ca(),
+        secured.cert("ca.pem"),
         secured.cert("client.pem"),
         secured.cert("client.key"),
     );
@@ -253,7 +252,7 @@ async fn a_refused_connection_stops_the_stream_at_once_naming_the_setting() -> R
         ),
         (
             "broker certificate from an unknown CA",
-            vec![("KAFKA_SSL_CA_LOCATION", secured.other_ca())],
+            vec![("KAFKA_SSL_CA_LOCATION", secured.other("ca.pem"))],
             "KAFKA_SSL_CA_LOCATION",
         ),
         (
@@ -302,7 +301,7 @@ async fn a_refused_connection_stops_the_stream_at_once_naming_the_setting() -> R
         ),
         (
             "database certificate from an unknown CA",
-            vec![("POSTGRES_REALTIME_SSLROOTCERT", secured.other_ca())],
+            vec![("POSTGRES_REALTIME_SSLROOTCERT", secured.other("ca.pem"))],
             "POSTGRES_REALTIME_SSLROOTCERT",
         ),
         (
