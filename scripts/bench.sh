@@ -16,12 +16,18 @@
 #                                for an incremental run after 150,000 more (5 minutes at 500
 #                                events/s) vs COPY out of the source rows plus COPY in of the
 #                                fact rows
-#   scripts/bench.sh all         every benchmark
+#   scripts/bench.sh scale       a month at --profile course (BENCH_SCALE_DAYS, default 30): the
+#                                stream's events/s per tenth of the backfill vs psql \copy; the
+#                                seconds of the same increment (ETL, analytics) after 1, 7 and 30
+#                                days of history, the batch's peak memory, the databases' sizes
+#   scripts/bench.sh all         every benchmark but scale
 # BENCH_GENERATOR_EVENTS (default 1000000), BENCH_STREAM_EVENTS (default 300000),
 # BENCH_COURSE_DAYS (default 1) the days of the --profile course backfill,
 # BENCH_BATCH_EVENTS (default 1000000) and BENCH_BATCH_INCREMENTAL_EVENTS (default 150000) set
 # the number of events of the runs, BENCH_ROUNDS (default 3) how many alternating runs of the
 # generator's delivery and the stream's ingest figures and their floors count.
+# BENCH_SCALE_DAYS (default 30) the days of history of `scale`, BENCH_SCALE_INCREMENT_EVENTS
+# (default 150000) the events of its increment.
 # BENCH_STREAM_BASELINE=<a globalmart-stream binary> also runs that build on the same backlog in
 # every round (stream_ingest_baseline): a change measured against the build before it, side by
 # side, since the floors drift between runs.
@@ -365,11 +371,22 @@ BATCH_SOURCES=(product_history user_history transactions product_view_events car
 BATCH_DIMENSIONS=(dim_date:date_id dim_products:product_id_pk dim_customers:customer_id)
 BATCH_FACTS=(fact_sales:sale_id fact_product_views:view_id fact_cart_events:cart_event_id)
 
+# release_stack NAME: the release build, the local stack up, and the binaries as $GEN, $STREAM
+# and $BATCH.
+release_stack() {
+    say "== $1: release build"
+    gm_build_release
+    GEN=$GM_RELEASE_BIN/globalmart-generator
+    STREAM=$GM_RELEASE_BIN/globalmart-stream
+    BATCH=$GM_RELEASE_BIN/globalmart-batch
+    scripts/dev-up.sh >/dev/null
+}
+
 # realtime_load EVENTS: the generator's events into the benchmark's topics, saved by the stream
 # into the benchmark's realtime database. No seed: the default shop, new events each time.
 realtime_load() {
-    "$BATCH_GEN" --rate max --count "$1" 2>"$WORK/gen.log" || { tail -n 20 "$WORK/gen.log"; die "the generator failed"; }
-    RUST_LOG=info "$BATCH_STREAM" --exit-when-idle 1 2>"$WORK/stream.log" || { tail -n 20 "$WORK/stream.log"; die "the stream failed"; }
+    "$GEN" --rate max --count "$1" 2>"$WORK/gen.log" || { tail -n 20 "$WORK/gen.log"; die "the generator failed"; }
+    RUST_LOG=info "$STREAM" --exit-when-idle 1 2>"$WORK/stream.log" || { tail -n 20 "$WORK/stream.log"; die "the stream failed"; }
     say "   stream $(grep 'saved: ' "$WORK/stream.log" | tail -n 1 | sed 's/.*saved: //')"
 }
 
@@ -426,7 +443,7 @@ batch_floor() {
 batch_run() {
     local start end
     start=$(now)
-    RUST_LOG=info "$BATCH_BIN" etl 2>"$1" || { tail -n 20 "$1"; die "the batch failed"; }
+    RUST_LOG=info "$BATCH" etl 2>"$1" || { tail -n 20 "$1"; die "the batch failed"; }
     end=$(now)
     grep -E 'Extracted|Loaded' "$1" | sed 's/^.*INFO  */   /' >&2
     elapsed "$start" "$end"
@@ -434,12 +451,7 @@ batch_run() {
 
 bench_batch() {
     local events=${BENCH_BATCH_EVENTS:-1000000} more=${BENCH_BATCH_INCREMENTAL_EVENTS:-150000}
-    say "== batch: release build"
-    gm_build_release
-    BATCH_GEN=$GM_RELEASE_BIN/globalmart-generator
-    BATCH_STREAM=$GM_RELEASE_BIN/globalmart-stream
-    BATCH_BIN=$GM_RELEASE_BIN/globalmart-batch
-    scripts/dev-up.sh >/dev/null
+    release_stack batch
 
     local prefix="bench-batch-$$-"
     BATCH_RT="gm_bench_batch_$$" BATCH_WH="gm_bench_batch_$$" BATCH_FLOOR="gm_bench_batch_floor_$$"
@@ -479,15 +491,167 @@ bench_batch() {
     bench_time batch_incremental "$ours" s "$floor"
 }
 
+# Sum of the stream's consumed-messages counter on the /metrics page in file $1.
+consumed() {
+    awk '/^globalmart_stream_messages_total/ { n += $2 } END { printf "%d\n", n }' "$1"
+}
+
+# scale_stream PORT SAMPLES: the stream over the backlog until idle, its consumed-messages counter
+# sampled every second as "active-seconds messages" lines appended to SAMPLES, continuing the
+# active time of the runs before (the stream's time only, not the generator's or the batch's).
+scale_stream() {
+    local port=$1 samples=$2 offset=0 base=0 start pid t
+    if [ -s "$samples" ]; then
+        read -r offset base < <(tail -n 1 "$samples")
+    fi
+    start=$(now)
+    METRICS_ADDR=127.0.0.1:$port RUST_LOG=info "$STREAM" --exit-when-idle 5 2>>"$WORK/scale-stream.log" &
+    pid=$!
+    CLEANUP+=("kill $pid")
+    while kill -0 "$pid" 2>/dev/null; do
+        sleep 1
+        if python3 -c 'import sys, urllib.request; sys.stdout.write(urllib.request.urlopen(sys.argv[1], timeout=2).read().decode())' \
+            "http://127.0.0.1:$port/metrics" >"$WORK/scale.prom" 2>/dev/null; then
+            t=$(elapsed "$start" "$(now)")
+            awk -v o="$offset" -v t="$t" -v b="$base" -v n="$(consumed "$WORK/scale.prom")" \
+                'BEGIN { printf "%.2f %d\n", o + t, b + n }' >>"$samples"
+        fi
+    done
+    wait "$pid" || { tail -n 20 "$WORK/scale-stream.log"; die "the stream failed"; }
+    # Idle for 5 s at the end: not part of its pace.
+    awk -v o="$offset" -v t="$(elapsed "$start" "$(now)")" 'BEGIN { printf "%.2f\n", o + t - 5 }' >"$WORK/scale-active"
+}
+
+# scale_timed LOG ARGS...: the batch with ARGS; prints "seconds peak-RSS-MiB".
+scale_timed() {
+    local log=$1
+    shift
+    /usr/bin/time -f 'TIMED %e %M' "$BATCH" "$@" 2>"$log" || { tail -n 20 "$log"; die "globalmart-batch $* failed"; }
+    sed -n 's/^TIMED \([0-9.]*\) \([0-9]*\)$/\1 \2/p' "$log" | awk '{ printf "%s %.0f\n", $1, $2 / 1024 }'
+}
+
+# bench_scale: a month of --profile course history (BENCH_SCALE_DAYS, default 30) backfilled in
+# segments that end after day 1, day 7 and the last day; after each, the same increment
+# (BENCH_SCALE_INCREMENT_EVENTS, default 150,000 events of now: 5 minutes at 500 events/s)
+# generated, saved, and loaded by a timed `globalmart-batch etl` then `analytics`.
+bench_scale() {
+    local days=${BENCH_SCALE_DAYS:-30} more=${BENCH_SCALE_INCREMENT_EVENTS:-150000}
+    [ "$days" -ge 1 ] || die "BENCH_SCALE_DAYS must be 1 or more"
+    release_stack scale
+    local begun
+    begun=$(now)
+
+    local prefix="bench-scale-$$-" rt="gm_bench_scale_$$" wh="gm_bench_scale_$$" floor_db="gm_bench_scale_floor_$$"
+    bench_topics "$prefix"
+    gm_psql "$PG_REALTIME_PORT" postgres -c "CREATE DATABASE $rt" -c "CREATE DATABASE $floor_db"
+    gm_psql "$PG_WAREHOUSE_PORT" postgres -c "CREATE DATABASE $wh"
+    CLEANUP+=("gm_psql $PG_REALTIME_PORT postgres -c 'DROP DATABASE IF EXISTS $rt WITH (FORCE)' -c 'DROP DATABASE IF EXISTS $floor_db WITH (FORCE)'")
+    CLEANUP+=("gm_psql $PG_WAREHOUSE_PORT postgres -c 'DROP DATABASE IF EXISTS $wh WITH (FORCE)'")
+    export KAFKA_TOPIC_PREFIX=$prefix POSTGRES_REALTIME_DB=$rt POSTGRES_WAREHOUSE_DB=$wh
+    export STREAM_CONSUMER_GROUP=bench-scale RUST_LOG=warn GENERATOR_STATS_INTERVAL=1h METRICS_ADDR=127.0.0.1:0
+    local port
+    port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+
+    local first checkpoints=() cp done_days=0 from to samples="$WORK/scale-samples" backfilled=0 n
+    first=$(date -u -d "today - $days days" +%F)
+    for cp in 1 7 "$days"; do
+        [ "$cp" -le "$days" ] && [ "$cp" -gt "${checkpoints[-1]:-0}" ] && checkpoints+=("$cp")
+    done
+    : >"$samples"
+    local etl analytics rss peak=0 base_etl="" base_analytics=""
+    for cp in "${checkpoints[@]}"; do
+        from=$(date -u -d "$first + $done_days days" +%F)
+        to=$(date -u -d "$first + $((cp - 1)) days" +%F)
+        say "== scale: history days $((done_days + 1))-$cp of $days (--profile course, $from to $to)"
+        "$GEN" --profile course --seed 1 --from "$from" --to "$to" 2>"$WORK/scale-gen.log" ||
+            { tail -n 20 "$WORK/scale-gen.log"; die "the generator failed"; }
+        n=$(sed -n 's/.*backfilled .*: \([0-9]*\) events in .*/\1/p' "$WORK/scale-gen.log" | tail -n 1)
+        backfilled=$((backfilled + ${n:-0}))
+        say "   generator: $(grep -o 'backfilled .*' "$WORK/scale-gen.log" | tail -n 1)"
+        scale_stream "$port" "$samples"
+        say "   stream: $(grep 'saved: ' "$WORK/scale-stream.log" | tail -n 1 | sed 's/.*saved: //')"
+        if [ "$done_days" = 0 ]; then
+            say "   warehouse: first build of day 1"
+            read -r etl rss < <(scale_timed "$WORK/scale-build.log" run)
+            say "   $(printf '%.1f' "$etl") s, peak $rss MiB"
+        fi
+        done_days=$cp
+        say "== scale: the increment after $cp days: $more events of now"
+        "$GEN" --profile course --seed 1 --rate max --count "$more" 2>"$WORK/scale-gen.log" ||
+            { tail -n 20 "$WORK/scale-gen.log"; die "the generator failed"; }
+        # Its own stream run, left out of the backfill's tenths.
+        METRICS_ADDR=127.0.0.1:0 "$STREAM" --exit-when-idle 2 2>"$WORK/scale-increment.log" ||
+            { tail -n 20 "$WORK/scale-increment.log"; die "the stream failed"; }
+        read -r etl rss < <(scale_timed "$WORK/scale-etl-$cp.log" etl)
+        peak=$(best "$peak" "$rss")
+        read -r analytics rss < <(scale_timed "$WORK/scale-analytics-$cp.log" analytics)
+        peak=$(best "$peak" "$rss")
+        grep -E 'Read [0-9,]* rows' "$WORK/scale-analytics-$cp.log" | sed 's/^.*INFO  */   /'
+        say "   etl $(printf '%.1f' "$etl") s, analytics $(printf '%.1f' "$analytics") s, peak $peak MiB"
+        base_etl=${base_etl:-$etl} base_analytics=${base_analytics:-$analytics}
+        bench_time "scale_increment_etl_after_${cp}d" "$etl" s "$base_etl"
+        bench_time "scale_increment_analytics_after_${cp}d" "$analytics" s "$base_analytics"
+        bench_time "scale_batch_peak_rss_after_${cp}d" "$rss" MiB 1024
+    done
+    say "   (floors: the same increment after 1 day; goals: ETL ratio 0.77 or more (1.3x), analytics 0.5 or more (2x), peak 1,024 MiB)"
+
+    say "== scale: the COPY floor: the first 1,000,000 rows of the raw tables, psql \\copy into an empty schema"
+    local migration table columns load="$WORK/scale-floor.sql" start end floor rows=0
+    for migration in $(ls sql/realtime/V*.sql | sort -V); do
+        gm_psql "$PG_REALTIME_PORT" "$floor_db" -f "$migration"
+    done
+    echo "BEGIN;" >"$load"
+    for table in transactions product_view_events cart_events; do
+        columns=$(written_columns "$PG_REALTIME_PORT" "$rt" "$table")
+        gm_psql "$PG_REALTIME_PORT" "$rt" -c "\\copy (SELECT $columns FROM $table ORDER BY ingest_seq LIMIT 333334) TO '$WORK/$table.copy'"
+        rows=$((rows + $(wc -l <"$WORK/$table.copy")))
+        echo "\\copy $table ($columns) FROM '$WORK/$table.copy'" >>"$load"
+    done
+    echo "COMMIT;" >>"$load"
+    start=$(now)
+    gm_psql "$PG_REALTIME_PORT" "$floor_db" -f "$load"
+    end=$(now)
+    floor=$(awk -v m="$rows" -v t="$(elapsed "$start" "$end")" 'BEGIN { print m / t }')
+    say "   $rows rows in $(printf '%.2f' "$(elapsed "$start" "$end")") s"
+
+    say "== scale: the stream's pace over each tenth of the $backfilled-event backfill (stream time only)"
+    local tenth
+    while read -r tenth rate; do
+        bench "scale_stream_tenth_$tenth" "$rate" events/s "$floor"
+    done < <(awk -v total="$backfilled" '
+        { t[NR] = $1; n[NR] = $2 }
+        END {
+            k = 1; prev_t = 0
+            for (i = 1; i <= NR && k <= 10; i++) {
+                while (k <= 10 && n[i] >= total * k / 10) {
+                    # The time the counter crossed k tenths, interpolated within the sample.
+                    lo_t = (i > 1 ? t[i - 1] : 0); lo_n = (i > 1 ? n[i - 1] : 0)
+                    at = lo_t + (n[i] > lo_n ? (total * k / 10 - lo_n) / (n[i] - lo_n) : 0) * (t[i] - lo_t)
+                    printf "%d %.0f\n", k, (at > prev_t ? (total / 10) / (at - prev_t) : 0)
+                    prev_t = at; k++
+                }
+            }
+        }' "$samples")
+    say "   (goals: the last tenth 0.8x the first or better; every tenth 0.7x the COPY floor or better)"
+
+    local size name port_ db
+    for size in "realtime:$PG_REALTIME_PORT:$rt" "warehouse:$PG_WAREHOUSE_PORT:$wh"; do
+        IFS=: read -r name port_ db <<<"$size"
+        say "   $name database: $(gm_psql "$port_" "$db" -At -c "SELECT pg_size_pretty(pg_database_size(current_database()))")"
+    done
+    say "   the whole run: $(printf '%.0f' "$(elapsed "$begun" "$(now)")") s for $days days"
+}
+
 case "$TARGET" in
     generator) bench_generator ;;
     stream) bench_stream ;;
     batch) bench_batch ;;
+    scale) bench_scale ;;
     all)
         bench_generator
         bench_stream
         bench_batch
         ;;
-    -h | --help) sed -n '2,22p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
-    *) die "unknown benchmark: $TARGET (generator, stream, batch or all)" ;;
+    -h | --help) awk 'NR > 1 && !/^#/ { exit } NR > 1 { sub(/^# ?/, ""); print }' "$0"; exit 0 ;;
+    *) die "unknown benchmark: $TARGET (generator, stream, batch, scale or all)" ;;
 esac

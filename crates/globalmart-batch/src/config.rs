@@ -49,10 +49,11 @@ pub enum Command {
     /// and load the warehouse: dim_products and dim_customers (SCD2), then fact_sales,
     /// fact_product_views and fact_cart_events.
     Etl,
-    /// Compute the analytics snapshot of a day from the warehouse facts: product_performance,
-    /// rfm_analysis (scores written to dim_customers), customer_segments, sales_trends. A rerun
-    /// on the same day replaces that day's snapshot.
-    Analytics(Day),
+    /// Compute the analytics snapshot of a day: product_performance, rfm_analysis (scores
+    /// written to dim_customers), customer_segments, sales_trends. Reads the running totals the
+    /// ETL keeps, or the facts up to the day's end when later facts are loaded. A rerun on the
+    /// same day replaces that day's snapshot.
+    Analytics(Analysis),
     /// etl, then analytics: what cron and scripts/run_loop.sh run. With --every, runs again
     /// every interval until Ctrl+C / SIGTERM, serving /metrics on METRICS_ADDR meanwhile.
     Run(Repeat),
@@ -87,6 +88,17 @@ pub struct Repeat {
     /// comes anyway.
     #[arg(long, value_parser = parse_duration)]
     pub every: Option<Duration>,
+}
+
+/// The analysis date, and what to compute it from.
+#[derive(Debug, Clone, PartialEq, Eq, Args)]
+pub struct Analysis {
+    #[command(flatten)]
+    pub day: Day,
+    /// Compute from every fact instead of the running totals: an audit of the totals (the
+    /// snapshot must come out the same), slower and with memory that grows with history.
+    #[arg(long)]
+    pub recompute: bool,
 }
 
 /// The analysis date.

@@ -5,6 +5,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::Context;
+use globalmart_batch::analytics::Basis;
 use globalmart_batch::config::{Command, Config};
 use globalmart_batch::etl::{self, Settings};
 use globalmart_batch::schedule::{self, REDO};
@@ -59,9 +60,14 @@ async fn run(config: Config) -> anyhow::Result<ExitCode> {
                 .await
                 .context(REDO)?;
         }
-        Command::Analytics(day) => {
+        Command::Analytics(analysis) => {
             let mut warehouse = db::get(&warehouse_pool, Db::Warehouse).await?;
-            analytics::run(&mut warehouse, day.date())
+            let basis = if analysis.recompute {
+                Basis::Recompute
+            } else {
+                Basis::Totals
+            };
+            analytics::run(&mut warehouse, analysis.day.date(), basis)
                 .await
                 .context(REDO)?;
         }

@@ -14,7 +14,7 @@ use tokio_postgres::Client;
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info};
 
-use crate::analytics;
+use crate::analytics::{self, Basis};
 use crate::error::EtlError;
 use crate::etl::{self, Settings};
 use crate::history;
@@ -32,7 +32,7 @@ pub async fn run_once(
 ) -> Result<(), EtlError> {
     history::recorded(warehouse, "run", async |warehouse, run| {
         etl::tables(realtime, warehouse, settings, run).await?;
-        analytics::jobs(warehouse, date, run).await?;
+        analytics::jobs(warehouse, date, Basis::Totals, run).await?;
         Ok(())
     })
     .await

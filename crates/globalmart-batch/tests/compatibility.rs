@@ -9,7 +9,7 @@ use std::time::Duration as StdDuration;
 
 use anyhow::{bail, Context, Result};
 use chrono::{DateTime, Duration, Utc};
-use globalmart_batch::analytics;
+use globalmart_batch::analytics::{self, Basis};
 use globalmart_batch::etl::{self, Settings};
 use globalmart_core::event::Event;
 use globalmart_core::topics::Topic;
@@ -380,7 +380,7 @@ async fn its_producers_events_keep_their_meaning_and_fill_the_dimensions() -> Re
         ["Blankets 1 2", "Laptops 1 1"]
     );
     // And query 1 shows each product's category.
-    analytics::run(&mut warehouse, Utc::now().date_naive()).await?;
+    analytics::run(&mut warehouse, Utc::now().date_naive(), Basis::Totals).await?;
     assert_eq!(
         texts(
             &warehouse,
@@ -452,7 +452,7 @@ async fn every_name_of_the_mapping_table_answers_the_read_only_role() -> Result<
         globalmart_stream::abandoned_carts(&realtime, StdDuration::from_secs(30 * 60)).await?;
     assert!(abandoned >= 1, "Ben's cart was not found abandoned");
     etl::run(&mut realtime, &mut warehouse, &SETTINGS).await?;
-    analytics::run(&mut warehouse, ten().date_naive()).await?;
+    analytics::run(&mut warehouse, ten().date_naive(), Basis::Totals).await?;
 
     let clients = [
         ("realtime", reader(&stack.realtime).await?),

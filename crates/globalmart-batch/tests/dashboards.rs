@@ -11,7 +11,7 @@ use std::time::Duration as StdDuration;
 
 use anyhow::{bail, Context, Result};
 use chrono::{DateTime, Duration, Utc};
-use globalmart_batch::analytics;
+use globalmart_batch::analytics::{self, Basis};
 use globalmart_batch::etl::{self, Settings};
 use globalmart_core::db::PgSettings;
 use globalmart_core::domain::{Country, PaymentMethod};
@@ -231,7 +231,7 @@ async fn every_panel_query_runs_on_empty_and_on_filled_databases() -> Result<()>
         lock_timeout: StdDuration::from_secs(5),
     };
     etl::run(&mut realtime, &mut warehouse, &settings).await?;
-    analytics::run(&mut warehouse, ten().date_naive()).await?;
+    analytics::run(&mut warehouse, ten().date_naive(), Basis::Totals).await?;
     let counts = run_all(&stack, &queries, from, to).await?;
     // The closing note lists these; a panel without rows on a filled database is a bug.
     for (panel, rows) in &counts {
@@ -300,7 +300,7 @@ async fn the_panels_show_the_hand_counted_figures_of_a_small_shop() -> Result<()
         lock_timeout: StdDuration::from_secs(5),
     };
     etl::run(&mut realtime, &mut warehouse, &settings).await?;
-    analytics::run(&mut warehouse, ten().date_naive()).await?;
+    analytics::run(&mut warehouse, ten().date_naive(), Basis::Totals).await?;
 
     let minute = |m: i64| (ten() + Duration::minutes(m)).timestamp().to_string();
     let expected: [(&str, Vec<String>); 13] = [

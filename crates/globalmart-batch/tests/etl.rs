@@ -9,7 +9,7 @@ use std::time::Duration as StdDuration;
 
 use anyhow::Result;
 use chrono::{DateTime, Duration, Utc};
-use globalmart_batch::analytics;
+use globalmart_batch::analytics::{self, Basis};
 use globalmart_batch::error::EtlError;
 use globalmart_batch::etl::{self, Settings};
 use globalmart_batch::figures::Figures;
@@ -193,7 +193,7 @@ async fn every_event_becomes_one_fact_pointing_at_the_version_valid_at_its_time(
     // After the day's analytics, the guide's seven queries return rows; query 7 Champions.
     let mut analyst = stack.warehouse_client().await?;
     let day = (ten() + Duration::seconds(150 * 6_000)).date_naive();
-    analytics::run(&mut analyst, day).await?;
+    analytics::run(&mut analyst, day, Basis::Totals).await?;
     let queries = guide_queries()?;
     assert_eq!(queries.len(), 7);
     assert!(queries[6].contains("rfm_segment = 'Champions'"));

@@ -198,6 +198,31 @@ async fn analytics_takes_its_day_from_the_command_line() -> Result<()> {
             .get(0);
         assert_eq!(days, recency, "recency as of {date}");
     }
+    // A day after every fact reads the running totals; --recompute the facts; the same answer.
+    for recompute in [false, true] {
+        let command = batch(&stack, ["analytics", "--date", "2025-12-10"]);
+        let out = if recompute {
+            command.args(["--recompute"])
+        } else {
+            command
+        }
+        .run()?;
+        assert_eq!(out.code, Some(0), "{}", out.stderr);
+        let read = if recompute {
+            "of facts"
+        } else {
+            "of running totals"
+        };
+        assert!(out.stderr.contains(read), "{recompute}: {}", out.stderr);
+        let days: i32 = warehouse
+            .query_one(
+                "SELECT recency_days FROM rfm_analysis WHERE analysis_date = '2025-12-10'",
+                &[],
+            )
+            .await?
+            .get(0);
+        assert_eq!(days, 3, "recompute: {recompute}");
+    }
     let out = batch(&stack, ["analytics", "--date", "yesterday"]).run()?;
     assert_eq!(out.code, Some(2), "{}", out.stderr);
     assert!(out.stderr.contains("--date"), "{}", out.stderr);

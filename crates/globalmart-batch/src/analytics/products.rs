@@ -12,41 +12,20 @@
 use chrono::NaiveDate;
 use tokio_postgres::Transaction;
 
-use super::{replace, Facts};
+use super::{replace, Inputs};
 use crate::error::EtlError;
 use crate::etl::plan;
 use crate::figures::Figures;
 
 const PLAN: &str = "
-WITH viewed AS (
-    SELECT product_id, count(*) AS views, count(DISTINCT user_id) AS viewers
-    FROM views GROUP BY product_id
-), added AS (
-    SELECT product_id, count(*) AS adds FROM cart_adds GROUP BY product_id
-), sold AS (
-    -- The sum's type spelled out: over no sales at all, DataFusion plans a wider decimal than
-    -- it then produces, and the plan fails.
-    SELECT product_id, count(DISTINCT transaction_id) AS orders, sum(quantity) AS units,
-        CAST(sum(total_amount) AS DECIMAL(24, 2)) AS revenue
-    FROM sales GROUP BY product_id
-), converted AS (
-    SELECT v.product_id, count(*) AS buyers
-    FROM (SELECT DISTINCT user_id, product_id FROM views) v
-    JOIN (SELECT DISTINCT user_id, product_id FROM sales) s
-        ON s.user_id = v.user_id AND s.product_id = v.product_id
-    GROUP BY v.product_id
-), totals AS (
+WITH totals AS (
     SELECT p.product_id, p.product_name, p.category,
-        coalesce(v.views, 0) AS total_views, coalesce(v.viewers, 0) AS viewers,
-        coalesce(a.adds, 0) AS total_cart_adds, coalesce(s.orders, 0) AS total_sales,
-        coalesce(s.units, 0) AS total_quantity,
-        coalesce(s.revenue, CAST(0 AS DECIMAL(24, 2))) AS total_revenue,
-        coalesce(c.buyers, 0) AS buyers
-    FROM products p
-    LEFT JOIN viewed v ON v.product_id = p.product_id
-    LEFT JOIN added a ON a.product_id = p.product_id
-    LEFT JOIN sold s ON s.product_id = p.product_id
-    LEFT JOIN converted c ON c.product_id = p.product_id
+        coalesce(t.views, 0) AS total_views, coalesce(t.viewers, 0) AS viewers,
+        coalesce(t.cart_adds, 0) AS total_cart_adds, coalesce(t.orders, 0) AS total_sales,
+        coalesce(t.units, 0) AS total_quantity,
+        coalesce(t.revenue, CAST(0 AS DECIMAL(18, 2))) AS total_revenue,
+        coalesce(t.buyers, 0) AS buyers
+    FROM products p LEFT JOIN product_totals t ON t.product_id = p.product_id
 )
 SELECT product_id, product_name, category, total_views, total_cart_adds, total_sales,
     total_quantity, total_revenue,
@@ -67,22 +46,17 @@ FROM totals";
 /// Writes the snapshot of `date`; its figures count the products analysed.
 pub async fn snapshot(
     tx: &Transaction<'_>,
-    facts: &Facts,
+    inputs: &Inputs,
     date: NaiveDate,
 ) -> Result<Figures, EtlError> {
     let rows = plan(
         &[
-            ("products", &facts.products),
-            ("views", &facts.views),
-            ("cart_adds", &facts.cart_adds),
-            ("sales", &facts.sales),
+            ("products", &inputs.products),
+            ("product_totals", &inputs.product_totals),
         ],
         PLAN,
     )
     .await?;
-    let read = facts.products.num_rows()
-        + facts.views.num_rows()
-        + facts.cart_adds.num_rows()
-        + facts.sales.num_rows();
+    let read = inputs.products.num_rows() + inputs.product_totals.num_rows();
     replace(tx, "product_performance", date, &rows, read).await
 }

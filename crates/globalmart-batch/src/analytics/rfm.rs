@@ -8,7 +8,7 @@
 use chrono::NaiveDate;
 use tokio_postgres::Transaction;
 
-use super::{replace, Facts};
+use super::{replace, Inputs};
 use crate::error::EtlError;
 use crate::etl::plan;
 use crate::figures::Figures;
@@ -70,11 +70,9 @@ fn plan_sql(day: i32) -> String {
         .collect();
     format!(
         "WITH customers AS (
-             SELECT user_id, CAST({day} - max(day) AS INT) AS recency_days,
-                 max(at_us) AS last_order,
-                 CAST(count(DISTINCT transaction_id) AS INT) AS frequency_count,
-                 sum(total_amount) AS monetary_value
-             FROM sales GROUP BY user_id
+             SELECT user_id, CAST({day} - last_day AS INT) AS recency_days, last_order,
+                 frequency_count, monetary_value
+             FROM customers
          ), scored AS (
              SELECT *, {r} AS r, {f} AS f, {m} AS m FROM customers
          )
@@ -92,21 +90,24 @@ fn plan_sql(day: i32) -> String {
     )
 }
 
-/// The scores of the snapshot just staged, onto the customers' current rows.
+/// The scores of the snapshot just staged, onto the customers' current rows: only those whose
+/// score changed, so a run rewrites the few rows that moved, not every customer.
 const SCORE_CUSTOMERS: &str = "
     UPDATE dim_customers d SET rfm_score = s.rfm_score, customer_segment = s.rfm_segment,
         updated_at = now()
-    FROM snapshot s WHERE d.user_id = s.user_id AND d.is_current";
+    FROM snapshot s WHERE d.user_id = s.user_id AND d.is_current
+        AND (d.rfm_score IS DISTINCT FROM s.rfm_score
+             OR d.customer_segment IS DISTINCT FROM s.rfm_segment)";
 
 /// Writes the snapshot of `date` and the customers' scores; its figures count the customers
 /// analysed.
 pub async fn snapshot(
     tx: &Transaction<'_>,
-    facts: &Facts,
+    inputs: &Inputs,
     date: NaiveDate,
 ) -> Result<Figures, EtlError> {
-    let rows = plan(&[("sales", &facts.sales)], &plan_sql(facts.day)).await?;
-    let figures = replace(tx, "rfm_analysis", date, &rows, facts.sales.num_rows()).await?;
+    let rows = plan(&[("customers", &inputs.customers)], &plan_sql(inputs.day)).await?;
+    let figures = replace(tx, "rfm_analysis", date, &rows, inputs.customers.num_rows()).await?;
     tx.execute(SCORE_CUSTOMERS, &[]).await?;
     Ok(figures)
 }

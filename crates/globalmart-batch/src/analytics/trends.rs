@@ -6,35 +6,17 @@
 use chrono::NaiveDate;
 use tokio_postgres::Transaction;
 
-use super::Facts;
+use super::Inputs;
 use crate::error::EtlError;
 use crate::etl::plan;
 use crate::figures::Figures;
 
 const PLAN: &str = "
-WITH lines AS (
-    SELECT transaction_id, user_id, category, quantity, total_amount,
-        CAST(arrow_cast(day, 'Date32') AS DATE) AS day
-    FROM sales
-), periods AS (
-    SELECT 'daily' AS period_type, day AS period_start, * FROM lines
-    UNION ALL
-    SELECT 'weekly', CAST(date_trunc('week', day) AS DATE), * FROM lines
-    UNION ALL
-    SELECT 'monthly', CAST(date_trunc('month', day) AS DATE), * FROM lines
-    UNION ALL
-    SELECT 'quarterly', CAST(date_trunc('quarter', day) AS DATE), * FROM lines
-), both AS (
-    SELECT period_type, period_start, category, transaction_id, user_id, quantity, total_amount
+WITH totals AS (
+    SELECT period_type, CAST(arrow_cast(period_start, 'Date32') AS DATE) AS period_start,
+        category, orders AS total_orders, revenue AS total_revenue, units AS total_units,
+        customers AS unique_customers
     FROM periods
-    UNION ALL
-    SELECT period_type, period_start, 'All', transaction_id, user_id, quantity, total_amount
-    FROM periods
-), totals AS (
-    SELECT period_type, period_start, category,
-        count(DISTINCT transaction_id) AS total_orders, sum(total_amount) AS total_revenue,
-        sum(quantity) AS total_units, count(DISTINCT user_id) AS unique_customers
-    FROM both GROUP BY period_type, period_start, category
 )
 SELECT t.period_type, t.period_start, t.category, t.total_orders, t.total_revenue,
     t.total_units, t.unique_customers,
@@ -53,13 +35,13 @@ LEFT JOIN totals p ON p.period_type = t.period_type AND p.category = t.category
 /// Writes the snapshot of `date`; its figures count its rows.
 pub async fn snapshot(
     tx: &Transaction<'_>,
-    facts: &Facts,
+    inputs: &Inputs,
     date: NaiveDate,
 ) -> Result<Figures, EtlError> {
-    let rows = plan(&[("sales", &facts.sales)], PLAN).await?;
+    let rows = plan(&[("periods", &inputs.periods)], PLAN).await?;
     let written = super::stage_and_insert(tx, &rows, DELETE, INSERT, date).await?;
     Ok(Figures {
-        extracted: facts.sales.num_rows(),
+        extracted: inputs.periods.num_rows(),
         transformed: rows.num_rows(),
         loaded: written,
         ..Figures::default()

@@ -3,6 +3,7 @@
 
 use super::extract::{column, Kind, Source};
 use super::facts::{at_event_time, date_id, Fact};
+use super::totals;
 
 /// The `fact_product_views` fact.
 #[derive(Debug)]
@@ -40,4 +41,5 @@ impl Fact for FactProductViews {
     const TRANSFORM: &'static str = TRANSFORM;
     const TIME: &'static str = "event_timestamp";
     const PRODUCT_SEEN: &'static str = "product_name, category, price";
+    const TOTALS: &'static str = totals::VIEWS;
 }

@@ -8,6 +8,7 @@ use tokio_postgres::Transaction;
 use super::dim_customers::refresh_totals;
 use super::extract::{column, Kind, Source};
 use super::facts::{at_event_time, date_id, Fact};
+use super::totals;
 use crate::error::EtlError;
 
 /// The `fact_sales` fact.
@@ -48,6 +49,7 @@ impl Fact for FactSales {
     const TIME: &'static str = "transaction_timestamp";
     const PRODUCT_SEEN: &'static str =
         "CAST(NULL AS VARCHAR) AS product_name, CAST(NULL AS VARCHAR) AS category, price";
+    const TOTALS: &'static str = totals::SALES;
 
     /// New sales change their customers' purchase totals.
     async fn loaded(tx: &Transaction<'_>, extracted: &RecordBatch) -> Result<(), EtlError> {

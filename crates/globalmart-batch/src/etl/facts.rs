@@ -13,6 +13,7 @@ use super::dim_products::category_groups;
 use super::extract::{field, rows, schema, Source, TIMESTAMP};
 use super::load::{column_list, stage};
 use super::table::{Loaded, Table};
+use super::totals;
 use super::transform::plan;
 use crate::error::EtlError;
 
@@ -31,6 +32,9 @@ pub trait Fact {
     /// What its events tell of their product, as `product_name, category, price` over
     /// `source` (NULL where they carry none): it fills the product's inferred member.
     const PRODUCT_SEEN: &'static str;
+    /// The statements that add the chunk's new facts to the analytics' running totals (one of
+    /// `totals.rs`'s).
+    const TOTALS: &'static str;
 
     /// What else new facts change, in the same transaction (nothing by default).
     async fn loaded(_tx: &Transaction<'_>, _extracted: &RecordBatch) -> Result<(), EtlError> {
@@ -60,6 +64,7 @@ impl<F: Fact> Table for FactTable<F> {
         transformed: &RecordBatch,
     ) -> Result<Loaded, EtlError> {
         let loaded = merge(tx, F::NAME, F::TIME, transformed).await?;
+        totals::add(tx, F::TOTALS).await?;
         F::loaded(tx, extracted).await?;
         Ok(loaded)
     }
@@ -243,13 +248,18 @@ async fn merge(
 ) -> Result<Loaded, EtlError> {
     stage(tx, "staged", rows).await?;
     tx.batch_execute(CALENDAR).await?;
+    // What this chunk inserted, for the running totals.
+    tx.batch_execute("CREATE TEMP TABLE inserted (event_id uuid PRIMARY KEY) ON COMMIT DROP")
+        .await?;
     let columns = column_list(rows);
     // Identifiers from the table's own constants and plan.
     let merged = tx
         .execute(
             &format!(
-                "INSERT INTO {table} ({columns}) SELECT {columns} FROM staged ORDER BY {time}
-                 ON CONFLICT (event_id) DO NOTHING"
+                "WITH merged AS (
+                     INSERT INTO {table} ({columns}) SELECT {columns} FROM staged ORDER BY {time}
+                     ON CONFLICT (event_id) DO NOTHING RETURNING event_id)
+                 INSERT INTO inserted SELECT event_id FROM merged"
             ),
             &[],
         )

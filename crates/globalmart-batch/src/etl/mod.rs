@@ -19,6 +19,7 @@ mod facts;
 mod load;
 mod scd2;
 mod table;
+mod totals;
 mod transform;
 
 use std::time::{Duration, Instant};
