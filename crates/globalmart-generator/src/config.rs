@@ -128,10 +128,26 @@ pub struct Config {
           value_parser = clap::value_parser!(u32).range(1..=10_000_000))]
     pub orders_per_day: Option<u32>,
 
+    /// The catalogue at start: "auto" publishes it unless products-topic and users-topic hold
+    /// this run's catalogue already; "skip" never does (the topics hold the shop's catalogue from
+    /// an earlier run of another period: a backfill in parts, an increment). Catalogue changes
+    /// during the run are published either way.
+    #[arg(long, env = "GENERATOR_CATALOGUE", value_enum, default_value = "auto")]
+    pub catalogue: Publish,
+
     /// Promotion days (YYYY-MM-DD, comma separated): twice the traffic in a backfill, and 15 %
     /// off what goes into a cart that day.
     #[arg(long, env = "GENERATOR_PROMOTION_DAYS", value_parser = day, value_delimiter = ',')]
     pub promotion_days: Vec<NaiveDate>,
+}
+
+/// Whether to publish the catalogue at start (--catalogue).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Publish {
+    /// Unless the topics hold this run's catalogue already.
+    Auto,
+    /// Never: the topics hold the shop's catalogue.
+    Skip,
 }
 
 /// A shop's size (--profile).

@@ -14,7 +14,7 @@ use tracing::{info, warn};
 use globalmart_core::config::KafkaArgs;
 
 use crate::catalogue::fingerprint;
-use crate::config::{Config, DEFAULT_CATALOGUE_SEED};
+use crate::config::{Config, Publish, DEFAULT_CATALOGUE_SEED};
 use crate::mix::{Mix, TRANSACTION_SHARE};
 use crate::monitoring::{self, Monitor};
 use crate::pace::Pacer;
@@ -99,6 +99,10 @@ impl Run<'_> {
     /// Publishes the catalogue, unless products-topic and users-topic hold it already
     /// (publication.rs); returns the records published.
     async fn publish_catalogue(&mut self, fingerprint: String) -> Result<u64> {
+        if self.config.catalogue == Publish::Skip {
+            info!("the catalogue is not published (--catalogue skip): the topics hold it");
+            return Ok(0);
+        }
         let publication = match self.output {
             Output::Kafka(_) => look(&self.config.kafka, fingerprint.clone()).await,
             Output::DryRun(_) => None,

@@ -130,3 +130,40 @@ fn a_broker_refusing_its_password_stops_it_at_once_naming_the_setting() -> Resul
     );
     Ok(())
 }
+
+#[test]
+fn catalogue_skip_sends_events_without_the_catalogue() -> Result<()> {
+    let run = |catalogue: &str| {
+        Cli::new(BIN)
+            .env("METRICS_ADDR", "127.0.0.1:0")
+            .args([
+                "--dry-run",
+                "--count",
+                "200",
+                "--seed",
+                "3",
+                "--users",
+                "40",
+            ])
+            .args(["--products", "12", "--catalogue", catalogue])
+            .run()
+    };
+    let auto = run("auto")?;
+    assert_eq!(auto.code, Some(0), "{}", auto.stderr);
+    let skip = run("skip")?;
+    assert_eq!(skip.code, Some(0), "{}", skip.stderr);
+    // Only the catalogue is missing: the changes during the run are sent either way.
+    let catalogue = |topic: &str| records(&auto.stdout, topic) - records(&skip.stdout, topic);
+    assert_eq!(catalogue("users-topic"), 40);
+    assert_eq!(catalogue("products-topic"), 12);
+    // The same events either way.
+    let events = |stdout: &str| {
+        stdout
+            .lines()
+            .filter(|l| !l.contains("\"users-topic\"") && !l.contains("\"products-topic\""))
+            .count()
+    };
+    assert_eq!(events(&skip.stdout), events(&auto.stdout));
+    assert!(events(&skip.stdout) >= 200, "{}", skip.stdout);
+    Ok(())
+}
