@@ -526,7 +526,7 @@ scale_stream() {
 scale_timed() {
     local log=$1
     shift
-    /usr/bin/time -f 'TIMED %e %M' "$BATCH" "$@" 2>"$log" || { tail -n 20 "$log"; die "globalmart-batch $* failed"; }
+    RUST_LOG=info /usr/bin/time -f 'TIMED %e %M' "$BATCH" "$@" 2>"$log" || { tail -n 20 "$log"; die "globalmart-batch $* failed"; }
     sed -n 's/^TIMED \([0-9.]*\) \([0-9]*\)$/\1 \2/p' "$log" | awk '{ printf "%s %.0f\n", $1, $2 / 1024 }'
 }
 
@@ -592,7 +592,7 @@ bench_scale() {
         peak=$(best "$peak" "$rss")
         read -r analytics rss < <(scale_timed "$WORK/scale-analytics-$cp.log" analytics)
         peak=$(best "$peak" "$rss")
-        grep -E 'Read [0-9,]* rows' "$WORK/scale-analytics-$cp.log" | sed 's/^.*INFO  */   /'
+        grep -E 'Read [0-9,]* rows' "$WORK/scale-analytics-$cp.log" | sed 's/^.*INFO  */   /' || true
         say "   etl $(printf '%.1f' "$etl") s, analytics $(printf '%.1f' "$analytics") s, peak $peak MiB"
         base_etl=${base_etl:-$etl} base_analytics=${base_analytics:-$analytics}
         bench_time "scale_increment_etl_after_${cp}d" "$etl" s "$base_etl"

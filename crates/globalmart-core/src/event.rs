@@ -267,6 +267,17 @@ impl Event {
         }
     }
 
+    /// When it happened: the time of a transaction, view or cart event; none for a catalogue
+    /// record.
+    pub fn time(&self) -> Option<DateTime<Utc>> {
+        match self {
+            Event::Transaction(e) => Some(e.timestamp),
+            Event::ProductView(e) => Some(e.timestamp),
+            Event::Cart(e) => Some(e.timestamp),
+            Event::Product(_) | Event::User(_) => None,
+        }
+    }
+
     /// The message key: user_id for events, the record's id for the catalogue.
     pub fn key(&self) -> &str {
         match self {

@@ -5,9 +5,10 @@
 //! what a batch inserted, so a repeat inside one batch must not reach them
 //! (docs/ARCHITECTURE.md, "Metrics counted once").
 
-use std::collections::{BTreeMap, HashSet};
+use std::borrow::Cow;
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, NaiveDate, Utc};
 use globalmart_core::event::{
     CartEvent, Event, Product, ProductViewEvent, Rejection, Transaction, User,
 };
@@ -26,7 +27,7 @@ pub struct Received {
 }
 
 /// The messages of one batch, sorted by destination.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub struct Batch {
     pub(crate) transactions: Vec<Transaction>,
     pub(crate) views: Vec<ProductViewEvent>,
@@ -44,6 +45,9 @@ pub struct Batch {
     /// Rows of the messages left out as repeats.
     pub(crate) repeated: u64,
     messages: usize,
+    /// The messages of events older than a day, by event id: such an event becomes a dead
+    /// letter when raw retention removed its day ([`Batch::retired`]).
+    aged: HashMap<Uuid, Received>,
 }
 
 impl Batch {
@@ -78,6 +82,9 @@ impl Batch {
             self.repeated += rows;
             return;
         }
+        if let (Some(id), Some(_)) = (id, &message.payload) {
+            self.aged.insert(id, message.clone());
+        }
         match parsed {
             Ok(Event::Transaction(t)) => self.transactions.push(t),
             Ok(Event::ProductView(v)) => self.views.push(v),
@@ -86,6 +93,58 @@ impl Batch {
             Ok(Event::User(u)) => self.users.push(u),
             Err(rejection) => self.dead_letters.push((message, rejection.to_string())),
         }
+    }
+
+    /// The batch without its events from before `horizon`, the first day the raw tables keep
+    /// (raw retention removed the days before): those become dead letters instead, so an event
+    /// replayed after its day was removed is not saved a second time, and a very late one is
+    /// kept with its reason. The batch itself when it has none.
+    pub fn retired(&self, horizon: NaiveDate) -> Cow<'_, Batch> {
+        let before = |at: &DateTime<Utc>| at.date_naive() < horizon;
+        let any = self.transactions.iter().any(|t| before(&t.timestamp))
+            || self.views.iter().any(|v| before(&v.timestamp))
+            || self.carts.iter().any(|c| before(&c.timestamp));
+        if !any {
+            return Cow::Borrowed(self);
+        }
+        let mut kept = self.clone();
+        let mut retire = |id: &Uuid, at: &DateTime<Utc>| {
+            if !before(at) {
+                return false;
+            }
+            // Present by construction: every event older than a day keeps its message, and the
+            // horizon is at least a day old (STREAM_RAW_RETENTION).
+            if let Some(message) = self.aged.get(id) {
+                let reason = format!(
+                    "event time {} is before {horizon}, the first day the realtime database \
+                     keeps (STREAM_RAW_RETENTION); that day is in the warehouse",
+                    at.to_rfc3339()
+                );
+                kept.dead_letters.push((message.clone(), reason));
+            }
+            true
+        };
+        let transactions = (self.transactions.iter())
+            .filter(|t| !retire(&t.transaction_id, &t.timestamp))
+            .cloned()
+            .collect();
+        let views = (self.views.iter())
+            .filter(|v| !retire(&v.event_id, &v.timestamp))
+            .cloned()
+            .collect();
+        let carts = (self.carts.iter())
+            .filter(|c| !retire(&c.event_id, &c.timestamp))
+            .cloned()
+            .collect();
+        kept.transactions = transactions;
+        kept.views = views;
+        kept.carts = carts;
+        Cow::Owned(kept)
+    }
+
+    /// The days of the batch's events.
+    pub fn days(&self) -> BTreeSet<NaiveDate> {
+        self.event_times().map(DateTime::date_naive).collect()
     }
 
     /// The timestamps of the batch's events (for end-to-end latency).

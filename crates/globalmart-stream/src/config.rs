@@ -111,6 +111,12 @@ pub struct Config {
     #[arg(long, env = "STREAM_METRICS_RETENTION", default_value = "7d", value_parser = parse_duration)]
     pub metrics_retention: Duration,
 
+    /// Raw events (transactions, product_view_events, cart_events) are kept this long by event
+    /// time, in whole days, and dropped only once the warehouse has loaded them: 7d, 30d. At
+    /// least a day.
+    #[arg(long, env = "STREAM_RAW_RETENTION", default_value = "7d", value_parser = at_least_a_day)]
+    pub raw_retention: Duration,
+
     /// Where to serve Prometheus metrics (GET /metrics).
     #[arg(long, env = "METRICS_ADDR", default_value = "127.0.0.1:9102")]
     pub metrics_addr: SocketAddr,
@@ -181,4 +187,15 @@ impl Config {
             restock_horizon_hours: self.restock_horizon_hours,
         }
     }
+}
+
+/// A duration of at least a day (STREAM_RAW_RETENTION): an event older than the retention is
+/// older than a day, the age from which the stream keeps an event's message in case it has to
+/// become a dead letter (`batcher.rs`).
+fn at_least_a_day(value: &str) -> Result<Duration, String> {
+    let duration = parse_duration(value)?;
+    if duration < Duration::from_secs(86_400) {
+        return Err(format!("{value} is less than a day (1d)"));
+    }
+    Ok(duration)
 }

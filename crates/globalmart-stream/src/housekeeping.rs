@@ -12,7 +12,8 @@
 //! abandonment recorded (less a day, for late events), so one that comes after days of
 //! backfilled event time still judges them all. The sweep is one statement keyed by session:
 //! run twice, or by two instances at once, it records and counts each session once.
-//! Retention: metric windows older than the retention are deleted.
+//! Retention: metric windows older than the retention are deleted; raw events by whole days
+//! (`retention.rs`).
 
 use std::time::Duration;
 
@@ -24,6 +25,7 @@ use tracing::{info, warn};
 
 use crate::monitoring;
 use crate::publish::Publisher;
+use crate::retention;
 use crate::retry::on_client;
 
 /// How often, and by what rules, the housekeeping runs.
@@ -35,7 +37,13 @@ pub struct Schedule {
     pub abandon_after: Duration,
     /// How long metric windows are kept.
     pub retention: Duration,
+    /// How long raw events are kept (whole days, once the warehouse has loaded them).
+    pub raw_retention: Duration,
 }
+
+/// How often raw retention runs: often enough that a day goes soon after it may, and a round
+/// that found the raw tables busy is tried again soon.
+const RAW_RETENTION_EVERY: Duration = Duration::from_secs(600);
 
 /// Until shutdown: the abandoned-cart sweep every `sweep_every`, alerts published every second,
 /// and old metric windows pruned every hour.
@@ -43,11 +51,13 @@ pub async fn run(pool: Pool, publisher: &Publisher, every: Schedule, shutdown: C
     let mut sweeps = tokio::time::interval(every.sweep_every);
     let mut publishes = tokio::time::interval(Duration::from_secs(1));
     let mut prunes = tokio::time::interval(Duration::from_secs(3600));
+    let mut retains = tokio::time::interval(RAW_RETENTION_EVERY);
     loop {
         tokio::select! {
             _ = sweeps.tick() => sweep_once(&pool, every.abandon_after).await,
             _ = publishes.tick() => publish_once(&pool, publisher).await,
             _ = prunes.tick() => prune_once(&pool, every.retention).await,
+            _ = retains.tick() => retain_once(&pool, every.raw_retention).await,
             () = shutdown.cancelled() => return,
         }
     }
@@ -62,6 +72,24 @@ async fn prune_once(pool: &Pool, retention: Duration) {
         Err(e) => {
             warn!(error = %format!("{e:#}"), "pruning old metric windows failed; trying again in an hour")
         }
+    }
+}
+
+/// One round of raw retention; a failure (the raw tables busy past the wait, say) is logged and
+/// the next round tries again.
+pub async fn retain_once(pool: &Pool, keep: Duration) {
+    let retained = on_client(pool, |c| async move { retention::apply(&c, keep).await });
+    match retained.await {
+        Ok((0, _)) => {}
+        Ok((days, horizon)) => info!(
+            "[RawRetention] dropped {days} days of raw events the warehouse has loaded; the \
+             realtime database keeps them from {horizon}"
+        ),
+        Err(e) => warn!(
+            error = %format!("{e:#}"),
+            "raw retention did not run; trying again in {} minutes",
+            RAW_RETENTION_EVERY.as_secs() / 60
+        ),
     }
 }
 

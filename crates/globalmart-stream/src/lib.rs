@@ -20,6 +20,7 @@ pub mod instance;
 mod monitoring;
 pub mod pipeline;
 pub mod publish;
+pub mod retention;
 mod retry;
 mod save;
 pub mod source;

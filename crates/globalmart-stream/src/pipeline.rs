@@ -58,6 +58,7 @@ impl From<&Config> for Settings {
                 sweep_every: config.sweep_interval,
                 abandon_after: config.abandon_after,
                 retention: config.metrics_retention,
+                raw_retention: config.raw_retention,
             },
         }
     }

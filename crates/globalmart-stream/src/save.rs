@@ -9,6 +9,7 @@
 
 use std::collections::BTreeSet;
 
+use chrono::NaiveDate;
 use globalmart_core::db::INGEST_LOCK;
 use globalmart_core::event::Transaction;
 use tokio_postgres::error::SqlState;
@@ -17,6 +18,7 @@ use tracing::debug;
 
 use crate::batcher::Batch;
 use crate::config::Thresholds;
+use crate::retention;
 use crate::write::anomalies::Anomalies;
 use crate::write::events::{self, was_inserted, Insert};
 use crate::write::metrics::{self, Tally};
@@ -48,19 +50,43 @@ const HOLD_INGEST_LOCK: &str = "SELECT pg_advisory_xact_lock_shared($1)";
 
 impl Batch {
     /// Saves the batch and the offsets it reaches for consumer group `group`, in one
-    /// transaction: all of it or, on any error, none of it. Events go in by binary COPY; when
-    /// some of them are there already (a replay after a crash or a rebalance), that fails on
-    /// their keys and the batch is saved again skipping them.
+    /// transaction: all of it or, on any error, none of it. The partitions of its events' days
+    /// are made first (outside the transaction: creating one locks its table), and its events
+    /// from before the raw horizon become dead letters ([`Batch::retired`]). Events go in by
+    /// binary COPY; when some of them are there already (a replay after a crash or a
+    /// rebalance), that fails on their keys and the batch is saved again skipping them.
     pub async fn save(
         &self,
         client: &mut Client,
         group: &str,
         thresholds: &Thresholds,
     ) -> Result<Saved, Error> {
-        match self.save_as(client, group, thresholds, Insert::Copy).await {
+        loop {
+            let horizon = retention::ensure(client, &self.days()).await?;
+            let retired = self.retired(horizon);
+            if let Some(saved) = retired.save_at(client, group, thresholds, horizon).await? {
+                return Ok(saved);
+            }
+            debug!("raw retention moved the horizon while saving: the batch is retired again");
+        }
+    }
+
+    /// Saves the batch, which holds no event from before `horizon`; `None`, saving nothing,
+    /// when raw retention has moved the horizon past some of its events since.
+    async fn save_at(
+        &self,
+        client: &mut Client,
+        group: &str,
+        thresholds: &Thresholds,
+        horizon: NaiveDate,
+    ) -> Result<Option<Saved>, Error> {
+        match self
+            .save_as(client, group, thresholds, horizon, Insert::Copy)
+            .await
+        {
             Err(e) if e.code() == Some(&SqlState::UNIQUE_VIOLATION) => {
                 debug!("the batch holds events saved before (a replay): skipping them");
-                self.save_as(client, group, thresholds, Insert::SkipExisting)
+                self.save_as(client, group, thresholds, horizon, Insert::SkipExisting)
                     .await
             }
             saved => saved,
@@ -72,12 +98,19 @@ impl Batch {
         client: &mut Client,
         group: &str,
         thresholds: &Thresholds,
+        horizon: NaiveDate,
         how: Insert,
-    ) -> Result<Saved, Error> {
+    ) -> Result<Option<Saved>, Error> {
         let tx = client.transaction().await?;
         // Before anything else (not pipelined with the rest: a query's statement is prepared
         // first, so pipelined queries may run in any order): no ingest_seq is taken without it.
         tx.execute(HOLD_INGEST_LOCK, &[&INGEST_LOCK]).await?;
+        // Retention moves the horizon under the same lock, held exclusively: read now, it
+        // stays until the commit.
+        let current: NaiveDate = tx.query_one(retention::HORIZON, &[]).await?.try_get(0)?;
+        if current > horizon && self.days().first().is_some_and(|day| *day < current) {
+            return Ok(None);
+        }
         catalogue::hold(&tx, !self.products.is_empty()).await?;
         // Sent together (tokio-postgres pipelines concurrent queries on one connection), so
         // the round trips overlap; a COPY holds the connection, so those go one after another.
@@ -123,7 +156,7 @@ impl Batch {
         saved.count(users, |s| &mut s.catalogue_versions);
         saved.count(dead_letters, |s| &mut s.dead_letters);
         saved.duplicates += self.repeated;
-        Ok(saved)
+        Ok(Some(saved))
     }
 
     /// Adds the metrics of the events this transaction inserted.

@@ -265,6 +265,9 @@ impl KafkaSource {
     }
 }
 
+/// Events older than this keep their message (see [`Positions::parse`]).
+const AGED: chrono::TimeDelta = chrono::TimeDelta::days(1);
+
 impl Positions {
     /// Seeks newly assigned partitions to their offsets stored in the database.
     async fn resume(
@@ -352,13 +355,18 @@ impl Positions {
             .topic()
             .strip_prefix(self.topic_prefix.as_str())
             .unwrap_or(message.topic());
+        let now = Utc::now();
         let parsed = match Topic::from_name(name) {
-            Some(topic) => Event::parse(topic, message.payload().unwrap_or_default(), Utc::now()),
+            Some(topic) => Event::parse(topic, message.payload().unwrap_or_default(), now),
             None => Err(Rejection::UnknownTopic(name.to_owned())),
         };
         // Only a dead letter keeps the raw key and payload: copying them for every valid event
-        // would be wasted work on the hot path.
-        let keep = parsed.is_err();
+        // would be wasted work on the hot path. An event older than a day may become one too,
+        // when raw retention removed its day (batcher.rs, `Batch::retired`).
+        let keep = match &parsed {
+            Ok(event) => event.time().is_some_and(|at| now - at > AGED),
+            Err(_) => true,
+        };
         let received = Received {
             topic: message.topic().to_owned(),
             partition: message.partition(),

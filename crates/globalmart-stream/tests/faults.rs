@@ -610,8 +610,15 @@ async fn a_database_restored_from_an_older_backup_catches_up_from_its_own_offset
     produce_all(&stack, second).await?;
     run(stream(&stack)).await?;
     // The backup knows only the first half, and the offsets that go with it; Kafka's committed
-    // offsets say everything was read.
-    pg_tool(&stack, "pg_restore", &["--clean", "--if-exists"], &backup)?;
+    // offsets say everything was read. Restored into an emptied database: `pg_restore --clean`
+    // over partitioned tables reports errors dropping the partitions' inherited constraints
+    // (docs/RUNNING.md, "Backups").
+    let owner = stack.realtime_client().await?;
+    owner
+        .batch_execute("DROP SCHEMA public CASCADE; CREATE SCHEMA public")
+        .await?;
+    drop(owner);
+    pg_tool(&stack, "pg_restore", &[], &backup)?;
     std::fs::remove_file(&backup)?;
     let client = stack.realtime_client().await?;
     assert_eq!(rows(&client, "transactions").await?, lines(first));

@@ -142,17 +142,27 @@ async fn chunks<T: Table>(
     loop {
         let tx = warehouse.transaction().await?;
         let after = lock_watermark(&tx, T::SOURCE.table).await?;
-        if after >= upto {
-            break;
-        }
-        let extracted = T::extract(realtime, after, upto, chunk).await?;
-        let Some(last) = last_seq(&extracted) else {
+        let extracted = if after >= upto {
+            None
+        } else {
+            Some(T::extract(realtime, after, upto, chunk).await?)
+        };
+        let Some((extracted, last)) = extracted.and_then(|e| last_seq(&e).map(|last| (e, last)))
+        else {
+            // Also said when nothing was new: a report lost to a crash after a commit is made
+            // good by the next run.
+            drop(tx);
+            report_loaded(realtime, T::SOURCE.table, after).await?;
             break;
         };
         let transformed = T::transform(&tx, &extracted).await?;
         let loaded = T::load(&tx, &extracted, &transformed).await?;
         advance_watermark(&tx, T::SOURCE.table, last).await?;
         tx.commit().await?;
+        // Told to the realtime database after the commit, so it is never ahead of what the
+        // warehouse holds: raw retention drops no row past it (docs/ARCHITECTURE.md, "Raw
+        // retention").
+        report_loaded(realtime, T::SOURCE.table, last).await?;
         figures.add(Figures {
             extracted: extracted.num_rows(),
             transformed: transformed.num_rows(),
@@ -170,6 +180,19 @@ async fn chunks<T: Table>(
     }
     figures.duration = started.elapsed();
     Ok(figures)
+}
+
+/// Records in the realtime database that the warehouse holds `table`'s rows up to `seq`.
+async fn report_loaded(realtime: &Client, table: &str, seq: i64) -> Result<(), EtlError> {
+    realtime
+        .execute(
+            "INSERT INTO warehouse_loaded (source_table, last_ingest_seq) VALUES ($1, $2)
+             ON CONFLICT (source_table) DO UPDATE SET updated_at = now(),
+                 last_ingest_seq = greatest(warehouse_loaded.last_ingest_seq, excluded.last_ingest_seq)",
+            &[&table, &seq],
+        )
+        .await?;
+    Ok(())
 }
 
 /// The `ingest_seq` of the batch's last row (the extract orders by it).

@@ -15,7 +15,7 @@ use globalmart_core::event::{
 };
 use globalmart_generator::mix::{Mix, MixSettings};
 use globalmart_generator::timeline::Period;
-use globalmart_stream::{Batch, Received, Thresholds};
+use globalmart_stream::{Batch, Received, Saved, Thresholds};
 use globalmart_testkit::{Cli, TestStack};
 use rust_decimal::Decimal;
 use tokio_postgres::Client;
@@ -47,6 +47,13 @@ pub fn ten() -> DateTime<Utc> {
 
 /// Saves `records` into the realtime database the way the stream does.
 pub async fn save(client: &mut Client, records: &[Event]) -> Result<()> {
+    let saved = save_counting(client, records).await?;
+    assert_eq!(saved.dead_letters, 0, "a test event is invalid");
+    Ok(())
+}
+
+/// [`save`], returning what the saver did.
+pub async fn save_counting(client: &mut Client, records: &[Event]) -> Result<Saved> {
     // Offsets only matter to the stream's bookkeeping; keep them growing across calls.
     static NEXT_OFFSET: AtomicI64 = AtomicI64::new(0);
     let mut batch = Batch::default();
@@ -62,11 +69,9 @@ pub async fn save(client: &mut Client, records: &[Event]) -> Result<()> {
         };
         batch.add(message, parsed);
     }
-    let saved = batch
+    Ok(batch
         .save(client, "etl-test", &Thresholds::default())
-        .await?;
-    assert_eq!(saved.dead_letters, 0, "a test event is invalid");
-    Ok(())
+        .await?)
 }
 
 /// The kettle's catalogue record as of `minutes` after 10:00.
