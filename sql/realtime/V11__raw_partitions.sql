@@ -145,12 +145,20 @@ BEGIN
                             INCLUDING CONSTRAINTS, PRIMARY KEY (%s, "timestamp"))
                         PARTITION BY RANGE ("timestamp")',
             parent, parent || '_unpartitioned', keys);
-        EXECUTE format('SELECT min("timestamp")::date, max("timestamp")::date FROM %I',
-            parent || '_unpartitioned') INTO first_day, last_day;
-        IF first_day IS NOT NULL THEN
-            PERFORM raw_partitions_ensure(ARRAY(
-                SELECT generate_series(first_day, last_day, interval '1 day')::date));
-        END IF;
+    END LOOP;
+    -- The days of every row, then the rows.
+    SELECT min(d), max(d) INTO first_day, last_day FROM (
+        SELECT min("timestamp" AT TIME ZONE 'UTC')::date AS d FROM transactions_unpartitioned
+        UNION ALL SELECT max("timestamp" AT TIME ZONE 'UTC')::date FROM transactions_unpartitioned
+        UNION ALL SELECT min("timestamp" AT TIME ZONE 'UTC')::date FROM product_view_events_unpartitioned
+        UNION ALL SELECT max("timestamp" AT TIME ZONE 'UTC')::date FROM product_view_events_unpartitioned
+        UNION ALL SELECT min("timestamp" AT TIME ZONE 'UTC')::date FROM cart_events_unpartitioned
+        UNION ALL SELECT max("timestamp" AT TIME ZONE 'UTC')::date FROM cart_events_unpartitioned) days;
+    IF first_day IS NOT NULL THEN
+        PERFORM raw_partitions_ensure(ARRAY(
+            SELECT generate_series(first_day, last_day, interval '1 day')::date));
+    END IF;
+    FOREACH parent IN ARRAY ARRAY['transactions', 'product_view_events', 'cart_events'] LOOP
         EXECUTE format('INSERT INTO %I OVERRIDING SYSTEM VALUE SELECT * FROM %I',
             parent, parent || '_unpartitioned');
         EXECUTE format('SELECT setval(pg_get_serial_sequence(%L, ''ingest_seq''),
