@@ -12,6 +12,7 @@ use chrono::{DateTime, NaiveDate, Utc};
 use globalmart_core::event::{
     CartEvent, Event, Product, ProductViewEvent, Rejection, Transaction, User,
 };
+use tracing::error;
 use uuid::Uuid;
 
 /// A message as read from Kafka.
@@ -82,16 +83,23 @@ impl Batch {
             self.repeated += rows;
             return;
         }
+        let event = match parsed {
+            Ok(event) => event,
+            Err(rejection) => {
+                self.dead_letters.push((message, rejection.to_string()));
+                return;
+            }
+        };
+        // An event that kept its message (older than a day: source.rs) keeps it here.
         if let (Some(id), Some(_)) = (id, &message.payload) {
-            self.aged.insert(id, message.clone());
+            self.aged.insert(id, message);
         }
-        match parsed {
-            Ok(Event::Transaction(t)) => self.transactions.push(t),
-            Ok(Event::ProductView(v)) => self.views.push(v),
-            Ok(Event::Cart(c)) => self.carts.push(c),
-            Ok(Event::Product(p)) => self.products.push(p),
-            Ok(Event::User(u)) => self.users.push(u),
-            Err(rejection) => self.dead_letters.push((message, rejection.to_string())),
+        match event {
+            Event::Transaction(t) => self.transactions.push(t),
+            Event::ProductView(v) => self.views.push(v),
+            Event::Cart(c) => self.carts.push(c),
+            Event::Product(p) => self.products.push(p),
+            Event::User(u) => self.users.push(u),
         }
     }
 
@@ -113,15 +121,18 @@ impl Batch {
                 return false;
             }
             // Present by construction: every event older than a day keeps its message, and the
-            // horizon is at least a day old (STREAM_RAW_RETENTION).
-            if let Some(message) = self.aged.get(id) {
-                let reason = format!(
-                    "event time {} is before {horizon}, the first day the realtime database \
-                     keeps (STREAM_RAW_RETENTION); that day is in the warehouse",
-                    at.to_rfc3339()
-                );
-                kept.dead_letters.push((message.clone(), reason));
-            }
+            // horizon is at least a day old (STREAM_RAW_RETENTION). Were it missing, the event
+            // stays, and its save fails on the missing day (retried, logged): never dropped.
+            let Some(message) = self.aged.get(id) else {
+                error!(%id, "an event of a removed day has no message to keep as a dead letter");
+                return false;
+            };
+            let reason = format!(
+                "event time {} is before {horizon}, the first day the realtime database keeps \
+                 (STREAM_RAW_RETENTION); that day is in the warehouse",
+                at.to_rfc3339()
+            );
+            kept.dead_letters.push((message.clone(), reason));
             true
         };
         let transactions = (self.transactions.iter())

@@ -4,6 +4,7 @@
 #![allow(dead_code)] // each test file uses its own part of this
 
 pub mod model;
+#[allow(unused_imports)] // as dead_code above: not every test file checks against the model
 pub use model::assert_saved_as_modelled;
 
 use std::io::Read;
