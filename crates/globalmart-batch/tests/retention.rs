@@ -1,6 +1,7 @@
 //! Raw retention with the real ETL: a day of raw events goes only once the warehouse has loaded
-//! it (the ETL held behind keeps it), and events of a removed day saved again (a replay) become
-//! dead letters instead of coming back: nothing lost, nothing saved twice.
+//! it (the ETL held behind keeps it), `validate` then compares the days kept, and events of a
+//! removed day saved again (a replay) become dead letters instead of coming back: nothing lost,
+//! nothing saved twice.
 
 mod common;
 
@@ -9,6 +10,7 @@ use std::time::Duration as StdDuration;
 use anyhow::Result;
 use chrono::NaiveDate;
 use globalmart_batch::etl::{self, Settings};
+use globalmart_batch::quality;
 use globalmart_core::domain::Country;
 use globalmart_core::event::Event;
 use globalmart_stream::retention;
@@ -102,7 +104,20 @@ async fn a_day_goes_only_once_loaded_and_a_replay_of_it_is_not_saved_again() -> 
     let (dropped, horizon) = retention::apply(&realtime, WEEK).await?;
     assert_eq!((dropped, horizon), (1, date(2025, 12, 9)));
     assert_eq!(raw_days(&realtime).await?, ["2025-12-09:6/3"]);
-    // The warehouse has all of it.
+    // The warehouse has all of it, and agrees with the days the realtime database keeps.
+    let findings = quality::validate(&realtime, &warehouse).await?;
+    assert!(
+        findings.iter().all(|f| f.failures == 0),
+        "{}",
+        quality::table(&findings)
+    );
+    assert!(
+        findings
+            .iter()
+            .any(|f| f.check.contains("since 2025-12-09")),
+        "{}",
+        quality::table(&findings)
+    );
     assert_eq!(
         count(&warehouse, "SELECT count(*) FROM fact_sales").await?,
         18
