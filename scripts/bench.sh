@@ -219,6 +219,14 @@ bench_topics() {
 # The tables the stream writes, in the order the floor loads them.
 STREAM_TABLES=(transactions product_view_events cart_events products users product_history user_history dead_letter_events)
 
+# floor_partitions DB FIRST: the raw tables' day partitions of realtime database DB from day
+# FIRST to tomorrow, made before a floor's timed load as the stream makes them before its
+# transactions.
+floor_partitions() {
+    gm_psql "$PG_REALTIME_PORT" "$1" -c "SELECT raw_partitions_ensure(ARRAY(
+        SELECT generate_series(DATE '$2', current_date + 1, interval '1 day')::date))" >/dev/null
+}
+
 # The columns written to table $3 of database $2 on port $1 (not the ones the database fills).
 written_columns() {
     gm_psql "$1" "$2" -At -c "SELECT string_agg(quote_ident(column_name), ',' ORDER BY ordinal_position)
@@ -327,6 +335,7 @@ bench_stream() {
         for migration in $(ls sql/realtime/V*.sql | sort -V); do
             gm_psql "$PG_REALTIME_PORT" "$floor_db" -f "$migration"
         done
+        floor_partitions "$floor_db" "$(date -u -d yesterday +%F)"
         start=$(now)
         gm_psql "$PG_REALTIME_PORT" "$floor_db" -f "$load"
         end=$(now)
@@ -606,6 +615,7 @@ bench_scale() {
     for migration in $(ls sql/realtime/V*.sql | sort -V); do
         gm_psql "$PG_REALTIME_PORT" "$floor_db" -f "$migration"
     done
+    floor_partitions "$floor_db" "$first"
     echo "BEGIN;" >"$load"
     for table in transactions product_view_events cart_events; do
         columns=$(written_columns "$PG_REALTIME_PORT" "$rt" "$table")

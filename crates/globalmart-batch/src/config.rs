@@ -64,8 +64,9 @@ pub enum Command {
         #[arg(long, default_value = "15m", value_parser = parse_duration)]
         max_lag: Duration,
     },
-    /// Compare the facts with their realtime source up to the ETL's watermarks: row counts,
-    /// missing and extra keys, units and amounts. Prints a table; exits 1 on any difference.
+    /// Compare the facts with their realtime source up to the ETL's watermarks, over the days the
+    /// realtime database keeps (STREAM_RAW_RETENTION): row counts, missing and extra keys, units
+    /// and amounts. Prints a table; exits 1 on any difference.
     Validate,
     /// Apply the migrations of both databases and exit: run it as the owner role when the
     /// batch runs as a runtime role, which does not migrate (docs/USER_GUIDE.md, "Production").
