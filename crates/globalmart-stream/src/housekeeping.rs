@@ -51,7 +51,12 @@ pub async fn run(pool: Pool, publisher: &Publisher, every: Schedule, shutdown: C
     let mut sweeps = tokio::time::interval(every.sweep_every);
     let mut publishes = tokio::time::interval(Duration::from_secs(1));
     let mut prunes = tokio::time::interval(Duration::from_secs(3600));
-    let mut retains = tokio::time::interval(RAW_RETENTION_EVERY);
+    // Not at start: a stream back after a long stop first reads its backlog, so the days its
+    // partitions have read past (what retention waits for) are known before anything goes.
+    let mut retains = tokio::time::interval_at(
+        tokio::time::Instant::now() + RAW_RETENTION_EVERY,
+        RAW_RETENTION_EVERY,
+    );
     loop {
         tokio::select! {
             _ = sweeps.tick() => sweep_once(&pool, every.abandon_after).await,
