@@ -227,6 +227,16 @@ floor_partitions() {
         SELECT generate_series(DATE '$2', current_date + 1, interval '1 day')::date))" >/dev/null
 }
 
+# copy_out PORT DB TABLE LOAD [REST]: TABLE's written columns of the rows `SELECT ... FROM TABLE
+# REST` picks, copied out of DB on PORT into $WORK/TABLE.copy, and the \copy that loads them
+# back appended to the psql script LOAD (a floor's timed load).
+copy_out() {
+    local port=$1 db=$2 table=$3 load=$4 rest=${5:-} columns
+    columns=$(written_columns "$port" "$db" "$table")
+    gm_psql "$port" "$db" -c "\\copy (SELECT $columns FROM $table $rest) TO '$WORK/$table.copy'"
+    echo "\\copy $table ($columns) FROM '$WORK/$table.copy'" >>"$load"
+}
+
 # The columns written to table $3 of database $2 on port $1 (not the ones the database fills).
 written_columns() {
     gm_psql "$1" "$2" -At -c "SELECT string_agg(quote_ident(column_name), ',' ORDER BY ordinal_position)
@@ -321,12 +331,10 @@ bench_stream() {
             say "   rows: $(stream_rows "$db" | tr '\n' ' ')"
             # Floor: the rows the stream wrote, copied out, then \copy'd by psql into the same
             # schema (same columns, keys and indexes) in one transaction.
-            local table columns
+            local table
             echo "BEGIN;" >"$load"
             for table in "${STREAM_TABLES[@]}"; do
-                columns=$(written_columns "$PG_REALTIME_PORT" "$db" "$table")
-                gm_psql "$PG_REALTIME_PORT" "$db" -c "\\copy (SELECT $columns FROM $table) TO '$WORK/$table.copy'"
-                echo "\\copy $table ($columns) FROM '$WORK/$table.copy'" >>"$load"
+                copy_out "$PG_REALTIME_PORT" "$db" "$table" "$load"
             done
             echo "COMMIT;" >>"$load"
         fi
@@ -432,12 +440,9 @@ batch_floor() {
         gm_psql "$PG_WAREHOUSE_PORT" "$BATCH_FLOOR" -c "\\copy $table FROM '$WORK/$table.copy'"
     done
     echo "BEGIN;" >"$WORK/facts.sql"
-    local columns
     for pair in "${BATCH_FACTS[@]}"; do
         table=${pair%%:*} key=${pair#*:}
-        columns=$(written_columns "$PG_WAREHOUSE_PORT" "$BATCH_WH" "$table")
-        gm_psql "$PG_WAREHOUSE_PORT" "$BATCH_WH" -c "\\copy (SELECT $columns FROM $table WHERE $key > $(mark "$marks" "$table")) TO '$WORK/$table.copy'"
-        echo "\\copy $table ($columns) FROM '$WORK/$table.copy'" >>"$WORK/facts.sql"
+        copy_out "$PG_WAREHOUSE_PORT" "$BATCH_WH" "$table" "$WORK/facts.sql" "WHERE $key > $(mark "$marks" "$table")"
     done
     echo "COMMIT;" >>"$WORK/facts.sql"
     start=$(now)
@@ -611,17 +616,15 @@ bench_scale() {
     say "   (floors: the same increment after 1 day; goals: ETL ratio 0.77 or more (1.3x), analytics 0.5 or more (2x), peak 1,024 MiB)"
 
     say "== scale: the COPY floor: the first 1,000,000 rows of the raw tables, psql \\copy into an empty schema"
-    local migration table columns load="$WORK/scale-floor.sql" start end floor rows=0
+    local migration table load="$WORK/scale-floor.sql" start end floor rows=0
     for migration in $(ls sql/realtime/V*.sql | sort -V); do
         gm_psql "$PG_REALTIME_PORT" "$floor_db" -f "$migration"
     done
     floor_partitions "$floor_db" "$first"
     echo "BEGIN;" >"$load"
     for table in transactions product_view_events cart_events; do
-        columns=$(written_columns "$PG_REALTIME_PORT" "$rt" "$table")
-        gm_psql "$PG_REALTIME_PORT" "$rt" -c "\\copy (SELECT $columns FROM $table ORDER BY ingest_seq LIMIT 333334) TO '$WORK/$table.copy'"
+        copy_out "$PG_REALTIME_PORT" "$rt" "$table" "$load" "ORDER BY ingest_seq LIMIT 333334"
         rows=$((rows + $(wc -l <"$WORK/$table.copy")))
-        echo "\\copy $table ($columns) FROM '$WORK/$table.copy'" >>"$load"
     done
     echo "COMMIT;" >>"$load"
     start=$(now)

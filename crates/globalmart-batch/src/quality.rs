@@ -5,8 +5,10 @@
 use std::fmt::Write as _;
 use std::time::Duration;
 
+use chrono::NaiveDate;
 use datafusion::arrow::array::{AsArray, RecordBatch};
 use datafusion::arrow::datatypes::{DataType, Int64Type};
+use globalmart_core::db::RAW_HORIZON;
 use tokio_postgres::Client;
 
 use crate::error::EtlError;
@@ -179,7 +181,8 @@ const SOURCES: [(&str, &str, &str, &str); 3] = [
     (
         "fact_sales",
         "SELECT event_id::text FROM fact_sales
-         WHERE transaction_timestamp >= current_setting('globalmart.since')::timestamptz",
+         WHERE transaction_timestamp >= current_setting('globalmart.since')::date::timestamp
+             AT TIME ZONE 'UTC'",
         "transactions",
         "SELECT line_item_id::text FROM transactions
          WHERE ingest_seq <= current_setting('globalmart.watermark')::int8",
@@ -187,7 +190,8 @@ const SOURCES: [(&str, &str, &str, &str); 3] = [
     (
         "fact_product_views",
         "SELECT event_id::text FROM fact_product_views
-         WHERE event_timestamp >= current_setting('globalmart.since')::timestamptz",
+         WHERE event_timestamp >= current_setting('globalmart.since')::date::timestamp
+             AT TIME ZONE 'UTC'",
         "product_view_events",
         "SELECT event_id::text FROM product_view_events
          WHERE ingest_seq <= current_setting('globalmart.watermark')::int8",
@@ -195,7 +199,8 @@ const SOURCES: [(&str, &str, &str, &str); 3] = [
     (
         "fact_cart_events",
         "SELECT event_id::text FROM fact_cart_events
-         WHERE event_timestamp >= current_setting('globalmart.since')::timestamptz",
+         WHERE event_timestamp >= current_setting('globalmart.since')::date::timestamp
+             AT TIME ZONE 'UTC'",
         "cart_events",
         "SELECT event_id::text FROM cart_events
          WHERE ingest_seq <= current_setting('globalmart.watermark')::int8",
@@ -204,18 +209,13 @@ const SOURCES: [(&str, &str, &str, &str); 3] = [
 
 const WATERMARK: &str = "SELECT last_ingest_seq FROM etl_watermarks WHERE source_table = $1";
 
-/// The start (UTC) of the first day the realtime database keeps raw events of.
-const SINCE: &str = "
-    SELECT to_char(coalesce((SELECT horizon FROM raw_retention), DATE '1970-01-01'),
-        'YYYY-MM-DD') || ' 00:00:00+00'";
-
 /// Compares each fact table with its realtime source up to the ETL's watermark: row counts,
 /// keys missing from the warehouse, keys the source does not have, and for sales the units
 /// and amounts.
 pub async fn validate(realtime: &Client, warehouse: &Client) -> Result<Vec<Finding>, EtlError> {
     // Days raw retention removed are compared no more: the warehouse alone holds them.
-    let since: String = realtime.query_one(SINCE, &[]).await?.get(0);
-    let from_since = [("since", since.clone())];
+    let since: NaiveDate = realtime.query_one(RAW_HORIZON, &[]).await?.get(0);
+    let from_since = [("since", since.to_string())];
     let mut findings = Vec::new();
     for (fact, fact_keys, source, source_keys) in SOURCES {
         let watermark: i64 = warehouse
@@ -277,15 +277,15 @@ pub async fn validate(realtime: &Client, warehouse: &Client) -> Result<Vec<Findi
     let loaded: String = warehouse
         .query_one(
             "SELECT coalesce(sum(quantity), 0) || ' units, ' || coalesce(sum(total_amount), 0)
-             FROM fact_sales WHERE transaction_timestamp >= $1::text::timestamptz",
+             FROM fact_sales WHERE transaction_timestamp >= $1::date::timestamp AT TIME ZONE 'UTC'",
             &[&since],
         )
         .await?
         .get(0);
-    let kept = if since.starts_with("1970-01-01") {
-        String::new()
+    let kept = if since > NaiveDate::default() {
+        format!(", since {since}")
     } else {
-        format!(", since {}", &since[..10])
+        String::new()
     };
     findings.push(Finding {
         check: format!("units and amount differ from the source ({loaded} vs {source}{kept})"),

@@ -97,6 +97,12 @@ impl Db {
 /// settled.
 pub const INGEST_LOCK: i64 = 0x676d_6973; // "gmis"
 
+/// The first day the realtime raw tables keep (raw retention dropped the days before it; no
+/// row, as in a table emptied by a restore: nothing was dropped), as a date. Read by the
+/// stream's saves under [`INGEST_LOCK`] and by the batch's `validate`.
+pub const RAW_HORIZON: &str =
+    "SELECT coalesce((SELECT horizon FROM raw_retention), DATE '1970-01-01')";
+
 /// Where and as whom to connect, and how safely. `Display` and `Debug` never show the
 /// password.
 #[derive(Debug, Clone, PartialEq)]

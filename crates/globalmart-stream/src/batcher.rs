@@ -63,17 +63,13 @@ impl Batch {
             .or_insert(0);
         let read_before = message.offset < *next;
         *next = (*next).max(message.offset + 1);
-        let (id, rows, at) = match &parsed {
-            Ok(Event::Transaction(t)) => (
-                Some(t.transaction_id),
-                t.products.len() as u64,
-                Some(t.timestamp),
-            ),
-            Ok(Event::ProductView(v)) => (Some(v.event_id), 1, Some(v.timestamp)),
-            Ok(Event::Cart(c)) => (Some(c.event_id), 1, Some(c.timestamp)),
-            _ => (None, 1, None),
+        let (id, rows) = match &parsed {
+            Ok(Event::Transaction(t)) => (Some(t.transaction_id), t.products.len() as u64),
+            Ok(Event::ProductView(v)) => (Some(v.event_id), 1),
+            Ok(Event::Cart(c)) => (Some(c.event_id), 1),
+            _ => (None, 1),
         };
-        if let Some(at) = at {
+        if let Some(at) = parsed.as_ref().ok().and_then(Event::time) {
             let latest = (self.event_times)
                 .entry((message.topic.clone(), message.partition))
                 .or_insert(at);

@@ -9,12 +9,8 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use chrono::{NaiveDate, TimeDelta, Utc};
-use globalmart_core::db::INGEST_LOCK;
+use globalmart_core::db::{INGEST_LOCK, RAW_HORIZON};
 use tokio_postgres::{Client, Error};
-
-/// The horizon, as the save transaction reads it under the ingest lock (no row, as in a table
-/// emptied by a restore: nothing was removed).
-pub const HORIZON: &str = "SELECT coalesce((SELECT horizon FROM raw_retention), DATE '1970-01-01')";
 
 /// How long the retention waits for the raw tables (the ingest lock, then the tables' own)
 /// before it gives up until the next round, rather than stall the stream's saves.
@@ -49,6 +45,6 @@ pub async fn apply(client: &Client, keep: Duration) -> Result<(i32, NaiveDate), 
         )
         .await?
         .try_get(0)?;
-    let horizon: NaiveDate = client.query_one(HORIZON, &[]).await?.try_get(0)?;
+    let horizon: NaiveDate = client.query_one(RAW_HORIZON, &[]).await?.try_get(0)?;
     Ok((dropped, horizon))
 }

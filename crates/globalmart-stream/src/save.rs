@@ -10,7 +10,7 @@
 use std::collections::BTreeSet;
 
 use chrono::NaiveDate;
-use globalmart_core::db::INGEST_LOCK;
+use globalmart_core::db::{INGEST_LOCK, RAW_HORIZON};
 use globalmart_core::event::Transaction;
 use tokio_postgres::error::SqlState;
 use tokio_postgres::{Client, Error, Transaction as DbTransaction};
@@ -107,7 +107,7 @@ impl Batch {
         tx.execute(HOLD_INGEST_LOCK, &[&INGEST_LOCK]).await?;
         // Retention moves the horizon under the same lock, held exclusively: read now, it
         // stays until the commit.
-        let current: NaiveDate = tx.query_one(retention::HORIZON, &[]).await?.try_get(0)?;
+        let current: NaiveDate = tx.query_one(RAW_HORIZON, &[]).await?.try_get(0)?;
         if current > horizon && self.days().first().is_some_and(|day| *day < current) {
             return Ok(None);
         }

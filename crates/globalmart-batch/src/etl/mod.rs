@@ -142,17 +142,11 @@ async fn chunks<T: Table>(
     loop {
         let tx = warehouse.transaction().await?;
         let after = lock_watermark(&tx, T::SOURCE.table).await?;
-        let extracted = if after >= upto {
-            None
-        } else {
-            Some(T::extract(realtime, after, upto, chunk).await?)
-        };
-        let Some((extracted, last)) = extracted.and_then(|e| last_seq(&e).map(|last| (e, last)))
-        else {
-            // Also said when nothing was new: a report lost to a crash after a commit is made
-            // good by the next run.
-            drop(tx);
-            report_loaded(realtime, T::SOURCE.table, after).await?;
+        if after >= upto {
+            break;
+        }
+        let extracted = T::extract(realtime, after, upto, chunk).await?;
+        let Some(last) = last_seq(&extracted) else {
             break;
         };
         let transformed = T::transform(&tx, &extracted).await?;
@@ -161,7 +155,7 @@ async fn chunks<T: Table>(
         tx.commit().await?;
         // Told to the realtime database after the commit, so it is never ahead of what the
         // warehouse holds: raw retention drops no row past it (docs/ARCHITECTURE.md, "Raw
-        // retention").
+        // retention"). A report lost to a crash right here is made good by the next chunk.
         report_loaded(realtime, T::SOURCE.table, last).await?;
         figures.add(Figures {
             extracted: extracted.num_rows(),
