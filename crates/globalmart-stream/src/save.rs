@@ -129,6 +129,9 @@ impl Batch {
             .collect();
         let catalogued: Vec<&str> = catalogued.into_iter().collect();
         stock::restock(&tx, &catalogued).await?;
+        // Before the tally: its sales of these products then count under their category, and
+        // the earlier ones move there.
+        metrics::move_late_categories(&tx, &catalogued).await?;
         let lines = events::transactions(&tx, &self.transactions, how).await?;
         let views = events::views(&tx, &self.views, how).await?;
         let carts = events::carts(&tx, &self.carts, how).await?;
@@ -140,9 +143,6 @@ impl Batch {
             .collect();
         self.tally(&tx, &new_orders, &views.keys, &carts.keys)
             .await?;
-        // After the tally: windows of this batch's catalogued products counted under 'unknown'
-        // in earlier batches.
-        metrics::recount_late_categories(&tx, &catalogued).await?;
         let mut raised = Anomalies::detect(&new_orders, thresholds).save(&tx).await?;
         raised.extend(stock::sell(&tx, &stock::lines(&new_orders), thresholds).await?);
         raised.extend(patterns::recount(&tx, &new_orders, thresholds).await?);

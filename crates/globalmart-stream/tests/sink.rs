@@ -769,11 +769,23 @@ async fn sales_saved_before_their_product_count_under_its_category_once_it_arriv
         .await?;
     let categories = "SELECT DISTINCT category FROM category_performance";
     assert_eq!(common::texts(&client, categories).await?, ["unknown"]);
+    // A cart add in the first sale's minute names the kettle's category: that minute's counts
+    // move to it, the other minute's stay under 'unknown' until the catalogue says.
+    let named = [cart("s1", 1, CartAction::AddToCart(item(1)))];
+    batch_of(&messages_of(&named))
+        .save(&mut client, GROUP, &thresholds)
+        .await?;
+    let per_window = "SELECT category || ' ' || purchase_count || ' ' || cart_add_count
+                      FROM category_performance ORDER BY window_start";
+    assert_eq!(
+        common::texts(&client, per_window).await?,
+        ["Kitchen 1 1", "unknown 1 0"]
+    );
     let record = [kettle(12, 0)];
     batch_of(&messages_of(&record))
         .save(&mut client, GROUP, &thresholds)
         .await?;
-    let all: Vec<Event> = sales.into_iter().chain(record).collect();
+    let all: Vec<Event> = sales.into_iter().chain(named).chain(record).collect();
     assert_saved_as_modelled(&client, &all).await?;
     Ok(())
 }

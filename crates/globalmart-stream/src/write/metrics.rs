@@ -172,7 +172,9 @@ impl Tally {
         Ok(())
     }
 
-    /// trending_products per product, then category_performance per category.
+    /// trending_products per product and category_performance per category, both adding the
+    /// batch's counts; then the windows of this batch that hold counts under 'unknown' are
+    /// recounted, as a product named by none of its first events may be named by a later one.
     async fn save_products(&self, tx: &DbTransaction<'_>) -> Result<(), Error> {
         let a = ActivityColumns::from(&self.products);
         let params: [&(dyn tokio_postgres::types::ToSql + Sync); 9] = [
@@ -186,10 +188,7 @@ impl Tally {
             &a.units,
             &a.revenue,
         ];
-        tx.execute(TRENDING_PRODUCTS, &params).await?;
-        // Recounted from trending_products for the windows this batch touched (not added
-        // up), with each product's category from the catalogue: a purchase names no category,
-        // and the catalogue may arrive after the first sales.
+        tx.execute(PRODUCT_ACTIVITY, &params).await?;
         let windows: Vec<DateTime<Utc>> = self
             .products
             .keys()
@@ -197,9 +196,11 @@ impl Tally {
             .collect::<BTreeSet<_>>()
             .into_iter()
             .collect();
-        tx.execute(CLEAR_CATEGORIES, &[&windows]).await?;
-        tx.execute(CATEGORY_PERFORMANCE, &[&windows]).await?;
-        Ok(())
+        let unknown: Vec<DateTime<Utc>> = (tx.query(UNKNOWN_WINDOWS, &[&windows]).await?)
+            .iter()
+            .map(|row| row.get(0))
+            .collect();
+        recount_categories(tx, &unknown).await
     }
 
     /// cart_metrics: event counts add up; a session counts once per window and country, which
@@ -307,48 +308,114 @@ const SALES_BY_COUNTRY: &str =
                      / (m.transaction_count + EXCLUDED.transaction_count), 2),
                  updated_at = now()";
 
-/// Adds product activity to its minute; trend_score weighs a purchase 5, a cart add 3, a
-/// view 1.
-const TRENDING_PRODUCTS: &str =
-    "INSERT INTO trending_products AS m (window_start, window_end, product_id,
-                 product_name, category, view_count, cart_add_count, purchase_count, units_sold,
-                 revenue, trend_score)
-             SELECT x.w, x.w + interval '1 minute', x.p, coalesce(x.n, c.name),
-                 coalesce(x.c, c.category), x.v, x.a, x.b, x.u, x.r, x.v + 3 * x.a + 5 * x.b
-             FROM unnest($1::timestamptz[], $2::text[], $3::text[], $4::text[], $5::int8[],
-                 $6::int8[], $7::int8[], $8::int8[], $9::numeric[]) AS x(w, p, n, c, v, a, b, u, r)
-             LEFT JOIN products c ON c.product_id = x.p
-             ON CONFLICT (window_start, product_id) DO UPDATE SET
-                 product_name = coalesce(m.product_name, EXCLUDED.product_name),
-                 category = coalesce(m.category, EXCLUDED.category),
+/// Adds product activity to its minute in trending_products (trend_score weighs a purchase 5,
+/// a cart add 3, a view 1), and to its minute and category in category_performance. A product's
+/// category is the catalogue's, else the one its events named, else 'unknown': the cost follows
+/// the batch, not the products already in its windows (a backfill's batch spans many windows).
+const PRODUCT_ACTIVITY: &str = "WITH x AS (
+                 SELECT * FROM unnest($1::timestamptz[], $2::text[], $3::text[], $4::text[],
+                     $5::int8[], $6::int8[], $7::int8[], $8::int8[], $9::numeric[])
+                     AS x(w, p, n, c, v, a, b, u, r)
+             ), t AS (
+                 INSERT INTO trending_products AS m (window_start, window_end, product_id,
+                     product_name, category, view_count, cart_add_count, purchase_count,
+                     units_sold, revenue, trend_score)
+                 SELECT x.w, x.w + interval '1 minute', x.p, coalesce(x.n, c.name),
+                     coalesce(x.c, c.category), x.v, x.a, x.b, x.u, x.r, x.v + 3 * x.a + 5 * x.b
+                 FROM x LEFT JOIN products c ON c.product_id = x.p
+                 ON CONFLICT (window_start, product_id) DO UPDATE SET
+                     product_name = coalesce(m.product_name, EXCLUDED.product_name),
+                     category = coalesce(m.category, EXCLUDED.category),
+                     view_count = m.view_count + EXCLUDED.view_count,
+                     cart_add_count = m.cart_add_count + EXCLUDED.cart_add_count,
+                     purchase_count = m.purchase_count + EXCLUDED.purchase_count,
+                     units_sold = m.units_sold + EXCLUDED.units_sold,
+                     revenue = m.revenue + EXCLUDED.revenue,
+                     trend_score = m.trend_score + EXCLUDED.trend_score,
+                     updated_at = now()
+                 RETURNING window_start AS w, product_id AS p, category
+             )
+             INSERT INTO category_performance AS m (window_start, window_end, category,
+                 view_count, cart_add_count, purchase_count, units_sold, revenue)
+             SELECT x.w, x.w + interval '1 minute', coalesce(c.category, t.category, 'unknown'),
+                 sum(x.v), sum(x.a), sum(x.b), sum(x.u), sum(x.r)
+             FROM x JOIN t USING (w, p) LEFT JOIN products c ON c.product_id = x.p
+             GROUP BY 1, 2, 3
+             ORDER BY 1, 3
+             ON CONFLICT (window_start, category) DO UPDATE SET
                  view_count = m.view_count + EXCLUDED.view_count,
                  cart_add_count = m.cart_add_count + EXCLUDED.cart_add_count,
                  purchase_count = m.purchase_count + EXCLUDED.purchase_count,
                  units_sold = m.units_sold + EXCLUDED.units_sold,
                  revenue = m.revenue + EXCLUDED.revenue,
-                 trend_score = m.trend_score + EXCLUDED.trend_score,
                  updated_at = now()";
 
-/// The windows holding sales counted under 'unknown' (their product was not catalogued yet)
-/// of any of `products` ($1): the partial index on 'unknown' rows keeps this a lookup.
-const LATE_CATEGORY_WINDOWS: &str = "SELECT c.window_start FROM category_performance c
-             WHERE c.category = 'unknown' AND EXISTS (
-                 SELECT 1 FROM trending_products t
-                 WHERE t.window_start = c.window_start AND t.product_id = ANY($1))";
+/// Those of `windows` ($1) holding counts under 'unknown'.
+const UNKNOWN_WINDOWS: &str = "SELECT window_start FROM category_performance
+             WHERE category = 'unknown' AND window_start = ANY($1)";
 
-/// Recounts the category windows where sales of `products` were counted under 'unknown' before
-/// their catalogue record arrived (in an earlier batch): now their category is known.
-pub async fn recount_late_categories(
-    tx: &DbTransaction<'_>,
-    products: &[&str],
-) -> Result<(), Error> {
+/// Moves the counts of `products` ($1) out of 'unknown' now that their catalogue records are
+/// saved: a trending_products row without a category was counted under 'unknown' (no event named
+/// one and the catalogue did not know the product), so its counts go to the catalogue's category.
+/// The cost follows those products' rows, not the windows they are in. Called under the
+/// exclusive catalogue lock (catalogue.rs), so no sale of them commits meanwhile.
+const MOVE_LATE_CATEGORIES: &str = "WITH moved AS (
+                 UPDATE trending_products t SET category = p.category,
+                     product_name = coalesce(t.product_name, p.name), updated_at = now()
+                 FROM products p
+                 WHERE t.product_id = ANY($1) AND t.category IS NULL AND p.product_id = t.product_id
+                 RETURNING t.window_start, t.window_end, p.category, t.view_count,
+                     t.cart_add_count, t.purchase_count, t.units_sold, t.revenue
+             ), deltas AS (
+                 SELECT * FROM moved
+                 UNION ALL
+                 SELECT window_start, window_end, 'unknown', -view_count, -cart_add_count,
+                     -purchase_count, -units_sold, -revenue
+                 FROM moved
+             )
+             INSERT INTO category_performance AS m (window_start, window_end, category,
+                 view_count, cart_add_count, purchase_count, units_sold, revenue)
+             SELECT window_start, window_end, category, sum(view_count), sum(cart_add_count),
+                 sum(purchase_count), sum(units_sold), sum(revenue)
+             FROM deltas GROUP BY 1, 2, 3 ORDER BY 1, 3
+             ON CONFLICT (window_start, category) DO UPDATE SET
+                 view_count = m.view_count + EXCLUDED.view_count,
+                 cart_add_count = m.cart_add_count + EXCLUDED.cart_add_count,
+                 purchase_count = m.purchase_count + EXCLUDED.purchase_count,
+                 units_sold = m.units_sold + EXCLUDED.units_sold,
+                 revenue = m.revenue + EXCLUDED.revenue,
+                 updated_at = now()
+             RETURNING window_start, category = 'unknown' AND view_count = 0
+                 AND cart_add_count = 0 AND purchase_count = 0";
+
+/// The 'unknown' rows of `windows` ($1) that counts moved out of entirely.
+const DROP_EMPTY_UNKNOWN: &str = "DELETE FROM category_performance
+             WHERE category = 'unknown' AND window_start = ANY($1) AND view_count = 0
+                 AND cart_add_count = 0 AND purchase_count = 0";
+
+/// Moves the sales and activity of `products`, counted under 'unknown' before their catalogue
+/// records arrived (this batch saved those), to their category.
+pub async fn move_late_categories(tx: &DbTransaction<'_>, products: &[&str]) -> Result<(), Error> {
     if products.is_empty() {
         return Ok(());
     }
-    let windows: Vec<DateTime<Utc>> = (tx.query(LATE_CATEGORY_WINDOWS, &[&products]).await?)
+    let emptied: Vec<DateTime<Utc>> = (tx.query(MOVE_LATE_CATEGORIES, &[&products]).await?)
         .iter()
+        .filter(|row| row.get::<_, bool>(1))
         .map(|row| row.get(0))
         .collect();
+    if !emptied.is_empty() {
+        tx.execute(DROP_EMPTY_UNKNOWN, &[&emptied]).await?;
+    }
+    Ok(())
+}
+
+/// Recounts category windows from trending_products, each product's category from the
+/// catalogue.
+async fn recount_categories(
+    tx: &DbTransaction<'_>,
+    windows: &[DateTime<Utc>],
+) -> Result<(), Error> {
     if !windows.is_empty() {
         tx.execute(CLEAR_CATEGORIES, &[&windows]).await?;
         tx.execute(CATEGORY_PERFORMANCE, &[&windows]).await?;
