@@ -7,7 +7,7 @@
 //! Counts of distinct things stay exact however the ETL cuts its chunks and however late an
 //! event comes: an order counts once per product and category because lines of its transaction
 //! loaded by earlier chunks are looked up; a viewer, a converted viewer and a period's customer
-//! count once because `agg_customer_products` and `agg_customer_categories` remember what was
+//! count once because `agg_customer_products` and `agg_customer_category_days` remember what was
 //! counted. `globalmart-batch analytics --recompute` computes the same figures from the facts.
 
 use tokio_postgres::Transaction;
@@ -79,9 +79,10 @@ pub const SALES: &str = "
         -- Customers with no earlier day in the period, in that category.
         SELECT m.kind, m.period_start, m.category, count(*) AS customers
         FROM members m
-        LEFT JOIN agg_customer_categories a ON a.user_id = m.user_id AND a.category = m.category
-        WHERE a.days IS NULL OR NOT EXISTS (
-            SELECT 1 FROM unnest(a.days) d WHERE agg_period_start(m.kind, d) = m.period_start)
+        WHERE NOT EXISTS (
+            SELECT 1 FROM agg_customer_category_days a
+            WHERE a.user_id = m.user_id AND a.category = m.category
+                AND a.day >= m.period_start AND a.day < agg_period_end(m.kind, m.period_start))
         GROUP BY 1, 2, 3
     )
     INSERT INTO agg_sales_periods AS t (period_type, period_start, category, orders, revenue,
@@ -94,13 +95,11 @@ pub const SALES: &str = "
         orders = t.orders + excluded.orders, revenue = t.revenue + excluded.revenue,
         units = t.units + excluded.units, customers = t.customers + excluded.customers;
 
-    INSERT INTO agg_customer_categories AS a (user_id, category, days)
-    SELECT n.user_id, c.category, array_agg(DISTINCT n.day ORDER BY n.day)
+    INSERT INTO agg_customer_category_days (user_id, category, day)
+    SELECT DISTINCT n.user_id, c.category, n.day
     FROM new_lines n CROSS JOIN LATERAL (VALUES (n.category), ('All')) c(category)
-    GROUP BY 1, 2 ORDER BY 1, 2
-    ON CONFLICT (user_id, category) DO UPDATE SET
-        days = ARRAY(SELECT DISTINCT d FROM unnest(a.days || excluded.days) d ORDER BY d)
-        WHERE NOT excluded.days <@ a.days;";
+    ORDER BY 1, 2, 3
+    ON CONFLICT DO NOTHING;";
 
 /// After `fact_product_views`: per product views, and viewers new to it (converted at once
 /// when they had bought it before).
