@@ -298,8 +298,26 @@ async fn a_rerun_on_the_same_day_replaces_it_and_the_next_day_keeps_history() ->
     let text = |row: &tokio_postgres::Row| row.get::<_, String>(0);
     analyse(&stack, date(2025, 12, 31)).await?;
     let once = rows(&warehouse, snapshot, text).await?;
+    // A row spoiled, a row of nobody and every row dated long ago: the rerun mends the first,
+    // removes the second and rewrites nothing else.
+    warehouse
+        .batch_execute(
+            "UPDATE rfm_analysis SET created_at = '2000-01-01';
+             UPDATE product_performance SET created_at = '2000-01-01';
+             UPDATE rfm_analysis SET rfm_segment = 'Spoiled'
+                 WHERE user_id = (SELECT min(user_id) FROM rfm_analysis);
+             INSERT INTO rfm_analysis (analysis_date, user_id, recency_days, frequency_count,
+                 monetary_value, recency_score, frequency_score, monetary_score, rfm_score,
+                 rfm_segment)
+             VALUES ('2025-12-31', 'USER_NOBODY', 1, 1, 1, 1, 1, 1, '111', 'Lost');",
+        )
+        .await?;
     analyse(&stack, date(2025, 12, 31)).await?;
     assert_eq!(rows(&warehouse, snapshot, text).await?, once);
+    let untouched = "SELECT (SELECT count(*) FROM rfm_analysis WHERE created_at = '2000-01-01')
+                         || '/' || (SELECT count(*) FROM product_performance
+                                    WHERE created_at <> '2000-01-01')";
+    assert_eq!(rows(&warehouse, untouched, text).await?, ["9/0"]);
 
     analyse(&stack, date(2026, 1, 1)).await?;
     let dates = rows(

@@ -3,8 +3,8 @@
 //! totals per product, customer and period, are read once into Arrow: the running totals the
 //! ETL keeps (`etl/totals.rs`), whose size follows the shop and not its history, or the same
 //! recomputed from the facts up to the end of the date (`--recompute`, or a date with later
-//! facts). Each job is one DataFusion plan over them whose rows replace that date's snapshot
-//! in one transaction.
+//! facts). Each job is one DataFusion plan over them; that date's snapshot is made equal to its
+//! rows in one transaction, writing only the rows that differ.
 
 mod products;
 mod rfm;
@@ -410,33 +410,87 @@ fn days(date: NaiveDate) -> i32 {
     i32::try_from((date - epoch).num_days()).unwrap_or(i32::MAX)
 }
 
-/// Replaces the snapshot of `date` in `table` with `rows` (columns named as the table's,
-/// without analysis_date), the output of a plan that read `read` rows.
+/// Makes the snapshot of `date` in `table` (keyed by `key` within a date) equal to `rows`
+/// (columns named as the table's, without analysis_date), the output of a plan that read `read`
+/// rows. Only the rows that differ are written: the scheduled run analyses the same date every
+/// few minutes, and between two runs few of a date's rows change, so a rerun costs the rows
+/// that moved instead of deleting and writing back every customer or product. A written row's
+/// created_at is the transaction's time.
 async fn replace(
     tx: &Transaction<'_>,
     table: &str,
+    key: &str,
     date: NaiveDate,
     rows: &RecordBatch,
     read: usize,
 ) -> Result<Figures, EtlError> {
     let columns = column_list(rows);
-    // The table and column names are this module's own.
-    let written = stage_and_insert(
-        tx,
-        rows,
-        &format!("DELETE FROM {table} WHERE analysis_date = $1"),
-        &format!(
-            "INSERT INTO {table} (analysis_date, {columns}) SELECT $1, {columns} FROM snapshot"
-        ),
-        date,
-    )
+    let prefixed = |alias: &str| {
+        (rows.schema().fields().iter())
+            .map(|f| format!("{alias}.{}", f.name()))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let (old, new) = (prefixed("t"), prefixed("s"));
+    stage(tx, "snapshot", rows).await?;
+    // The table, key and column names are this module's own. The rows as the table would hold
+    // them (its types, its rounding), so an unchanged row compares equal.
+    tx.batch_execute(&format!(
+        "CREATE TEMP TABLE fresh (LIKE {table} INCLUDING DEFAULTS) ON COMMIT DROP;
+         INSERT INTO fresh (analysis_date, {columns}) SELECT '{date}', {columns} FROM snapshot;
+         ANALYZE fresh;"
+    ))
     .await?;
+    let gone = tx
+        .execute(
+            &format!(
+                "DELETE FROM {table} t WHERE t.analysis_date = $1
+                 AND NOT EXISTS (SELECT 1 FROM fresh s WHERE s.{key} = t.{key})"
+            ),
+            &[&date],
+        )
+        .await?;
+    let changed = tx
+        .execute(
+            &format!(
+                "UPDATE {table} t SET ({columns}) = ({new}), created_at = now()
+                 FROM fresh s WHERE t.analysis_date = $1 AND t.{key} = s.{key}
+                     AND ({old}) IS DISTINCT FROM ({new})"
+            ),
+            &[&date],
+        )
+        .await?;
+    let added = tx
+        .execute(
+            &format!(
+                "INSERT INTO {table} (analysis_date, {columns}) SELECT $1, {new} FROM fresh s
+                 WHERE NOT EXISTS (
+                     SELECT 1 FROM {table} t WHERE t.analysis_date = $1 AND t.{key} = s.{key})"
+            ),
+            &[&date],
+        )
+        .await?;
+    info!(
+        "  {table} of {date}: {} new, {} changed, {} gone, {} unchanged",
+        grouped(count(added)),
+        grouped(count(changed)),
+        grouped(count(gone)),
+        grouped(
+            rows.num_rows()
+                .saturating_sub(count(added) + count(changed))
+        )
+    );
     Ok(Figures {
         extracted: read,
         transformed: rows.num_rows(),
-        loaded: written,
+        loaded: rows.num_rows(),
         ..Figures::default()
     })
+}
+
+/// A row count PostgreSQL reported, as usize.
+fn count(rows: u64) -> usize {
+    usize::try_from(rows).unwrap_or(usize::MAX)
 }
 
 /// Stages `rows` as table `snapshot`, runs `delete` then `insert` (both taking the date as
@@ -450,6 +504,5 @@ async fn stage_and_insert(
 ) -> Result<usize, EtlError> {
     stage(tx, "snapshot", rows).await?;
     tx.execute(delete, &[&date]).await?;
-    let written = tx.execute(insert, &[&date]).await?;
-    Ok(usize::try_from(written).unwrap_or(usize::MAX))
+    Ok(count(tx.execute(insert, &[&date]).await?))
 }

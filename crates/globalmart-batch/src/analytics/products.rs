@@ -58,5 +58,5 @@ pub async fn snapshot(
     )
     .await?;
     let read = inputs.products.num_rows() + inputs.product_totals.num_rows();
-    replace(tx, "product_performance", date, &rows, read).await
+    replace(tx, "product_performance", "product_id", date, &rows, read).await
 }

@@ -107,7 +107,8 @@ pub async fn snapshot(
     date: NaiveDate,
 ) -> Result<Figures, EtlError> {
     let rows = plan(&[("customers", &inputs.customers)], &plan_sql(inputs.day)).await?;
-    let figures = replace(tx, "rfm_analysis", date, &rows, inputs.customers.num_rows()).await?;
+    let read = inputs.customers.num_rows();
+    let figures = replace(tx, "rfm_analysis", "user_id", date, &rows, read).await?;
     tx.execute(SCORE_CUSTOMERS, &[]).await?;
     Ok(figures)
 }
