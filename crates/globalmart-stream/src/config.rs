@@ -117,6 +117,11 @@ pub struct Config {
     #[arg(long, env = "STREAM_RAW_RETENTION", default_value = "7d", value_parser = at_least_a_day)]
     pub raw_retention: Duration,
 
+    /// How often raw retention runs, the first round this long after start (so a stream back
+    /// after a long stop has read into its backlog first): 10m, 1h.
+    #[arg(long, env = "STREAM_RAW_RETENTION_INTERVAL", default_value = "10m", value_parser = parse_duration)]
+    pub raw_retention_interval: Duration,
+
     /// Where to serve Prometheus metrics (GET /metrics).
     #[arg(long, env = "METRICS_ADDR", default_value = "127.0.0.1:9102")]
     pub metrics_addr: SocketAddr,

@@ -39,11 +39,9 @@ pub struct Schedule {
     pub retention: Duration,
     /// How long raw events are kept (whole days, once the warehouse has loaded them).
     pub raw_retention: Duration,
+    /// How often raw retention runs, the first round one interval after start.
+    pub raw_retention_every: Duration,
 }
-
-/// How often raw retention runs: often enough that a day goes soon after it may, and a round
-/// that found the raw tables busy is tried again soon.
-const RAW_RETENTION_EVERY: Duration = Duration::from_secs(600);
 
 /// Until shutdown: the abandoned-cart sweep every `sweep_every`, alerts published every second,
 /// and old metric windows pruned every hour.
@@ -54,15 +52,15 @@ pub async fn run(pool: Pool, publisher: &Publisher, every: Schedule, shutdown: C
     // Not at start: a stream back after a long stop first reads its backlog, so the days its
     // partitions have read past (what retention waits for) are known before anything goes.
     let mut retains = tokio::time::interval_at(
-        tokio::time::Instant::now() + RAW_RETENTION_EVERY,
-        RAW_RETENTION_EVERY,
+        tokio::time::Instant::now() + every.raw_retention_every,
+        every.raw_retention_every,
     );
     loop {
         tokio::select! {
             _ = sweeps.tick() => sweep_once(&pool, every.abandon_after).await,
             _ = publishes.tick() => publish_once(&pool, publisher).await,
             _ = prunes.tick() => prune_once(&pool, every.retention).await,
-            _ = retains.tick() => retain_once(&pool, every.raw_retention).await,
+            _ = retains.tick() => retain_once(&pool, every).await,
             () = shutdown.cancelled() => return,
         }
     }
@@ -82,7 +80,8 @@ async fn prune_once(pool: &Pool, retention: Duration) {
 
 /// One round of raw retention; a failure (the raw tables busy past the wait, say) is logged and
 /// the next round tries again.
-pub async fn retain_once(pool: &Pool, keep: Duration) {
+pub async fn retain_once(pool: &Pool, every: Schedule) {
+    let keep = every.raw_retention;
     let retained = on_client(pool, |c| async move { retention::apply(&c, keep).await });
     match retained.await {
         Ok((0, _)) => {}
@@ -92,8 +91,8 @@ pub async fn retain_once(pool: &Pool, keep: Duration) {
         ),
         Err(e) => warn!(
             error = %format!("{e:#}"),
-            "raw retention did not run; trying again in {} minutes",
-            RAW_RETENTION_EVERY.as_secs() / 60
+            "raw retention did not run; trying again in {:?}",
+            every.raw_retention_every
         ),
     }
 }

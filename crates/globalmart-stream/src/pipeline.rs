@@ -59,6 +59,7 @@ impl From<&Config> for Settings {
                 abandon_after: config.abandon_after,
                 retention: config.metrics_retention,
                 raw_retention: config.raw_retention,
+                raw_retention_every: config.raw_retention_interval,
             },
         }
     }
