@@ -318,6 +318,25 @@ async fn a_rerun_on_the_same_day_replaces_it_and_the_next_day_keeps_history() ->
                          || '/' || (SELECT count(*) FROM product_performance
                                     WHERE created_at <> '2000-01-01')";
     assert_eq!(rows(&warehouse, untouched, text).await?, ["9/0"]);
+    // A customer's new version (another country) starts with the score of the version before:
+    // a rerun of the date, which only copies the scores of the rows it rewrote, leaves it so.
+    facts(&stack, &[shopper(&user(3), Country::France, 60)]).await?;
+    analyse(&stack, date(2025, 12, 31)).await?;
+    let score = format!(
+        "SELECT rfm_score FROM rfm_analysis
+         WHERE user_id = '{}' AND analysis_date = '2025-12-31'",
+        user(3)
+    );
+    let score = rows(&warehouse, &score, text).await?.concat();
+    let versions = format!(
+        "SELECT string_agg(is_current || ':' || coalesce(rfm_score, '-'), ',' ORDER BY is_current)
+         FROM dim_customers WHERE user_id = '{}'",
+        user(3)
+    );
+    assert_eq!(
+        rows(&warehouse, &versions, text).await?,
+        [format!("false:{score},true:{score}")]
+    );
 
     analyse(&stack, date(2026, 1, 1)).await?;
     let dates = rows(

@@ -99,6 +99,25 @@ const SCORE_CUSTOMERS: &str = "
         AND (d.rfm_score IS DISTINCT FROM s.rfm_score
              OR d.customer_segment IS DISTINCT FROM s.rfm_segment)";
 
+/// The same from the rfm_analysis rows of $1 this transaction wrote (their created_at is its
+/// time), when dim_customers holds that date's scores already: the customers whose row did not
+/// change are not looked at, where a rerun would otherwise join every customer with an order
+/// against the 10 million current versions.
+const SCORE_WRITTEN: &str = "
+    UPDATE dim_customers d SET rfm_score = s.rfm_score, customer_segment = s.rfm_segment,
+        updated_at = now()
+    FROM rfm_analysis s WHERE s.analysis_date = $1 AND s.created_at = now()
+        AND d.user_id = s.user_id AND d.is_current
+        AND (d.rfm_score IS DISTINCT FROM s.rfm_score
+             OR d.customer_segment IS DISTINCT FROM s.rfm_segment)";
+
+/// The date whose scores dim_customers holds, locked until the commit.
+const SCORED: &str = "SELECT analysis_date FROM rfm_scored FOR UPDATE";
+
+const MARK_SCORED: &str = "
+    INSERT INTO rfm_scored (analysis_date) VALUES ($1)
+    ON CONFLICT (only_row) DO UPDATE SET analysis_date = $1, updated_at = now()";
+
 /// Writes the snapshot of `date` and the customers' scores; its figures count the customers
 /// analysed.
 pub async fn snapshot(
@@ -109,6 +128,14 @@ pub async fn snapshot(
     let rows = plan(&[("customers", &inputs.customers)], &plan_sql(inputs.day)).await?;
     let read = inputs.customers.num_rows();
     let figures = replace(tx, "rfm_analysis", "user_id", date, &rows, read).await?;
-    tx.execute(SCORE_CUSTOMERS, &[]).await?;
+    let scored: Option<NaiveDate> = (tx.query_opt(SCORED, &[]).await?)
+        .map(|row| row.try_get(0))
+        .transpose()?;
+    if scored == Some(date) {
+        tx.execute(SCORE_WRITTEN, &[&date]).await?;
+    } else {
+        tx.execute(SCORE_CUSTOMERS, &[]).await?;
+    }
+    tx.execute(MARK_SCORED, &[&date]).await?;
     Ok(figures)
 }

@@ -17,11 +17,15 @@ use crate::error::EtlError;
 pub struct DimCustomers;
 
 /// Overwrites the purchase totals of the current rows of users $1 from all their sales,
-/// whichever version those point to.
+/// whichever version those point to; a new version without an RFM score takes the one of the
+/// version before it (the score is the customer's, and the analytics only rewrite scores that
+/// change: `analytics/rfm.rs`).
 const REFRESH_TOTALS: &str = "
     UPDATE dim_customers d SET total_transactions = a.orders, total_spent = a.spent,
         avg_order_value = round(a.spent / a.orders, 2),
         first_transaction_date = a.first, last_transaction_date = a.last,
+        rfm_score = coalesce(d.rfm_score, p.rfm_score),
+        customer_segment = coalesce(d.customer_segment, p.customer_segment),
         updated_at = now()
     FROM (SELECT c.user_id, count(DISTINCT f.transaction_id)::int AS orders,
               sum(f.total_amount) AS spent, min(f.transaction_timestamp) AS first,
@@ -29,6 +33,10 @@ const REFRESH_TOTALS: &str = "
           FROM fact_sales f JOIN dim_customers c ON c.customer_id = f.customer_id
           WHERE c.user_id IN (SELECT unnest($1::text[]))
           GROUP BY c.user_id) a
+        LEFT JOIN LATERAL (
+            SELECT x.rfm_score, x.customer_segment FROM dim_customers x
+            WHERE x.user_id = a.user_id AND NOT x.is_current
+            ORDER BY x.effective_start_date DESC LIMIT 1) p ON TRUE
     WHERE d.user_id = a.user_id AND d.is_current";
 
 impl Dimension for DimCustomers {
