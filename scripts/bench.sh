@@ -227,6 +227,24 @@ floor_partitions() {
         SELECT generate_series(DATE '$2', current_date + 1, interval '1 day')::date))" >/dev/null
 }
 
+# old_days DB FROM TO: day partitions FROM to TO days ago in DB's raw tables, each holding a copy
+# of up to 20,000 of the newest transaction lines, and the warehouse marked as having loaded
+# every raw row: what raw retention drops.
+old_days() {
+    local db=$1 columns shifted
+    columns=$(written_columns "$PG_REALTIME_PORT" "$db" transactions)
+    shifted=${columns//\"timestamp\"/\"timestamp\" - d * interval \'1 day\'}
+    gm_psql "$PG_REALTIME_PORT" "$db" -c "SELECT raw_partitions_ensure(ARRAY(
+            SELECT current_date - d FROM generate_series($3, $2) d))" \
+        -c "INSERT INTO transactions ($columns)
+            SELECT $shifted FROM (SELECT * FROM transactions ORDER BY ingest_seq DESC LIMIT 20000) t,
+                generate_series($3, $2) d" \
+        -c "INSERT INTO warehouse_loaded (source_table, last_ingest_seq)
+            SELECT t, 9223372036854775807 FROM unnest(ARRAY['transactions', 'product_view_events',
+                'cart_events']) t
+            ON CONFLICT (source_table) DO UPDATE SET last_ingest_seq = EXCLUDED.last_ingest_seq" >/dev/null
+}
+
 # copy_out PORT DB TABLE LOAD [REST]: TABLE's written columns of the rows `SELECT ... FROM TABLE
 # REST` picks, copied out of DB on PORT into $WORK/TABLE.copy, and the \copy that loads them
 # back appended to the psql script LOAD (a floor's timed load).
@@ -359,15 +377,22 @@ bench_stream() {
         say "   (this build / the baseline: $(awk -v a="$best" -v b="$best_baseline" 'BEGIN { printf "%.3f", a / b }'))"
     fi
 
-    say "== stream: end-to-end latency (event timestamp to row committed), steady state"
-    METRICS_ADDR=127.0.0.1:$metrics_port "$stream" 2>"$WORK/latency.log" &
-    local stream_pid=$! target
+    say "== stream: end-to-end latency (event timestamp to row committed), steady state, with"
+    say "   housekeeping and raw retention dropping old days in every window"
+    # Retention every 10 s (the first round 10 s after start), sweeps every second.
+    STREAM_RAW_RETENTION_INTERVAL=10s STREAM_SWEEP_INTERVAL=1s METRICS_ADDR=127.0.0.1:$metrics_port \
+        RUST_LOG=info "$stream" 2>"$WORK/latency.log" &
+    local stream_pid=$! target old=19
     CLEANUP+=("kill $stream_pid")
     for target in 500 5000; do
         # The first 5 s are left out: a generator starts by publishing its whole catalogue.
         "$gen" --rate "$target" --duration 35s 2>"$WORK/latency-gen.log" &
         local gen_pid=$!
         sleep 5
+        # Five days older than the retention, loaded by the warehouse: the next round drops them
+        # while the window is measured.
+        old_days "$db" "$old" $((old - 4))
+        old=$((old - 5))
         scrape "$metrics_port" >"$WORK/before.prom"
         wait "$gen_pid" || { tail -n 20 "$WORK/latency-gen.log"; die "the generator failed"; }
         sleep 1
@@ -379,6 +404,10 @@ bench_stream() {
         bench_time "stream_latency_p99_$target" "$p99" ms 250
     done
     say "   (floor for the latency figures: the goal of 250 ms, not a measured tool)"
+    local dropped
+    dropped=$(grep -c 'RawRetention\] dropped 5 days' "$WORK/latency.log" || true)
+    say "   raw retention dropped 5 old days in $dropped of the 2 windows"
+    [ "$dropped" = 2 ] || die "raw retention did not drop the old days: $(grep -i retention "$WORK/latency.log" | tail -n 3)"
     kill "$stream_pid"
     wait "$stream_pid" || die "the stream did not stop cleanly: $(tail -n 5 "$WORK/latency.log")"
 }
@@ -582,10 +611,12 @@ bench_scale() {
         to=$(date -u -d "$first + $((cp - 1)) days" +%F)
         say "== scale: history days $((done_days + 1))-$cp of $days (--profile course, $from to $to)"
         # The catalogue (10 million users) once, with the first part; the later parts and the
-        # increments are other periods of the same shop, whose catalogue the topics hold.
+        # increments are other periods of the same shop (the default one: no seed, so each run's
+        # events are new and no increment repeats the ids of one before), whose catalogue the
+        # topics hold.
         local publish=auto
         [ "$done_days" = 0 ] || publish=skip
-        RUST_LOG=info "$GEN" --profile course --seed 1 --catalogue "$publish" --from "$from" --to "$to" 2>"$WORK/scale-gen.log" ||
+        RUST_LOG=info "$GEN" --profile course --catalogue "$publish" --from "$from" --to "$to" 2>"$WORK/scale-gen.log" ||
             { tail -n 20 "$WORK/scale-gen.log"; die "the generator failed"; }
         n=$(sed -n 's/.*backfilled .*: \([0-9]*\) events in .*/\1/p' "$WORK/scale-gen.log" | tail -n 1)
         backfilled=$((backfilled + ${n:-0}))
@@ -597,7 +628,7 @@ bench_scale() {
         say "   warehouse: days $((done_days + 1))-$cp loaded and analysed in $(printf '%.1f' "$etl") s, peak $rss MiB"
         done_days=$cp
         say "== scale: the increment after $cp days: $more events of now"
-        "$GEN" --profile course --seed 1 --catalogue skip --rate max --count "$more" 2>"$WORK/scale-gen.log" ||
+        "$GEN" --profile course --catalogue skip --rate max --count "$more" 2>"$WORK/scale-gen.log" ||
             { tail -n 20 "$WORK/scale-gen.log"; die "the generator failed"; }
         # Its own stream run, left out of the backfill's tenths.
         METRICS_ADDR=127.0.0.1:0 "$STREAM" --exit-when-idle 2 2>"$WORK/scale-increment.log" ||
