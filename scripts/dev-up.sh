@@ -149,6 +149,44 @@ ensure_server() {
     PG_NOTE[$port]="cluster $PG_MAJOR/$cluster"
 }
 
+# PostgreSQL settings for an ingest-heavy load on our machine kind (docs/RUNNING.md,
+# "PostgreSQL settings"). The defaults (128 MB of shared buffers, a checkpoint per GB of WAL)
+# made a month's backfill write mostly full-page images: checkpoints every few seconds, each
+# page's first change after one logged whole. Two clusters, Kafka and the binaries share 24 GiB.
+PG_SETTINGS=(shared_buffers=1GB max_wal_size=8GB checkpoint_timeout=15min wal_compression=lz4
+    effective_cache_size=8GB maintenance_work_mem=256MB)
+
+# The settings of PG_SETTINGS on the cluster on port $1, when it is managed here; restarts it
+# when one needs that (shared_buffers), else reloads.
+ensure_pg_settings() {
+    local port=$1 cluster setting name value changed_names=() restart
+    cluster=$(cluster_on_port "$port")
+    [ -n "$cluster" ] || return 0
+    for setting in "${PG_SETTINGS[@]}"; do
+        name=${setting%%=*} value=${setting#*=}
+        [ "$(as_postgres psql -X -q -p "$port" -d postgres -tAc "SHOW $name")" = "$value" ] && continue
+        as_postgres psql -X -q -p "$port" -d postgres -c "ALTER SYSTEM SET $name = '$value'" >>"$SETUP_LOG"
+        changed_names+=("'$name'")
+    done
+    [ ${#changed_names[@]} -gt 0 ] || return 0
+    restart=$(as_postgres psql -X -q -p "$port" -d postgres -tAc "SELECT count(*) FROM pg_settings
+        WHERE context = 'postmaster' AND name IN ($(IFS=,; echo "${changed_names[*]}"))")
+    if [ "$restart" != 0 ]; then
+        say "restarting PostgreSQL cluster $PG_MAJOR/$cluster on port $port for its new settings..."
+        logged as_root pg_ctlcluster "$PG_MAJOR" "$cluster" restart
+        local i
+        for i in $(seq 1 60); do
+            pg_isready -q -h localhost -p "$port" && break
+            sleep 0.5
+        done
+        pg_isready -q -h localhost -p "$port" ||
+            die "PostgreSQL on port $port did not come back; see /var/log/postgresql/postgresql-$PG_MAJOR-$cluster.log"
+    else
+        as_postgres psql -X -q -p "$port" -d postgres -c "SELECT pg_reload_conf()" >>"$SETUP_LOG"
+    fi
+    changed "PostgreSQL on port $port: ${PG_SETTINGS[*]}"
+}
+
 # Role globalmart_user with password $2 and database $3 on port $1.
 ensure_role_and_db() {
     local port=$1 password=$2 db=$3 su_ok=1
@@ -459,6 +497,8 @@ PG_MAJOR=$(pg_major)
 [ -n "$PG_MAJOR" ] || die "no PostgreSQL server found under /usr/lib/postgresql after installing"
 ensure_server "$PG_WAREHOUSE_PORT" main
 ensure_server "$PG_REALTIME_PORT" realtime
+ensure_pg_settings "$PG_WAREHOUSE_PORT"
+ensure_pg_settings "$PG_REALTIME_PORT"
 ensure_role_and_db "$PG_WAREHOUSE_PORT" "$PG_WAREHOUSE_PASSWORD" "$PG_WAREHOUSE_DB"
 ensure_role_and_db "$PG_REALTIME_PORT" "$PG_REALTIME_PASSWORD" "$PG_REALTIME_DB"
 ensure_schema "$PG_WAREHOUSE_PORT" "$PG_WAREHOUSE_DB" warehouse
