@@ -117,6 +117,17 @@ cluster_on_port() {
     pg_lsclusters -h 2>/dev/null | awk -v port="$1" '$3 == port { print $2; exit }'
 }
 
+# pg_ctlcluster ACTION ($3: start, restart) of cluster $2 on port $1, then waits until it answers.
+cluster_do() {
+    local port=$1 cluster=$2 i
+    logged as_root pg_ctlcluster "$PG_MAJOR" "$cluster" "$3"
+    for i in $(seq 1 60); do
+        pg_isready -q -h localhost -p "$port" && return
+        sleep 0.5
+    done
+    die "PostgreSQL on port $port did not become ready after $3; see /var/log/postgresql/postgresql-$PG_MAJOR-$cluster.log"
+}
+
 # Makes a PostgreSQL server answer on port $1; creates cluster $2 when nothing is there.
 ensure_server() {
     local port=$1 name=$2 cluster
@@ -136,14 +147,7 @@ ensure_server() {
         changed "created cluster $PG_MAJOR/$name (port $port)"
     fi
     say "starting PostgreSQL cluster $PG_MAJOR/$cluster on port $port..."
-    logged as_root pg_ctlcluster "$PG_MAJOR" "$cluster" start
-    local i
-    for i in $(seq 1 60); do
-        pg_isready -q -h localhost -p "$port" && break
-        sleep 0.5
-    done
-    pg_isready -q -h localhost -p "$port" ||
-        die "PostgreSQL on port $port did not become ready; see /var/log/postgresql/postgresql-$PG_MAJOR-$cluster.log"
+    cluster_do "$port" "$cluster" start
     touch "$GM_RUN/postgres-$PG_MAJOR-$cluster.started-by-dev-up"
     changed "started cluster $PG_MAJOR/$cluster (port $port)"
     PG_NOTE[$port]="cluster $PG_MAJOR/$cluster"
@@ -173,14 +177,7 @@ ensure_pg_settings() {
         WHERE context = 'postmaster' AND name IN ($(IFS=,; echo "${changed_names[*]}"))")
     if [ "$restart" != 0 ]; then
         say "restarting PostgreSQL cluster $PG_MAJOR/$cluster on port $port for its new settings..."
-        logged as_root pg_ctlcluster "$PG_MAJOR" "$cluster" restart
-        local i
-        for i in $(seq 1 60); do
-            pg_isready -q -h localhost -p "$port" && break
-            sleep 0.5
-        done
-        pg_isready -q -h localhost -p "$port" ||
-            die "PostgreSQL on port $port did not come back; see /var/log/postgresql/postgresql-$PG_MAJOR-$cluster.log"
+        cluster_do "$port" "$cluster" restart
     else
         as_postgres psql -X -q -p "$port" -d postgres -c "SELECT pg_reload_conf()" >>"$SETUP_LOG"
     fi

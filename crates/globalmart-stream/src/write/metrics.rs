@@ -308,11 +308,27 @@ const SALES_BY_COUNTRY: &str =
                      / (m.transaction_count + EXCLUDED.transaction_count), 2),
                  updated_at = now()";
 
+/// The ON CONFLICT clause of the statements that add counts to category_performance (alias
+/// `m`): each count adds up.
+macro_rules! add_to_category {
+    () => {
+        "
+             ON CONFLICT (window_start, category) DO UPDATE SET
+                 view_count = m.view_count + EXCLUDED.view_count,
+                 cart_add_count = m.cart_add_count + EXCLUDED.cart_add_count,
+                 purchase_count = m.purchase_count + EXCLUDED.purchase_count,
+                 units_sold = m.units_sold + EXCLUDED.units_sold,
+                 revenue = m.revenue + EXCLUDED.revenue,
+                 updated_at = now()"
+    };
+}
+
 /// Adds product activity to its minute in trending_products (trend_score weighs a purchase 5,
 /// a cart add 3, a view 1), and to its minute and category in category_performance. A product's
 /// category is the catalogue's, else the one its events named, else 'unknown': the cost follows
 /// the batch, not the products already in its windows (a backfill's batch spans many windows).
-const PRODUCT_ACTIVITY: &str = "WITH x AS (
+const PRODUCT_ACTIVITY: &str = concat!(
+    "WITH x AS (
                  SELECT * FROM unnest($1::timestamptz[], $2::text[], $3::text[], $4::text[],
                      $5::int8[], $6::int8[], $7::int8[], $8::int8[], $9::numeric[])
                      AS x(w, p, n, c, v, a, b, u, r)
@@ -341,14 +357,9 @@ const PRODUCT_ACTIVITY: &str = "WITH x AS (
                  sum(x.v), sum(x.a), sum(x.b), sum(x.u), sum(x.r)
              FROM x JOIN t USING (w, p) LEFT JOIN products c ON c.product_id = x.p
              GROUP BY 1, 2, 3
-             ORDER BY 1, 3
-             ON CONFLICT (window_start, category) DO UPDATE SET
-                 view_count = m.view_count + EXCLUDED.view_count,
-                 cart_add_count = m.cart_add_count + EXCLUDED.cart_add_count,
-                 purchase_count = m.purchase_count + EXCLUDED.purchase_count,
-                 units_sold = m.units_sold + EXCLUDED.units_sold,
-                 revenue = m.revenue + EXCLUDED.revenue,
-                 updated_at = now()";
+             ORDER BY 1, 3",
+    add_to_category!()
+);
 
 /// Those of `windows` ($1) holding counts under 'unknown'.
 const UNKNOWN_WINDOWS: &str = "SELECT window_start FROM category_performance
@@ -359,7 +370,8 @@ const UNKNOWN_WINDOWS: &str = "SELECT window_start FROM category_performance
 /// one and the catalogue did not know the product), so its counts go to the catalogue's category.
 /// The cost follows those products' rows, not the windows they are in. Called under the
 /// exclusive catalogue lock (catalogue.rs), so no sale of them commits meanwhile.
-const MOVE_LATE_CATEGORIES: &str = "WITH moved AS (
+const MOVE_LATE_CATEGORIES: &str = concat!(
+    "WITH moved AS (
                  UPDATE trending_products t SET category = p.category,
                      product_name = coalesce(t.product_name, p.name), updated_at = now()
                  FROM products p
@@ -377,16 +389,12 @@ const MOVE_LATE_CATEGORIES: &str = "WITH moved AS (
                  view_count, cart_add_count, purchase_count, units_sold, revenue)
              SELECT window_start, window_end, category, sum(view_count), sum(cart_add_count),
                  sum(purchase_count), sum(units_sold), sum(revenue)
-             FROM deltas GROUP BY 1, 2, 3 ORDER BY 1, 3
-             ON CONFLICT (window_start, category) DO UPDATE SET
-                 view_count = m.view_count + EXCLUDED.view_count,
-                 cart_add_count = m.cart_add_count + EXCLUDED.cart_add_count,
-                 purchase_count = m.purchase_count + EXCLUDED.purchase_count,
-                 units_sold = m.units_sold + EXCLUDED.units_sold,
-                 revenue = m.revenue + EXCLUDED.revenue,
-                 updated_at = now()
+             FROM deltas GROUP BY 1, 2, 3 ORDER BY 1, 3",
+    add_to_category!(),
+    "
              RETURNING window_start, category = 'unknown' AND view_count = 0
-                 AND cart_add_count = 0 AND purchase_count = 0";
+                 AND cart_add_count = 0 AND purchase_count = 0"
+);
 
 /// The 'unknown' rows of `windows` ($1) that counts moved out of entirely.
 const DROP_EMPTY_UNKNOWN: &str = "DELETE FROM category_performance
