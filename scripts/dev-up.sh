@@ -153,8 +153,8 @@ ensure_server() {
     PG_NOTE[$port]="cluster $PG_MAJOR/$cluster"
 }
 
-# PostgreSQL settings for an ingest-heavy load on our machine kind (docs/RUNNING.md,
-# "PostgreSQL settings"). The defaults (128 MB of shared buffers, a checkpoint per GB of WAL)
+# PostgreSQL settings for an ingest-heavy load on our machine kind (docs/RUNNING.md, "Local
+# stack"). The defaults (128 MB of shared buffers, a checkpoint per GB of WAL)
 # made a month's backfill write mostly full-page images: checkpoints every few seconds, each
 # page's first change after one logged whole. Two clusters, Kafka and the binaries share 24 GiB.
 PG_SETTINGS=(shared_buffers=1GB max_wal_size=8GB checkpoint_timeout=15min wal_compression=lz4

@@ -214,7 +214,7 @@ const WATERMARK: &str = "SELECT last_ingest_seq FROM etl_watermarks WHERE source
 /// and amounts.
 pub async fn validate(realtime: &Client, warehouse: &Client) -> Result<Vec<Finding>, EtlError> {
     // Days raw retention removed are compared no more: the warehouse alone holds them.
-    let since: NaiveDate = realtime.query_one(RAW_HORIZON, &[]).await?.get(0);
+    let since: NaiveDate = realtime.query_one(RAW_HORIZON, &[]).await?.try_get(0)?;
     let from_since = [("since", since.to_string())];
     let mut findings = Vec::new();
     for (fact, fact_keys, source, source_keys) in SOURCES {

@@ -90,23 +90,14 @@ fn plan_sql(day: i32) -> String {
     )
 }
 
-/// The scores of the snapshot just staged, onto the customers' current rows: only those whose
-/// score changed, so a run rewrites the few rows that moved, not every customer.
+/// The scores of date $1's rfm_analysis rows onto the customers' current rows, only where they
+/// differ: every row when $2, else only the rows this transaction wrote (their created_at is its
+/// time), which is enough when dim_customers holds that date's scores already and spares a
+/// rerun joining every customer with an order against the 10 million current versions.
 const SCORE_CUSTOMERS: &str = "
     UPDATE dim_customers d SET rfm_score = s.rfm_score, customer_segment = s.rfm_segment,
         updated_at = now()
-    FROM snapshot s WHERE d.user_id = s.user_id AND d.is_current
-        AND (d.rfm_score IS DISTINCT FROM s.rfm_score
-             OR d.customer_segment IS DISTINCT FROM s.rfm_segment)";
-
-/// The same from the rfm_analysis rows of $1 this transaction wrote (their created_at is its
-/// time), when dim_customers holds that date's scores already: the customers whose row did not
-/// change are not looked at, where a rerun would otherwise join every customer with an order
-/// against the 10 million current versions.
-const SCORE_WRITTEN: &str = "
-    UPDATE dim_customers d SET rfm_score = s.rfm_score, customer_segment = s.rfm_segment,
-        updated_at = now()
-    FROM rfm_analysis s WHERE s.analysis_date = $1 AND s.created_at = now()
+    FROM rfm_analysis s WHERE s.analysis_date = $1 AND ($2 OR s.created_at = now())
         AND d.user_id = s.user_id AND d.is_current
         AND (d.rfm_score IS DISTINCT FROM s.rfm_score
              OR d.customer_segment IS DISTINCT FROM s.rfm_segment)";
@@ -131,11 +122,8 @@ pub async fn snapshot(
     let scored: Option<NaiveDate> = (tx.query_opt(SCORED, &[]).await?)
         .map(|row| row.try_get(0))
         .transpose()?;
-    if scored == Some(date) {
-        tx.execute(SCORE_WRITTEN, &[&date]).await?;
-    } else {
-        tx.execute(SCORE_CUSTOMERS, &[]).await?;
-    }
+    let every_row = scored != Some(date);
+    tx.execute(SCORE_CUSTOMERS, &[&date, &every_row]).await?;
     tx.execute(MARK_SCORED, &[&date]).await?;
     Ok(figures)
 }
