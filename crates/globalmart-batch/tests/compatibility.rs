@@ -13,11 +13,11 @@ use globalmart_batch::analytics::{self, Basis};
 use globalmart_batch::etl::{self, Settings};
 use globalmart_core::event::Event;
 use globalmart_core::topics::Topic;
-use globalmart_stream::{Batch, Received, Saved, Thresholds};
+use globalmart_stream::{Batch, Received, Saved};
 use globalmart_testkit::TestStack;
 use tokio_postgres::Client;
 
-use common::{reader, save, shop, ten};
+use common::{reader, save, shop, ten, thresholds};
 
 const SETTINGS: Settings = Settings {
     chunk_rows: 100_000,
@@ -255,7 +255,7 @@ async fn save_raw(client: &mut Client, messages: &[(Topic, String)]) -> Result<S
         batch.add(message, parsed);
     }
     Ok(batch
-        .save(client, "compatibility-test", &Thresholds::default())
+        .save(client, "compatibility-test", &thresholds())
         .await?)
 }
 

@@ -107,7 +107,8 @@ pub struct Config {
     #[arg(long, env = "STREAM_SWEEP_INTERVAL", default_value = "30s", value_parser = parse_duration)]
     pub sweep_interval: Duration,
 
-    /// Metric windows older than this are deleted (hourly): 7d, 48h.
+    /// Metric windows older than this are deleted (hourly), and events older than this are
+    /// saved without being counted in them: 7d, 48h.
     #[arg(long, env = "STREAM_METRICS_RETENTION", default_value = "7d", value_parser = parse_duration)]
     pub metrics_retention: Duration,
 
@@ -127,8 +128,9 @@ pub struct Config {
     pub metrics_addr: SocketAddr,
 }
 
-/// Anomaly and stock thresholds: what makes a transaction, a line, a stock level or a
-/// product's demand worth an alert. Set from [`Config`]; the defaults are the documented ones.
+/// What saving a batch decides by: the anomaly and stock thresholds (what makes a transaction,
+/// a line, a stock level or a product's demand worth an alert) and how far back the windowed
+/// metrics count. Set from [`Config`]; the defaults are the documented ones.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Thresholds {
     /// A transaction total at or above this is a high-value anomaly.
@@ -143,6 +145,9 @@ pub struct Thresholds {
     pub high_demand_units: i64,
     /// Stock that the last hour's sales would empty within this many hours needs a restock.
     pub restock_horizon_hours: i32,
+    /// Events older than this (wall clock) count in no metric window: housekeeping deletes
+    /// those windows (STREAM_METRICS_RETENTION), so a backfill would write them for nothing.
+    pub metrics_retention: Duration,
 }
 
 impl Default for Thresholds {
@@ -154,6 +159,7 @@ impl Default for Thresholds {
             suspicious_amount: Decimal::from(1000),
             high_demand_units: 20,
             restock_horizon_hours: 24,
+            metrics_retention: Duration::from_secs(7 * 86_400),
         }
     }
 }
@@ -181,7 +187,7 @@ impl Thresholds {
 }
 
 impl Config {
-    /// The anomaly thresholds.
+    /// The anomaly thresholds and the metrics' retention.
     pub fn thresholds(&self) -> Thresholds {
         Thresholds {
             high_value: self.high_value_threshold,
@@ -190,6 +196,7 @@ impl Config {
             suspicious_amount: self.suspicious_order_amount,
             high_demand_units: self.high_demand_units,
             restock_horizon_hours: self.restock_horizon_hours,
+            metrics_retention: self.metrics_retention,
         }
     }
 }

@@ -9,7 +9,7 @@
 
 use std::collections::BTreeSet;
 
-use chrono::NaiveDate;
+use chrono::{DateTime, NaiveDate, TimeDelta, Utc};
 use globalmart_core::db::{INGEST_LOCK, RAW_HORIZON};
 use globalmart_core::event::Transaction;
 use tokio_postgres::error::SqlState;
@@ -141,7 +141,7 @@ impl Batch {
         let new_orders: Vec<&Transaction> = (self.transactions.iter())
             .filter(|t| !t.products.is_empty() && inserted(&t.line_item_id(0)))
             .collect();
-        self.tally(&tx, &new_orders, &views.keys, &carts.keys)
+        self.tally(&tx, &new_orders, &views.keys, &carts.keys, thresholds)
             .await?;
         let mut raised = Anomalies::detect(&new_orders, thresholds).save(&tx).await?;
         raised.extend(stock::sell(&tx, &stock::lines(&new_orders), thresholds).await?);
@@ -159,15 +159,19 @@ impl Batch {
         Ok(Some(saved))
     }
 
-    /// Adds the metrics of the events this transaction inserted.
+    /// Adds the metrics of the events this transaction inserted, those the metrics' retention
+    /// keeps.
     async fn tally(
         &self,
         tx: &DbTransaction<'_>,
         new_orders: &[&Transaction],
         views: &events::Keys,
         carts: &events::Keys,
+        thresholds: &Thresholds,
     ) -> Result<(), Error> {
-        let mut tally = Tally::default();
+        let kept = TimeDelta::from_std(thresholds.metrics_retention).unwrap_or(TimeDelta::MAX);
+        let since = Utc::now().checked_sub_signed(kept);
+        let mut tally = Tally::since(since.unwrap_or(DateTime::<Utc>::MIN_UTC));
         tally.transactions(new_orders);
         tally.views(&self.views, was_inserted(views));
         tally.carts(&self.carts, was_inserted(carts));

@@ -32,6 +32,14 @@ fn now() -> chrono::DateTime<Utc> {
         .expect("valid date")
 }
 
+/// The default thresholds, the metrics counting every event of the test day (in the past).
+fn thresholds() -> Thresholds {
+    Thresholds {
+        metrics_retention: std::time::Duration::from_secs(10 * 365 * 86_400),
+        ..Thresholds::default()
+    }
+}
+
 /// Messages as the broker would hand them over: JSON payloads, offsets per partition.
 fn messages_of(records: &[Event]) -> Vec<Received> {
     let mut next: HashMap<(Topic, i32), i64> = HashMap::new();
@@ -90,9 +98,7 @@ async fn generated_events_are_saved_once_and_a_replay_adds_nothing() -> Result<(
     let batch = batch_of(&messages);
     assert_eq!(batch.len(), records.len());
 
-    let first = batch
-        .save(&mut client, GROUP, &Thresholds::default())
-        .await?;
+    let first = batch.save(&mut client, GROUP, &thresholds()).await?;
     let lines: usize = records
         .iter()
         .map(|r| match r {
@@ -149,9 +155,7 @@ async fn generated_events_are_saved_once_and_a_replay_adds_nothing() -> Result<(
         .sum();
     assert_eq!(revenue, expected_revenue);
 
-    let replay = batch
-        .save(&mut client, GROUP, &Thresholds::default())
-        .await?;
+    let replay = batch.save(&mut client, GROUP, &thresholds()).await?;
     let offered = first.transaction_lines
         + first.product_views
         + first.cart_events
@@ -171,9 +175,7 @@ async fn generated_events_are_saved_once_and_a_replay_adds_nothing() -> Result<(
     all.extend((5_001..=8_000).map(|ms| mix.next(now() + Duration::milliseconds(ms * 1_001))));
     let messages = messages_of(&all);
     let overlapping = batch_of(&messages[records.len() - 2_000..]);
-    let saved = overlapping
-        .save(&mut client, GROUP, &Thresholds::default())
-        .await?;
+    let saved = overlapping.save(&mut client, GROUP, &thresholds()).await?;
     assert_eq!(saved.duplicates, rows_of(&records[records.len() - 2_000..]));
     assert_saved_as_modelled(&client, &all).await?;
     Ok(())
@@ -212,7 +214,7 @@ async fn a_message_read_twice_into_one_batch_is_saved_and_counted_once() -> Resu
         *at += 1;
     }
     let saved = batch_of(&twice)
-        .save(&mut client, GROUP, &Thresholds::default())
+        .save(&mut client, GROUP, &thresholds())
         .await?;
     assert_eq!(
         count(&client, "product_view_events").await?,
@@ -265,7 +267,7 @@ async fn bad_messages_become_dead_letters_with_their_reason_once() -> Result<()>
     let batch = batch_of(&messages);
     assert_eq!(
         batch
-            .save(&mut client, GROUP, &Thresholds::default())
+            .save(&mut client, GROUP, &thresholds())
             .await?
             .dead_letters,
         3
@@ -291,7 +293,7 @@ async fn bad_messages_become_dead_letters_with_their_reason_once() -> Result<()>
     }
     assert_eq!(
         batch
-            .save(&mut client, GROUP, &Thresholds::default())
+            .save(&mut client, GROUP, &thresholds())
             .await?
             .dead_letters,
         0
@@ -333,10 +335,10 @@ async fn the_catalogue_keeps_the_newest_version_and_every_version_in_history() -
     };
     // The newer version arrives first, the older one after it (a late message).
     one(product("25.00", 1), 0)
-        .save(&mut client, GROUP, &Thresholds::default())
+        .save(&mut client, GROUP, &thresholds())
         .await?;
     one(product("20.00", 2), 1)
-        .save(&mut client, GROUP, &Thresholds::default())
+        .save(&mut client, GROUP, &thresholds())
         .await?;
     let price: rust_decimal::Decimal = client
         .query_one(
@@ -367,13 +369,9 @@ async fn stored_offsets_only_move_forward() -> Result<()> {
         batch.add(message, parsed);
         batch
     };
-    at(10)
-        .save(&mut client, GROUP, &Thresholds::default())
-        .await?;
+    at(10).save(&mut client, GROUP, &thresholds()).await?;
     // An instance that lost the partition saves an older batch late.
-    at(5)
-        .save(&mut client, GROUP, &Thresholds::default())
-        .await?;
+    at(5).save(&mut client, GROUP, &thresholds()).await?;
     assert_eq!(
         stored_offsets(&client, GROUP)
             .await?
@@ -439,7 +437,7 @@ async fn an_abandoned_cart_is_recorded_once_and_a_checkout_in_time_never() -> Re
         cart("shopping", 45, CartAction::AddToCart(item(1))),
     ];
     batch_of(&messages_of(&records))
-        .save(&mut client, GROUP, &Thresholds::default())
+        .save(&mut client, GROUP, &thresholds())
         .await?;
 
     let timeout = std::time::Duration::from_secs(30 * 60);
@@ -531,7 +529,7 @@ async fn abandonment_waits_for_the_slowest_partition_and_judges_a_backfill_jump_
         messages[0].partition, messages[1].partition,
         "the two users share a partition"
     );
-    let thresholds = Thresholds::default();
+    let thresholds = thresholds();
     batch_of(&messages[0..2])
         .save(&mut client, GROUP, &thresholds)
         .await?;
@@ -593,7 +591,7 @@ async fn stock_is_the_last_restock_less_the_units_sold_since_and_low_stock_fires
 ) -> Result<()> {
     let stack = TestStack::new().await?;
     let mut client = stack.realtime_client().await?;
-    let thresholds = Thresholds::default(); // low stock below 10
+    let thresholds = thresholds(); // low stock below 10
     let mut history = vec![kettle(12, 0), sale(2, 1)];
     let save = |records: &[Event]| batch_of(&messages_of(records));
     save(&history).save(&mut client, GROUP, &thresholds).await?;
@@ -645,7 +643,7 @@ async fn a_sales_pace_that_would_empty_the_stock_within_the_horizon_warns_once_p
 ) -> Result<()> {
     let stack = TestStack::new().await?;
     let mut client = stack.realtime_client().await?;
-    let thresholds = Thresholds::default(); // 24 hours
+    let thresholds = thresholds(); // 24 hours
     let alerts = "SELECT current_stock, units_per_hour, hours_until_stockout, threshold
                   FROM restock_alerts WHERE alert_type = 'restock_needed' ORDER BY triggered_at";
     let warned = |rows: Vec<tokio_postgres::Row>| -> Vec<(i32, Decimal, Decimal, i32)> {
@@ -701,7 +699,7 @@ async fn a_sales_pace_that_would_empty_the_stock_within_the_horizon_warns_once_p
 async fn two_big_orders_in_a_minute_are_one_suspicious_pattern_however_often_saved() -> Result<()> {
     let stack = TestStack::new().await?;
     let mut client = stack.realtime_client().await?;
-    let thresholds = Thresholds::default(); // orders of 1000 or more
+    let thresholds = thresholds(); // orders of 1000 or more
     let query = "SELECT order_count, cardinality(transaction_ids) FROM suspicious_patterns";
     let patterns = |rows: Vec<tokio_postgres::Row>| -> Vec<(i32, i32)> {
         rows.iter().map(|r| (r.get(0), r.get(1))).collect()
@@ -732,13 +730,21 @@ async fn metric_windows_past_the_retention_are_pruned_and_the_newer_kept() -> Re
     let mut client = stack.realtime_client().await?;
     let history = vec![sale(2, 0), sale(3, 90)]; // at 10:00 and 11:30
     batch_of(&messages_of(&history))
-        .save(&mut client, GROUP, &Thresholds::default())
+        .save(&mut client, GROUP, &thresholds())
         .await?;
     // Windows that started before 11:00 are past the retention.
     let eleven = now() - Duration::hours(1);
     let retention = (Utc::now() - eleven).to_std()?;
     // The 10:00 rows of sales, sales by country, trending products and categories.
     assert_eq!(prune(&client, retention).await?, 4);
+    assert_only_window(&client, eleven + Duration::minutes(30)).await
+}
+
+/// Asserts that every metric table a sale counts in holds one window, `at`.
+async fn assert_only_window(
+    client: &tokio_postgres::Client,
+    at: chrono::DateTime<Utc>,
+) -> Result<()> {
     for table in [
         "sales_per_minute",
         "sales_by_country",
@@ -751,8 +757,33 @@ async fn metric_windows_past_the_retention_are_pruned_and_the_newer_kept() -> Re
             .iter()
             .map(|r| r.get(0))
             .collect();
-        assert_eq!(windows, vec![eleven + Duration::minutes(30)], "{table}");
+        assert_eq!(windows, vec![at], "{table}");
     }
+    Ok(())
+}
+
+#[tokio::test]
+async fn an_event_older_than_the_metrics_retention_is_saved_and_counted_in_no_window() -> Result<()>
+{
+    let stack = TestStack::new().await?;
+    let mut client = stack.realtime_client().await?;
+    // Windows from 11:00 on are kept: the sale at 10:00 is older, the one at 11:30 is not; a
+    // restock of 100 at 9:50.
+    let thresholds = Thresholds {
+        metrics_retention: (Utc::now() - (now() - Duration::hours(1))).to_std()?,
+        ..Thresholds::default()
+    };
+    let history = vec![kettle(100, -10), sale(2, 0), sale(3, 90)];
+    let saved = batch_of(&messages_of(&history))
+        .save(&mut client, GROUP, &thresholds)
+        .await?;
+    assert_eq!(saved.transaction_lines, 2);
+    assert_only_window(&client, now() - Duration::minutes(30)).await?;
+    // Stock counts every sale, whatever its age.
+    let stock = client
+        .query_one("SELECT stock, units_sold FROM product_stock", &[])
+        .await?;
+    assert_eq!((stock.get::<_, i32>(0), stock.get::<_, i64>(1)), (95, 5));
     Ok(())
 }
 
@@ -760,7 +791,7 @@ async fn metric_windows_past_the_retention_are_pruned_and_the_newer_kept() -> Re
 async fn sales_saved_before_their_product_count_under_its_category_once_it_arrives() -> Result<()> {
     let stack = TestStack::new().await?;
     let mut client = stack.realtime_client().await?;
-    let thresholds = Thresholds::default();
+    let thresholds = thresholds();
     // Kettles sold before the kettle's catalogue record reached the stream (another partition,
     // another topic: nothing orders them).
     let sales = [sale(2, 1), sale(3, 62)];

@@ -45,6 +45,15 @@ pub fn ten() -> DateTime<Utc> {
         .expect("valid date")
 }
 
+/// The stream's default thresholds, the metrics counting every event of the test day (in the
+/// past).
+pub fn thresholds() -> Thresholds {
+    Thresholds {
+        metrics_retention: std::time::Duration::from_secs(10 * 365 * 86_400),
+        ..Thresholds::default()
+    }
+}
+
 /// Saves `records` into the realtime database the way the stream does.
 pub async fn save(client: &mut Client, records: &[Event]) -> Result<()> {
     let saved = save_counting(client, records).await?;
@@ -69,9 +78,7 @@ pub async fn save_counting(client: &mut Client, records: &[Event]) -> Result<Sav
         };
         batch.add(message, parsed);
     }
-    Ok(batch
-        .save(client, "etl-test", &Thresholds::default())
-        .await?)
+    Ok(batch.save(client, "etl-test", &thresholds()).await?)
 }
 
 /// The kettle's catalogue record as of `minutes` after 10:00.

@@ -2,7 +2,8 @@
 //! windows and added to the metric tables in the same transaction as the rows. Only inserted
 //! events count, so a replay or a second instance never counts anything twice; every metric is
 //! a sum, so adding a batch's tally is the whole update (averages and scores are derived from
-//! the sums in the same statement).
+//! the sums in the same statement). Events from before the metrics' retention count nowhere:
+//! housekeeping deletes those windows, so a backfill of older days skips them.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -48,9 +49,11 @@ struct CartCounts {
     checkouts: i64,
 }
 
-/// A batch's inserted events, summed per window.
+/// A batch's inserted events since a time, summed per window.
 #[derive(Debug, Default)]
 pub struct Tally {
+    /// The first window counted.
+    since: DateTime<Utc>,
     sales: BTreeMap<DateTime<Utc>, Sales>,
     by_country: BTreeMap<(DateTime<Utc>, &'static str), Sales>,
     products: BTreeMap<(DateTime<Utc>, String), Activity>,
@@ -60,9 +63,25 @@ pub struct Tally {
 }
 
 impl Tally {
+    /// An empty tally that will count the events of `since`'s window and later.
+    pub fn since(since: DateTime<Utc>) -> Tally {
+        Tally {
+            since: minute(since),
+            ..Tally::default()
+        }
+    }
+
+    /// Whether an event at `at` falls in a counted window.
+    fn counts(&self, at: DateTime<Utc>) -> bool {
+        minute(at) >= self.since
+    }
+
     /// Tallies transactions the batch inserted.
     pub fn transactions(&mut self, transactions: &[&Transaction]) {
         for t in transactions {
+            if !self.counts(t.timestamp) {
+                continue;
+            }
             let window = minute(t.timestamp);
             let items: i64 = t.products.iter().map(|l| i64::from(l.quantity)).sum();
             for sales in [
@@ -95,7 +114,8 @@ impl Tally {
         inserted: impl Fn(&Uuid) -> bool,
     ) {
         for v in views {
-            if let (ViewAction::View(p), true) = (&v.action, inserted(&v.event_id)) {
+            let counted = self.counts(v.timestamp) && inserted(&v.event_id);
+            if let (ViewAction::View(p), true) = (&v.action, counted) {
                 let product =
                     self.product(v.timestamp, &p.product_id, &p.product_name, &p.category);
                 product.views += 1;
@@ -110,7 +130,7 @@ impl Tally {
         inserted: impl Fn(&Uuid) -> bool,
     ) {
         for e in carts {
-            if !inserted(&e.event_id) {
+            if !self.counts(e.timestamp) || !inserted(&e.event_id) {
                 continue;
             }
             let window = minute(e.timestamp);
