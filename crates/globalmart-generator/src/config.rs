@@ -96,6 +96,13 @@ pub struct Config {
     #[arg(long, env = "GENERATOR_DELIVERY_TIMEOUT", default_value = "5m", value_parser = parse_duration)]
     pub delivery_timeout: Duration,
 
+    /// How many records may wait in the producer's queue for the broker (what an outage holds
+    /// in memory); when it is full, generation waits for room and counts it in
+    /// globalmart_generator_queue_full_total.
+    #[arg(long, env = "GENERATOR_QUEUE_RECORDS", default_value = "500000",
+          value_parser = clap::value_parser!(u32).range(1..=10_000_000))]
+    pub queue_records: u32,
+
     /// How often to print the statistics line: 5s, 1m ...
     #[arg(long, env = "GENERATOR_STATS_INTERVAL", default_value = "5s", value_parser = parse_duration)]
     pub stats_interval: Duration,

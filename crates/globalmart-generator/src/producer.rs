@@ -146,15 +146,22 @@ impl Output {
         if config.dry_run {
             Ok(Output::dry_run(&config.kafka.topic_prefix))
         } else {
-            Output::kafka(&config.kafka, config.delivery_timeout, refusals)
+            Output::kafka(
+                &config.kafka,
+                config.delivery_timeout,
+                config.queue_records,
+                refusals,
+            )
         }
     }
 
     /// A producer for `kafka` (connections open lazily; nothing is sent yet). A record is
-    /// retried for `delivery_timeout` before it counts as failed.
+    /// retried for `delivery_timeout` before it counts as failed; at most `queue_records` wait
+    /// for the broker, then sending waits for room.
     pub fn kafka(
         kafka: &KafkaArgs,
         delivery_timeout: Duration,
+        queue_records: u32,
         refusals: Refusals,
     ) -> Result<Output> {
         let deliveries = Deliveries {
@@ -172,7 +179,7 @@ impl Output {
                 .set("compression.type", "lz4")
                 .set("linger.ms", "5")
                 .set("batch.num.messages", "10000")
-                .set("queue.buffering.max.messages", "500000")
+                .set("queue.buffering.max.messages", queue_records.to_string())
                 .set(
                     "message.timeout.ms",
                     delivery_timeout.as_millis().to_string(),

@@ -290,14 +290,21 @@ async fn undeliverable_records_are_counted_and_fail_the_run() -> Result<()> {
 #[tokio::test(flavor = "multi_thread")]
 async fn an_unreachable_broker_moves_the_queue_full_and_delivery_error_counters() -> Result<()> {
     // Nothing listens on `port`: the producer queue fills (nothing leaves it), then its records
-    // time out.
+    // time out. A small queue fills at once however slowly this machine generates.
     let (port, metrics_port) = (free_port()?, free_port()?);
     let child = Command::new(BIN)
         .env_clear()
         .env("METRICS_ADDR", format!("127.0.0.1:{metrics_port}"))
         .env("KAFKA_BOOTSTRAP_SERVERS", format!("localhost:{port}"))
         .args(["--users", "5", "--products", "5", "--rate", "max"])
-        .args(["--duration", "2m", "--delivery-timeout", "3s"])
+        .args([
+            "--duration",
+            "2m",
+            "--delivery-timeout",
+            "3s",
+            "--queue-records",
+            "1000",
+        ])
         .stderr(Stdio::piped())
         .stdout(Stdio::null())
         .spawn()?;
