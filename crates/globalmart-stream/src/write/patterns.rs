@@ -2,9 +2,9 @@
 //! batch touched, in the same transaction: `suspicious_patterns` (two or more orders of at least
 //! the suspicious amount by one user within one 1-minute window) and `high_demand_alerts` (at
 //! least the high-demand units of one product within one 10-minute window, from the per-minute
-//! sales of `trending_products`; `order_count` counts its order lines). A recount, not an increment: replays and other instances
-//! converge on the same rows. A new high-demand window
-//! also becomes an alert.
+//! sales of `trending_products`, hence only for events within the metrics' retention;
+//! `order_count` counts its order lines). A recount, not an increment: replays and other
+//! instances converge on the same rows. A new high-demand window also becomes an alert.
 
 use std::collections::BTreeSet;
 
