@@ -145,9 +145,9 @@ pub struct Thresholds {
     pub high_demand_units: i64,
     /// Stock that the last hour's sales would empty within this many hours needs a restock.
     pub restock_horizon_hours: i32,
-    /// Events older than this (wall clock) count in no metric window, nor in high demand
-    /// (counted from those windows): housekeeping deletes those windows
-    /// (STREAM_METRICS_RETENTION), so a backfill would write them for nothing.
+    /// Events older than this (wall clock) count in no metric window, nor in high demand or
+    /// the sales pace of restock_needed (counted from those windows): housekeeping deletes
+    /// those windows (STREAM_METRICS_RETENTION), so a backfill would write them for nothing.
     pub metrics_retention: Duration,
 }
 

@@ -8,7 +8,7 @@
 
 use std::collections::BTreeSet;
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, TimeDelta, Utc};
 use globalmart_core::event::Transaction;
 use rust_decimal::Decimal;
 use tokio_postgres::{Error, Transaction as DbTransaction};
@@ -38,12 +38,16 @@ async fn suspicious(
         .filter(|t| t.total_amount >= amount)
         .map(|t| (t.user_id.as_str(), window(t.timestamp, 1)))
         .collect();
-    if touched.is_empty() {
-        return Ok(());
-    }
     let users: Vec<&str> = touched.iter().map(|(u, _)| *u).collect();
     let windows: Vec<DateTime<Utc>> = touched.iter().map(|(_, w)| *w).collect();
-    tx.execute(SUSPICIOUS, &[&users, &windows, &amount]).await?;
+    // The span of all the windows (none: nothing to recount), so the planner reads only the
+    // day partitions it covers.
+    let (Some(first), Some(last)) = (windows.iter().min(), windows.iter().max()) else {
+        return Ok(());
+    };
+    let end = *last + TimeDelta::minutes(1);
+    tx.execute(SUSPICIOUS, &[&users, &windows, &amount, first, &end])
+        .await?;
     Ok(())
 }
 
@@ -71,14 +75,16 @@ async fn high_demand(
     Ok(alerts::of(&rows))
 }
 
-/// Recounts the rapid high-value orders of the (user, minute) pairs touched.
+/// Recounts the rapid high-value orders of the (user, minute) pairs touched, all of them
+/// between $4 and $5: without those bounds the plan reads every day partition of
+/// `transactions` (280 ms for 300 pairs over 31 days, against 4 ms with them).
 const SUSPICIOUS: &str = "WITH touched AS (
              SELECT * FROM unnest($1::text[], $2::timestamptz[]) AS x(u, w)
          ), orders AS (
              SELECT t.transaction_id, x.u, x.w, min(t.total_amount) AS total
              FROM touched x JOIN transactions t ON t.user_id = x.u
                  AND t.\"timestamp\" >= x.w AND t.\"timestamp\" < x.w + interval '1 minute'
-             WHERE t.total_amount >= $3
+             WHERE t.total_amount >= $3 AND t.\"timestamp\" >= $4 AND t.\"timestamp\" < $5
              GROUP BY t.transaction_id, x.u, x.w
          )
          INSERT INTO suspicious_patterns AS s (user_id, pattern_type, window_start, window_end,
