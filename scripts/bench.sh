@@ -453,10 +453,11 @@ mark() { awk -v t="$2" '$1 == t { print $2 }' "$1"; }
 # batch_floor MARKS: seconds for the floor of one ETL run: COPY out (psql \copy) of the source
 # rows past the realtime marks, plus COPY in of the fact rows the run added (past the warehouse
 # marks) into the floor warehouse, in one transaction. The dimension rows those facts point at
-# are copied over first, outside the timing (the floor's dimensions are plain copies: the rows
-# a run expired stay current there, so they have no one-current-row index).
+# and the facts' day partitions are made first, outside the timing (the floor's dimensions are
+# plain copies: the rows a run expired stay current there, so they have no one-current-row
+# index).
 batch_floor() {
-    local marks=$1 pair table key start end out in
+    local marks=$1 pair table key start end out in days
     start=$(now)
     for table in "${BATCH_SOURCES[@]}"; do
         gm_psql "$PG_REALTIME_PORT" "$BATCH_RT" -c "\\copy (SELECT * FROM $table WHERE ingest_seq > $(mark "$marks" "$table")) TO '$WORK/source.copy'"
@@ -468,6 +469,11 @@ batch_floor() {
         gm_psql "$PG_WAREHOUSE_PORT" "$BATCH_WH" -c "\\copy (SELECT * FROM $table WHERE $key > $(mark "$marks" "$table")) TO '$WORK/$table.copy'"
         gm_psql "$PG_WAREHOUSE_PORT" "$BATCH_FLOOR" -c "\\copy $table FROM '$WORK/$table.copy'"
     done
+    # The facts' day partitions too (sql/warehouse/V8__facts_by_day.sql), those the run has.
+    days=$(gm_psql "$PG_WAREHOUSE_PORT" "$BATCH_WH" -At -c "SELECT string_agg(right(c.relname, 8), ',')
+        FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid WHERE i.inhparent = 'fact_sales'::regclass")
+    gm_psql "$PG_WAREHOUSE_PORT" "$BATCH_FLOOR" -c "SELECT fact_partitions_ensure(ARRAY(
+        SELECT to_date(d, 'YYYYMMDD') FROM unnest(string_to_array('$days', ',')) d))" >/dev/null
     echo "BEGIN;" >"$WORK/facts.sql"
     for pair in "${BATCH_FACTS[@]}"; do
         table=${pair%%:*} key=${pair#*:}

@@ -283,6 +283,58 @@ async fn growth_compares_each_period_with_the_one_before_across_the_year_boundar
     Ok(())
 }
 
+/// A late sale is looked up in its own periods only: a customer who bought on 2026-01-01 and
+/// then, loaded later, on 2025-12-30 (the same ISO week, another month and quarter) is new to
+/// December and to the fourth quarter, not to the week.
+#[tokio::test]
+async fn a_late_sale_makes_its_customer_new_to_its_month_and_quarter_not_to_its_week() -> Result<()>
+{
+    let stack = TestStack::new().await?;
+    let warehouse = stack.warehouse_client().await?;
+    let buyer = user(1);
+    facts(
+        &stack,
+        &[
+            kettle(10, 4, 0),
+            shopper(&buyer, Country::Germany, 0),
+            purchase(&buyer, "PROD_00000001", 100, noon(date(2026, 1, 1))),
+        ],
+    )
+    .await?;
+    facts(
+        &stack,
+        &[purchase(
+            &buyer,
+            "PROD_00000001",
+            150,
+            noon(date(2025, 12, 30)),
+        )],
+    )
+    .await?;
+    analyse(&stack, date(2026, 1, 1)).await?;
+    let customers = rows(
+        &warehouse,
+        "SELECT period_value, unique_customers FROM sales_trends
+         WHERE category = 'All' ORDER BY period_type, period_start",
+        |r| (r.get::<_, String>(0), r.get::<_, i64>(1)),
+    )
+    .await?;
+    let row = |v: &str, n: i64| (v.to_owned(), n);
+    assert_eq!(
+        customers,
+        vec![
+            row("2025-12-30", 1),
+            row("2026-01-01", 1),
+            row("2025-12", 1),
+            row("2026-01", 1),
+            row("2025-Q4", 1),
+            row("2026-Q1", 1),
+            row("2026-W01", 1),
+        ]
+    );
+    Ok(())
+}
+
 #[tokio::test]
 async fn a_rerun_on_the_same_day_replaces_it_and_the_next_day_keeps_history() -> Result<()> {
     let stack = TestStack::new().await?;

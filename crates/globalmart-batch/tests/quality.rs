@@ -55,13 +55,15 @@ async fn a_duplicate_fact_fails_check_and_validate() -> Result<()> {
     let warehouse = stack.warehouse_client().await?;
     warehouse
         .batch_execute(
-            "ALTER TABLE fact_sales DROP CONSTRAINT fact_sales_event_id_key;
-             INSERT INTO fact_sales (event_id, transaction_id, customer_id, product_id_pk,
+            // The key is (event_id, time): the same event a second later is a second row.
+            "INSERT INTO fact_sales (event_id, transaction_id, customer_id, product_id_pk,
                  geography_id, date_id, quantity, unit_price, total_amount, payment_method,
                  transaction_timestamp)
              SELECT event_id, transaction_id, customer_id, product_id_pk, geography_id, date_id,
-                 quantity, unit_price, total_amount, payment_method, transaction_timestamp
-             FROM fact_sales LIMIT 1",
+                 quantity, unit_price, total_amount, payment_method,
+                 transaction_timestamp + interval '1 second'
+             FROM fact_sales
+             WHERE extract(hour FROM transaction_timestamp AT TIME ZONE 'UTC') < 23 LIMIT 1",
         )
         .await?;
     let out = batch(&stack, ["check"]).run()?;

@@ -3,6 +3,7 @@
 //! and applying the migrations again, by the binaries' runner or by hand with `psql -f`,
 //! changes nothing.
 
+use std::ops::RangeInclusive;
 use std::process::Command;
 
 use anyhow::{ensure, Context, Result};
@@ -98,14 +99,22 @@ async fn tables(settings: &PgSettings) -> Result<Vec<String>> {
     Ok(rows.iter().map(|r| r.get(0)).collect())
 }
 
-/// Runs every migration file of `sql/<dir>` with psql, as a person would by hand.
-fn psql_apply(settings: &PgSettings, dir: &str) -> Result<()> {
+/// The version of migration file `path` (`V<n>__<name>.sql`).
+fn version(path: &std::path::Path) -> Option<u32> {
+    let name = path.file_name()?.to_str()?;
+    name.strip_prefix('V')?.split_once("__")?.0.parse().ok()
+}
+
+/// Runs the migration files of `sql/<dir>` whose versions are in `versions` with psql, in
+/// order, as a person would by hand.
+fn psql_apply(settings: &PgSettings, dir: &str, versions: RangeInclusive<u32>) -> Result<()> {
     let folder = concat!(env!("CARGO_MANIFEST_DIR"), "/../../sql/");
     let mut files: Vec<_> = std::fs::read_dir(format!("{folder}{dir}"))?
         .filter_map(|entry| entry.ok().map(|e| e.path()))
         .filter(|path| path.extension().is_some_and(|ext| ext == "sql"))
+        .filter(|path| version(path).is_some_and(|v| versions.contains(&v)))
         .collect();
-    files.sort();
+    files.sort_by_key(|path| version(path));
     for file in files {
         let output = Command::new("psql")
             .args(["-X", "-q", "-v", "ON_ERROR_STOP=1", "-h", &settings.host])
@@ -168,7 +177,7 @@ async fn applying_migrations_again_changes_nothing() -> Result<()> {
             "{dir}: runner changed the schema"
         );
 
-        psql_apply(settings, dir)?;
+        psql_apply(settings, dir, 0..=u32::MAX)?;
         assert_eq!(
             snapshot(settings, db).await?,
             before,
@@ -180,6 +189,94 @@ async fn applying_migrations_again_changes_nothing() -> Result<()> {
             "{dir}: runner after psql applied {applied:?}"
         );
     }
+    Ok(())
+}
+
+/// V8 turns a warehouse's facts into day partitions (sql/warehouse/V8__facts_by_day.sql): the
+/// rows and their ids stay, new ids follow them, and a fact loaded again meets its row.
+#[tokio::test]
+async fn v8_moves_the_facts_into_day_partitions_keeping_rows_and_ids() -> Result<()> {
+    let stack = TestStack::new().await?;
+    let client = connect(&stack.warehouse).await?;
+    // This test's database as it was before V8.
+    client
+        .batch_execute("DROP SCHEMA public CASCADE; CREATE SCHEMA public;")
+        .await?;
+    psql_apply(&stack.warehouse, "warehouse", 1..=7)?;
+    client
+        .batch_execute(
+            "INSERT INTO fact_sales (event_id, transaction_id, customer_id, product_id_pk,
+                 geography_id, date_id, quantity, unit_price, total_amount, payment_method,
+                 transaction_timestamp)
+             SELECT md5(i::text)::uuid, md5('t' || i)::uuid, i, i, 1, 20251207, 1, 10, 10,
+                 'card', timestamptz '2025-12-07 23:00:00+00' + i * interval '30 minutes'
+             FROM generate_series(1, 4) i;
+             INSERT INTO fact_product_views (event_id, event_type, customer_id, geography_id,
+                 date_id, session_id, event_timestamp)
+             VALUES (md5('v')::uuid, 'search', 1, 1, 20251207, 's',
+                 '2025-12-07 10:00:00+00');
+             INSERT INTO fact_cart_events (event_id, event_type, customer_id, geography_id,
+                 date_id, session_id, event_timestamp)
+             VALUES (md5('c')::uuid, 'checkout', 1, 1, 20251209, 's',
+                 '2025-12-09 10:00:00+00');",
+        )
+        .await?;
+    let sales = "SELECT sale_id || ' ' || event_id || ' ' || transaction_timestamp FROM fact_sales
+                 ORDER BY sale_id";
+    let rows = |r: Vec<tokio_postgres::Row>| r.iter().map(|r| r.get(0)).collect::<Vec<String>>();
+    let before = rows(client.query(sales, &[]).await?);
+    assert_eq!(before.len(), 4);
+
+    psql_apply(&stack.warehouse, "warehouse", 8..=8)?;
+
+    assert_eq!(rows(client.query(sales, &[]).await?), before);
+    let partitions = rows(
+        client
+            .query(
+                "SELECT c.relname::text FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
+                 WHERE c.relkind = 'r' ORDER BY 1",
+                &[],
+            )
+            .await?,
+    );
+    assert_eq!(
+        partitions,
+        ["fact_cart_events", "fact_product_views", "fact_sales"]
+            .iter()
+            .flat_map(|t| ["20251207", "20251208", "20251209"].map(|d| format!("{t}_{d}")))
+            .collect::<Vec<_>>(),
+        "each table has the days of every table's rows"
+    );
+    let again = client
+        .execute(
+            "INSERT INTO fact_sales (event_id, transaction_id, customer_id, product_id_pk,
+                 geography_id, date_id, quantity, unit_price, total_amount, payment_method,
+                 transaction_timestamp)
+             SELECT event_id, transaction_id, customer_id, product_id_pk, geography_id, date_id,
+                 quantity, unit_price, total_amount, payment_method, transaction_timestamp
+             FROM fact_sales
+             ON CONFLICT (event_id, transaction_timestamp) DO NOTHING",
+            &[],
+        )
+        .await?;
+    assert_eq!(again, 0, "a fact loaded again was inserted");
+    let next: i64 = client
+        .query_one(
+            "INSERT INTO fact_sales (event_id, transaction_id, customer_id, product_id_pk,
+                 geography_id, date_id, quantity, unit_price, total_amount, payment_method,
+                 transaction_timestamp)
+             VALUES (gen_random_uuid(), gen_random_uuid(), 1, 1, 1, 20251208, 1, 10, 10, 'card',
+                 '2025-12-08 12:00:00+00')
+             RETURNING sale_id",
+            &[],
+        )
+        .await?
+        .get(0);
+    // The conflicting inserts above drew ids too: ids have gaps, never repeats.
+    assert!(
+        next > 4,
+        "new id {next} does not follow the moved ones (1 to 4)"
+    );
     Ok(())
 }
 

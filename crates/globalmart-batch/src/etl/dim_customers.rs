@@ -1,7 +1,7 @@
 //! `dim_customers` from `user_history`, SCD2: a new email, age band or country makes a new
 //! version; the age and registration date are overwritten on the current one. The purchase
 //! totals (orders, spend) are the customer's, on whichever version is current: recounted here
-//! for new versions and by `fact_sales` for new sales, never making a version.
+//! for new versions, added to by each chunk of new sales (`totals.rs`), never making a version.
 
 use std::collections::BTreeSet;
 
@@ -75,7 +75,7 @@ impl Dimension for DimCustomers {
 
 /// Recounts the purchase totals of the users in the `user_id` column of `extracted` (rows
 /// read from the realtime database, whose text columns are plain strings).
-pub async fn refresh_totals(tx: &Transaction<'_>, extracted: &RecordBatch) -> Result<(), EtlError> {
+async fn refresh_totals(tx: &Transaction<'_>, extracted: &RecordBatch) -> Result<(), EtlError> {
     let users: BTreeSet<&str> = extracted
         .column_by_name("user_id")
         .and_then(|c| c.as_string_opt::<i32>())

@@ -1,15 +1,10 @@
 //! `fact_sales` from `transactions`: one row per transaction line (`event_id` = its
-//! line_item_id), keyed to the customer and product versions valid at the sale. New sales
-//! recount their customers' purchase totals.
+//! line_item_id), keyed to the customer and product versions valid at the sale. New sales add
+//! to their customers' purchase totals (`totals.rs`).
 
-use datafusion::arrow::array::RecordBatch;
-use tokio_postgres::Transaction;
-
-use super::dim_customers::refresh_totals;
 use super::extract::{column, Kind, Source};
 use super::facts::{at_event_time, date_id, Fact};
 use super::totals;
-use crate::error::EtlError;
 
 /// The `fact_sales` fact.
 #[derive(Debug)]
@@ -50,9 +45,4 @@ impl Fact for FactSales {
     const PRODUCT_SEEN: &'static str =
         "CAST(NULL AS VARCHAR) AS product_name, CAST(NULL AS VARCHAR) AS category, price";
     const TOTALS: &'static str = totals::SALES;
-
-    /// New sales change their customers' purchase totals.
-    async fn loaded(tx: &Transaction<'_>, extracted: &RecordBatch) -> Result<(), EtlError> {
-        refresh_totals(tx, extracted).await
-    }
 }

@@ -1,7 +1,7 @@
 //! What every fact table shares: each event gets the keys of the dimension versions valid at its
 //! time (a user or product with no record yet gets an inferred member first), then is merged on
-//! its natural key (`event_id`), so an event loaded before is skipped and counted. A fact table
-//! declares its [`Fact`]; [`FactTable`] is its [`Table`].
+//! its natural key (`event_id` and its time), so an event loaded before is skipped and counted.
+//! A fact table declares its [`Fact`]; [`FactTable`] is its [`Table`].
 
 use std::marker::PhantomData;
 
@@ -32,14 +32,9 @@ pub trait Fact {
     /// What its events tell of their product, as `product_name, category, price` over
     /// `source` (NULL where they carry none): it fills the product's inferred member.
     const PRODUCT_SEEN: &'static str;
-    /// The statements that add the chunk's new facts to the analytics' running totals (one of
-    /// `totals.rs`'s).
+    /// The statements that add the chunk's new facts to the analytics' running totals and
+    /// the customers' purchase totals (one of `totals.rs`'s).
     const TOTALS: &'static str;
-
-    /// What else new facts change, in the same transaction (nothing by default).
-    async fn loaded(_tx: &Transaction<'_>, _extracted: &RecordBatch) -> Result<(), EtlError> {
-        Ok(())
-    }
 }
 
 /// The [`Table`] of fact `F`: the same extract, transform and load for every fact.
@@ -60,12 +55,11 @@ impl<F: Fact> Table for FactTable<F> {
 
     async fn load(
         tx: &Transaction<'_>,
-        extracted: &RecordBatch,
+        _extracted: &RecordBatch,
         transformed: &RecordBatch,
     ) -> Result<Loaded, EtlError> {
         let loaded = merge(tx, F::NAME, F::TIME, transformed).await?;
         totals::add(tx, F::TOTALS).await?;
-        F::loaded(tx, extracted).await?;
         Ok(loaded)
     }
 }
@@ -239,7 +233,9 @@ async fn with_keys(
 }
 
 /// Inserts `rows` (columns named as `table`'s, `event_id` among them) into fact table `table`
-/// in the order of column `time`, skipping events loaded before; the calendar gains their days.
+/// in the order of column `time`, its partition key, skipping events loaded before (an event
+/// keeps its time, so the natural key (`event_id`, `time`) meets its row); the calendar and
+/// the table's day partitions gain their days.
 async fn merge(
     tx: &Transaction<'_>,
     table: &'static str,
@@ -248,6 +244,12 @@ async fn merge(
 ) -> Result<Loaded, EtlError> {
     stage(tx, "staged", rows).await?;
     tx.batch_execute(CALENDAR).await?;
+    // The day partitions of the events (sql/warehouse/V8__facts_by_day.sql).
+    tx.batch_execute(&format!(
+        "SELECT fact_partitions_ensure(ARRAY(
+             SELECT DISTINCT ({time} AT TIME ZONE 'UTC')::date FROM staged))"
+    ))
+    .await?;
     // What this chunk inserted, for the running totals.
     tx.batch_execute("CREATE TEMP TABLE inserted (event_id uuid PRIMARY KEY) ON COMMIT DROP")
         .await?;
@@ -258,7 +260,7 @@ async fn merge(
             &format!(
                 "WITH merged AS (
                      INSERT INTO {table} ({columns}) SELECT {columns} FROM staged ORDER BY {time}
-                     ON CONFLICT (event_id) DO NOTHING RETURNING event_id)
+                     ON CONFLICT (event_id, {time}) DO NOTHING RETURNING event_id)
                  INSERT INTO inserted SELECT event_id FROM merged"
             ),
             &[],

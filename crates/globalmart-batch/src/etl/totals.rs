@@ -20,20 +20,27 @@ use crate::error::EtlError;
 const LOCK: &str = "SELECT pg_advisory_xact_lock(hashtext('globalmart.agg_totals'));";
 
 /// After `fact_sales`: per product orders, units, revenue and newly converted viewers; per
-/// period and category orders, revenue, units and new customers.
+/// period and category orders, revenue, units and new customers; per customer orders and
+/// spend.
 pub const SALES: &str = "
     CREATE TEMP TABLE new_lines ON COMMIT DROP AS
     SELECT f.event_id, f.transaction_id, c.user_id, p.product_id,
         coalesce(p.category, '') AS category, f.quantity, f.total_amount,
-        (f.transaction_timestamp AT TIME ZONE 'UTC')::date AS day
+        f.transaction_timestamp AS at, (f.transaction_timestamp AT TIME ZONE 'UTC')::date AS day
     FROM inserted i JOIN fact_sales f USING (event_id)
         JOIN dim_customers c USING (customer_id) JOIN dim_products p USING (product_id_pk);
 
     -- Lines of the same orders that earlier chunks loaded: those orders are counted already.
+    -- An order's lines share its time (one transactions message), so they are looked up in
+    -- the day partitions of the new lines only.
     CREATE TEMP TABLE earlier_lines ON COMMIT DROP AS
     SELECT f.transaction_id, p.product_id, coalesce(p.category, '') AS category
     FROM fact_sales f JOIN dim_products p USING (product_id_pk)
     WHERE f.transaction_id IN (SELECT transaction_id FROM new_lines)
+        AND f.transaction_timestamp
+            >= (SELECT min(day) FROM new_lines)::timestamp AT TIME ZONE 'UTC'
+        AND f.transaction_timestamp
+            < (SELECT max(day) + 1 FROM new_lines)::timestamp AT TIME ZONE 'UTC'
         AND NOT EXISTS (SELECT 1 FROM inserted i WHERE i.event_id = f.event_id);
 
     INSERT INTO agg_product_totals AS t (product_id, orders, units, revenue)
@@ -46,43 +53,63 @@ pub const SALES: &str = "
     ON CONFLICT (product_id) DO UPDATE SET orders = t.orders + excluded.orders,
         units = t.units + excluded.units, revenue = t.revenue + excluded.revenue;
 
-    -- A viewer who buys the product for the first time converts.
-    WITH pairs AS (SELECT DISTINCT user_id, product_id FROM new_lines),
-    converted AS (
-        SELECT p.product_id, count(*) AS buyers
-        FROM pairs p JOIN agg_customer_products m USING (user_id, product_id)
-        WHERE m.viewed AND NOT m.bought GROUP BY p.product_id
-    ), marked AS (
+    -- A viewer who buys the product for the first time converts: marking the pairs bought
+    -- returns those newly bought, with whether they were viewed, in one pass over the index.
+    WITH marked AS (
         INSERT INTO agg_customer_products AS m (user_id, product_id, bought)
-        SELECT user_id, product_id, TRUE FROM pairs ORDER BY 1, 2
+        SELECT DISTINCT user_id, product_id, TRUE FROM new_lines ORDER BY 1, 2
         ON CONFLICT (user_id, product_id) DO UPDATE SET bought = TRUE WHERE NOT m.bought
+        RETURNING m.product_id, m.viewed
+    ), converted AS (
+        SELECT product_id, count(*) AS buyers FROM marked WHERE viewed GROUP BY product_id
     )
     UPDATE agg_product_totals t SET buyers = t.buyers + c.buyers
     FROM converted c WHERE t.product_id = c.product_id;
 
-    WITH lines AS (
-        SELECT n.user_id, n.transaction_id, n.quantity, n.total_amount, n.day, c.category,
-            k.kind, agg_period_start(k.kind, n.day) AS period_start,
-            NOT EXISTS (SELECT 1 FROM earlier_lines e WHERE e.transaction_id = n.transaction_id
-                AND (c.category = 'All' OR e.category = n.category)) AS new_order
-        FROM new_lines n
-        CROSS JOIN LATERAL (VALUES (n.category), ('All')) c(category)
-        CROSS JOIN (VALUES ('daily'), ('weekly'), ('monthly'), ('quarterly')) k(kind)
-    ), sums AS (
-        SELECT kind, period_start, category,
-            count(DISTINCT transaction_id) FILTER (WHERE new_order) AS orders,
-            sum(total_amount) AS revenue, sum(quantity) AS units
-        FROM lines GROUP BY 1, 2, 3
-    ), members AS (
-        SELECT DISTINCT user_id, category, kind, period_start FROM lines
+    -- Each order's lines per day and category, and under 'All': its sums, and whether lines
+    -- loaded by earlier chunks counted it already.
+    CREATE TEMP TABLE new_orders ON COMMIT DROP AS
+    SELECT n.user_id, n.transaction_id, n.day, c.category, min(n.at) AS at,
+        sum(n.quantity) AS units, sum(n.total_amount) AS revenue,
+        NOT EXISTS (SELECT 1 FROM earlier_lines e WHERE e.transaction_id = n.transaction_id
+            AND (c.category = 'All' OR e.category = c.category)) AS new_order
+    FROM new_lines n CROSS JOIN LATERAL (VALUES (n.category), ('All')) c(category)
+    GROUP BY n.user_id, n.transaction_id, n.day, c.category;
+
+    -- Each buyer's new days per category, with whether they bought in that category earlier in
+    -- the day's week, month or quarter: one read of their days over the span of all four.
+    CREATE TEMP TABLE buyer_days ON COMMIT DROP AS
+    SELECT m.user_id, m.category, m.day, h.*
+    FROM (SELECT DISTINCT user_id, category, day FROM new_orders) m
+    CROSS JOIN LATERAL (
+        SELECT agg_period_start('weekly', m.day) AS week,
+            agg_period_start('monthly', m.day) AS month,
+            agg_period_start('quarterly', m.day) AS quarter) p
+    CROSS JOIN LATERAL (
+        SELECT count(*) FILTER (WHERE a.day = m.day) > 0 AS in_daily,
+            count(*) FILTER (WHERE a.day >= p.week AND a.day < p.week + 7) > 0 AS in_weekly,
+            count(*) FILTER (WHERE a.day >= p.month
+                AND a.day < agg_period_end('monthly', p.month)) > 0 AS in_monthly,
+            count(*) FILTER (WHERE a.day >= p.quarter
+                AND a.day < agg_period_end('quarterly', p.quarter)) > 0 AS in_quarterly
+        FROM agg_customer_category_days a
+        WHERE a.user_id = m.user_id AND a.category = m.category
+            AND a.day >= least(p.week, p.quarter)
+            AND a.day < greatest(p.week + 7, agg_period_end('quarterly', p.quarter))) h;
+
+    WITH kinds (kind) AS (VALUES ('daily'), ('weekly'), ('monthly'), ('quarterly')),
+    sums AS (
+        SELECT k.kind, agg_period_start(k.kind, o.day) AS period_start, o.category,
+            count(DISTINCT o.transaction_id) FILTER (WHERE o.new_order) AS orders,
+            sum(o.revenue) AS revenue, sum(o.units) AS units
+        FROM new_orders o CROSS JOIN kinds k GROUP BY 1, 2, 3
     ), newcomers AS (
         -- Customers with no earlier day in the period, in that category.
-        SELECT m.kind, m.period_start, m.category, count(*) AS customers
-        FROM members m
-        WHERE NOT EXISTS (
-            SELECT 1 FROM agg_customer_category_days a
-            WHERE a.user_id = m.user_id AND a.category = m.category
-                AND a.day >= m.period_start AND a.day < agg_period_end(m.kind, m.period_start))
+        SELECT k.kind, agg_period_start(k.kind, b.day) AS period_start, b.category,
+            count(DISTINCT b.user_id) AS customers
+        FROM buyer_days b CROSS JOIN kinds k
+        WHERE NOT CASE k.kind WHEN 'daily' THEN b.in_daily WHEN 'weekly' THEN b.in_weekly
+            WHEN 'monthly' THEN b.in_monthly ELSE b.in_quarterly END
         GROUP BY 1, 2, 3
     )
     INSERT INTO agg_sales_periods AS t (period_type, period_start, category, orders, revenue,
@@ -96,10 +123,21 @@ pub const SALES: &str = "
         units = t.units + excluded.units, customers = t.customers + excluded.customers;
 
     INSERT INTO agg_customer_category_days (user_id, category, day)
-    SELECT DISTINCT n.user_id, c.category, n.day
-    FROM new_lines n CROSS JOIN LATERAL (VALUES (n.category), ('All')) c(category)
-    ORDER BY 1, 2, 3
-    ON CONFLICT DO NOTHING;";
+    SELECT user_id, category, day FROM buyer_days ORDER BY 1, 2, 3
+    ON CONFLICT DO NOTHING;
+
+    -- The customers' purchase totals, on their current version (a new version recounts them
+    -- from the facts: `dim_customers.rs`).
+    UPDATE dim_customers d SET total_transactions = d.total_transactions + a.orders,
+        total_spent = d.total_spent + a.spent,
+        avg_order_value = coalesce(round((d.total_spent + a.spent)
+            / nullif(d.total_transactions + a.orders, 0), 2), 0),
+        first_transaction_date = least(d.first_transaction_date, a.first),
+        last_transaction_date = greatest(d.last_transaction_date, a.last), updated_at = now()
+    FROM (SELECT user_id, count(DISTINCT transaction_id) FILTER (WHERE new_order)::int AS orders,
+              sum(revenue) AS spent, min(at) AS first, max(at) AS last
+          FROM new_orders WHERE category = 'All' GROUP BY user_id) a
+    WHERE d.user_id = a.user_id AND d.is_current;";
 
 /// After `fact_product_views`: per product views, and viewers new to it (converted at once
 /// when they had bought it before).
@@ -114,15 +152,16 @@ pub const VIEWS: &str = "
     SELECT product_id, count(*) FROM new_views GROUP BY product_id ORDER BY product_id
     ON CONFLICT (product_id) DO UPDATE SET views = t.views + excluded.views;
 
-    WITH pairs AS (SELECT DISTINCT user_id, product_id FROM new_views),
-    viewers AS (
-        SELECT p.product_id, count(*) AS viewers, count(*) FILTER (WHERE m.bought) AS buyers
-        FROM pairs p LEFT JOIN agg_customer_products m USING (user_id, product_id)
-        WHERE m.viewed IS NOT TRUE GROUP BY p.product_id
-    ), marked AS (
+    -- Marking the pairs viewed returns the viewers new to their product, with whether they
+    -- had bought it, in one pass over the index.
+    WITH marked AS (
         INSERT INTO agg_customer_products AS m (user_id, product_id, viewed)
-        SELECT user_id, product_id, TRUE FROM pairs ORDER BY 1, 2
+        SELECT DISTINCT user_id, product_id, TRUE FROM new_views ORDER BY 1, 2
         ON CONFLICT (user_id, product_id) DO UPDATE SET viewed = TRUE WHERE NOT m.viewed
+        RETURNING m.product_id, m.bought
+    ), viewers AS (
+        SELECT product_id, count(*) AS viewers, count(*) FILTER (WHERE bought) AS buyers
+        FROM marked GROUP BY product_id
     )
     UPDATE agg_product_totals t SET viewers = t.viewers + v.viewers, buyers = t.buyers + v.buyers
     FROM viewers v WHERE t.product_id = v.product_id;";
