@@ -250,9 +250,12 @@ async fn merge(
              SELECT DISTINCT ({time} AT TIME ZONE 'UTC')::date FROM staged))"
     ))
     .await?;
-    // What this chunk inserted, for the running totals.
-    tx.batch_execute("CREATE TEMP TABLE inserted (event_id uuid PRIMARY KEY) ON COMMIT DROP")
-        .await?;
+    // The rows this chunk inserted, for the running totals: they need not be looked up again
+    // in every day partition.
+    tx.batch_execute(&format!(
+        "CREATE TEMP TABLE inserted (LIKE {table}) ON COMMIT DROP"
+    ))
+    .await?;
     let columns = column_list(rows);
     // Identifiers from the table's own constants and plan.
     let merged = tx
@@ -260,8 +263,8 @@ async fn merge(
             &format!(
                 "WITH merged AS (
                      INSERT INTO {table} ({columns}) SELECT {columns} FROM staged ORDER BY {time}
-                     ON CONFLICT (event_id, {time}) DO NOTHING RETURNING event_id)
-                 INSERT INTO inserted SELECT event_id FROM merged"
+                     ON CONFLICT (event_id, {time}) DO NOTHING RETURNING *)
+                 INSERT INTO inserted SELECT * FROM merged"
             ),
             &[],
         )

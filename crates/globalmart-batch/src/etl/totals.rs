@@ -1,8 +1,8 @@
 //! The analytics' running totals (`agg_*` tables, docs/ARCHITECTURE.md, "Running totals"): each
 //! fact's chunk adds what it inserted, in its own transaction, so the analytics read totals
 //! whose size follows the products, customers and periods instead of every fact since the
-//! beginning. What a chunk inserted is the temporary table `inserted` (its event ids), written
-//! by the merge (`facts.rs`); a fact skipped as loaded before adds nothing.
+//! beginning. What a chunk inserted is the temporary table `inserted` (its rows), written by
+//! the merge (`facts.rs`); a fact skipped as loaded before adds nothing.
 //!
 //! Counts of distinct things stay exact however the ETL cuts its chunks and however late an
 //! event comes: an order counts once per product and category because lines of its transaction
@@ -27,8 +27,8 @@ pub const SALES: &str = "
     SELECT f.event_id, f.transaction_id, c.user_id, p.product_id,
         coalesce(p.category, '') AS category, f.quantity, f.total_amount,
         f.transaction_timestamp AS at, (f.transaction_timestamp AT TIME ZONE 'UTC')::date AS day
-    FROM inserted i JOIN fact_sales f USING (event_id)
-        JOIN dim_customers c USING (customer_id) JOIN dim_products p USING (product_id_pk);
+    FROM inserted f JOIN dim_customers c USING (customer_id)
+        JOIN dim_products p USING (product_id_pk);
 
     -- Lines of the same orders that earlier chunks loaded: those orders are counted already.
     -- An order's lines share its time (one transactions message), so they are looked up in
@@ -144,8 +144,8 @@ pub const SALES: &str = "
 pub const VIEWS: &str = "
     CREATE TEMP TABLE new_views ON COMMIT DROP AS
     SELECT c.user_id, p.product_id
-    FROM inserted i JOIN fact_product_views f USING (event_id)
-        JOIN dim_customers c USING (customer_id) JOIN dim_products p USING (product_id_pk)
+    FROM inserted f JOIN dim_customers c USING (customer_id)
+        JOIN dim_products p USING (product_id_pk)
     WHERE f.event_type = 'view';
 
     INSERT INTO agg_product_totals AS t (product_id, views)
@@ -170,8 +170,7 @@ pub const VIEWS: &str = "
 pub const CART_EVENTS: &str = "
     INSERT INTO agg_product_totals AS t (product_id, cart_adds)
     SELECT p.product_id, count(*)
-    FROM inserted i JOIN fact_cart_events f USING (event_id)
-        JOIN dim_products p USING (product_id_pk)
+    FROM inserted f JOIN dim_products p USING (product_id_pk)
     WHERE f.event_type = 'add_to_cart'
     GROUP BY p.product_id ORDER BY p.product_id
     ON CONFLICT (product_id) DO UPDATE SET cart_adds = t.cart_adds + excluded.cart_adds;";
