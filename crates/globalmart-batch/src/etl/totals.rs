@@ -24,7 +24,7 @@ const LOCK: &str = "SELECT pg_advisory_xact_lock(hashtext('globalmart.agg_totals
 /// spend.
 pub const SALES: &str = "
     CREATE TEMP TABLE new_lines ON COMMIT DROP AS
-    SELECT f.event_id, f.transaction_id, c.user_id, p.product_id,
+    SELECT f.transaction_id, c.user_id, p.product_id,
         coalesce(p.category, '') AS category, f.quantity, f.total_amount,
         f.transaction_timestamp AS at, (f.transaction_timestamp AT TIME ZONE 'UTC')::date AS day
     FROM inserted f JOIN dim_customers c USING (customer_id)
@@ -87,7 +87,8 @@ pub const SALES: &str = "
             agg_period_start('quarterly', m.day) AS quarter) p
     CROSS JOIN LATERAL (
         SELECT count(*) FILTER (WHERE a.day = m.day) > 0 AS in_daily,
-            count(*) FILTER (WHERE a.day >= p.week AND a.day < p.week + 7) > 0 AS in_weekly,
+            count(*) FILTER (WHERE a.day >= p.week
+                AND a.day < agg_period_end('weekly', p.week)) > 0 AS in_weekly,
             count(*) FILTER (WHERE a.day >= p.month
                 AND a.day < agg_period_end('monthly', p.month)) > 0 AS in_monthly,
             count(*) FILTER (WHERE a.day >= p.quarter
@@ -95,7 +96,8 @@ pub const SALES: &str = "
         FROM agg_customer_category_days a
         WHERE a.user_id = m.user_id AND a.category = m.category
             AND a.day >= least(p.week, p.quarter)
-            AND a.day < greatest(p.week + 7, agg_period_end('quarterly', p.quarter))) h;
+            AND a.day < greatest(agg_period_end('weekly', p.week),
+                agg_period_end('quarterly', p.quarter))) h;
 
     WITH kinds (kind) AS (VALUES ('daily'), ('weekly'), ('monthly'), ('quarterly')),
     sums AS (
