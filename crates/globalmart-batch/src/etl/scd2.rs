@@ -135,8 +135,8 @@ impl Scd2 {
             &format!(
                 "UPDATE {table} d SET effective_end_date = f.at, is_current = FALSE,
                      updated_at = now()
-                 FROM (SELECT key, min(at) AS at FROM scd WHERE changed AND NOT completes
-                       GROUP BY key) f
+                 FROM (SELECT key, min(at) AS at FROM scd
+                       WHERE changed AND NOT completes AND had_current GROUP BY key) f
                  WHERE d.{key} = f.key AND d.is_current"
             ),
             &[],
@@ -155,9 +155,10 @@ impl Scd2 {
                 &[],
             )
             .await?;
-        // Only rows whose in-place attributes differ: a row rewritten to equal values still
-        // costs a new row version and its index entries (every new key's just-inserted row, 10
-        // million on the course's first day).
+        // Only where the latest version changed nothing versioned (a changed one was inserted
+        // or completed whole above), and only rows whose in-place attributes differ: a row
+        // rewritten to equal values still costs a new row version and its index entries, and
+        // looking up every new key's just-inserted row cost a sixth of the course's first day.
         let of = |alias: &str| -> String {
             let columns: Vec<String> = self
                 .in_place
@@ -169,7 +170,7 @@ impl Scd2 {
         tx.execute(
             &format!(
                 "UPDATE {table} d SET {} FROM scd s
-                 WHERE s.latest AND d.{key} = s.key AND d.is_current
+                 WHERE s.latest AND NOT s.changed AND d.{key} = s.key AND d.is_current
                      AND ({}) IS DISTINCT FROM ({})",
                 set(self.in_place),
                 of("d"),
@@ -228,7 +229,8 @@ impl Scd2 {
     /// (`prepared`). Output: one row per new version that changes a versioned attribute
     /// (`changed`, with its `version`, the time the next one starts, and whether it completes
     /// an inferred member), plus the latest version of each key if it changes nothing (for the
-    /// in-place attributes).
+    /// in-place attributes); `had_current` tells a key with a current row (to expire) from a
+    /// new one.
     fn plan(&self) -> String {
         let attributes = self.attributes().join(", ");
         let staged_attributes: Vec<String> =
@@ -262,13 +264,14 @@ impl Scd2 {
                      CAST(coalesce(base, 0) + CAST(row_number() {per_key} AS INT)
                          - CASE WHEN coalesce(inferred, FALSE) THEN 1 ELSE 0 END AS INT) AS version,
                      coalesce(inferred, FALSE) AND row_number() {per_key} = 1 AS completes,
-                     TRUE AS changed, latest
+                     TRUE AS changed, latest, base IS NOT NULL AS had_current
                  FROM marked WHERE staged AND changed
              )
              SELECT * FROM changes
              UNION ALL
              SELECT key, at, {attributes}, CASE WHEN FALSE THEN at END AS next_at,
-                 CAST(NULL AS INT) AS version, FALSE AS completes, FALSE AS changed, latest
+                 CAST(NULL AS INT) AS version, FALSE AS completes, FALSE AS changed, latest,
+                 base IS NOT NULL AS had_current
              FROM marked WHERE staged AND NOT changed AND latest",
             staged = staged_attributes.join(", "),
             differs = differs.join(" OR "),
