@@ -18,8 +18,9 @@
 #                                fact rows
 #   scripts/bench.sh scale       a month at --profile course (BENCH_SCALE_DAYS, default 30): the
 #                                stream's events/s per tenth of the backfill vs psql \copy; the
-#                                seconds of the same increment (ETL, analytics) after 1, 7 and 30
-#                                days of history, the batch's peak memory, the databases' sizes
+#                                seconds of the same increment (ETL, analytics; the second of two
+#                                in a row) after 1, 7 and 30 days of history, the batch's peak
+#                                memory, the databases' sizes
 #   scripts/bench.sh all         every benchmark but scale
 # BENCH_GENERATOR_EVENTS (default 1000000), BENCH_STREAM_EVENTS (default 300000),
 # BENCH_COURSE_DAYS (default 1) the days of the --profile course backfill,
@@ -633,18 +634,24 @@ bench_scale() {
         read -r etl rss < <(scale_timed "$WORK/scale-catch-up.log" run)
         say "   warehouse: days $((done_days + 1))-$cp loaded and analysed in $(printf '%.1f' "$etl") s, peak $rss MiB"
         done_days=$cp
-        say "== scale: the increment after $cp days: $more events of now"
-        "$GEN" --profile course --catalogue skip --rate max --count "$more" 2>"$WORK/scale-gen.log" ||
-            { tail -n 20 "$WORK/scale-gen.log"; die "the generator failed"; }
-        # Its own stream run, left out of the backfill's tenths.
-        METRICS_ADDR=127.0.0.1:0 "$STREAM" --exit-when-idle 2 2>"$WORK/scale-increment.log" ||
-            { tail -n 20 "$WORK/scale-increment.log"; die "the stream failed"; }
-        read -r etl rss < <(scale_timed "$WORK/scale-etl-$cp.log" etl)
-        peak=$(best "$peak" "$rss")
-        read -r analytics rss < <(scale_timed "$WORK/scale-analytics-$cp.log" analytics)
-        peak=$(best "$peak" "$rss")
-        grep -E 'Read [0-9,]* rows' "$WORK/scale-analytics-$cp.log" | sed 's/^.*INFO  */   /' || true
-        say "   etl $(printf '%.1f' "$etl") s, analytics $(printf '%.1f' "$analytics") s, peak $peak MiB"
+        # Two increments: the scheduled run's increments follow one another, while the first
+        # after a catch-up also pays for what the catch-up left (autovacuum of millions of new
+        # rows, a cache full of other days); the second is the one measured, both are printed.
+        local round
+        for round in first second; do
+            say "== scale: the $round increment after $cp days: $more events of now"
+            "$GEN" --profile course --catalogue skip --rate max --count "$more" 2>"$WORK/scale-gen.log" ||
+                { tail -n 20 "$WORK/scale-gen.log"; die "the generator failed"; }
+            # Its own stream run, left out of the backfill's tenths.
+            METRICS_ADDR=127.0.0.1:0 "$STREAM" --exit-when-idle 2 2>"$WORK/scale-increment.log" ||
+                { tail -n 20 "$WORK/scale-increment.log"; die "the stream failed"; }
+            read -r etl rss < <(scale_timed "$WORK/scale-etl-$cp.log" etl)
+            peak=$(best "$peak" "$rss")
+            read -r analytics rss < <(scale_timed "$WORK/scale-analytics-$cp.log" analytics)
+            peak=$(best "$peak" "$rss")
+            grep -E 'Read [0-9,]* rows' "$WORK/scale-analytics-$cp.log" | sed 's/^.*INFO  */   /' || true
+            say "   etl $(printf '%.1f' "$etl") s, analytics $(printf '%.1f' "$analytics") s, peak $peak MiB"
+        done
         base_etl=${base_etl:-$etl} base_analytics=${base_analytics:-$analytics}
         bench_time "scale_increment_etl_after_${cp}d" "$etl" s "$base_etl"
         bench_time "scale_increment_analytics_after_${cp}d" "$analytics" s "$base_analytics"
