@@ -635,8 +635,9 @@ bench_scale() {
         say "   warehouse: days $((done_days + 1))-$cp loaded and analysed in $(printf '%.1f' "$etl") s, peak $rss MiB"
         done_days=$cp
         # Two increments: the scheduled run's increments follow one another, while the first
-        # after a catch-up also pays for what the catch-up left (autovacuum of millions of new
-        # rows, a cache full of other days); the second is the one measured, both are printed.
+        # after a catch-up may also pay for what the catch-up left (autovacuum of millions of
+        # new rows, a cache full of other days); the second is the one measured, both are
+        # printed (on 2026-12-01 they differed by up to 5.6 s, either way).
         local round
         for round in first second; do
             say "== scale: the $round increment after $cp days: $more events of now"

@@ -158,7 +158,8 @@ impl Scd2 {
         // Only where the latest version changed nothing versioned (a changed one was inserted
         // or completed whole above), and only rows whose in-place attributes differ: a row
         // rewritten to equal values still costs a new row version and its index entries, and
-        // looking up every new key's just-inserted row cost a sixth of the course's first day.
+        // looking up every new key's just-inserted row was a sixth of the course's first day's
+        // customers load.
         let of = |alias: &str| -> String {
             let columns: Vec<String> = self
                 .in_place
