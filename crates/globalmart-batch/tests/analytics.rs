@@ -758,16 +758,34 @@ async fn running_totals_after_many_small_runs_with_late_events_equal_the_recompu
         .await?
             > 0
     );
-    // And the totals are what the analysis read: one changed, the snapshot differs.
-    warehouse
-        .batch_execute(
-            "UPDATE agg_product_totals SET views = views + 1
-             WHERE product_id = (SELECT min(product_id) FROM agg_product_totals)",
-        )
-        .await?;
-    analytics::run(&mut warehouse, day, Basis::Totals).await?;
-    let tampered = snapshots(&warehouse, day).await?;
-    analytics::run(&mut warehouse, day, Basis::Recompute).await?;
-    assert_ne!(tampered, snapshots(&warehouse, day).await?);
+    // And the totals are what the analysis read: a product's or a customer's changed, the
+    // snapshot differs from the recompute (then the change is undone).
+    let product = "product_id = (SELECT min(product_id) FROM agg_product_totals)";
+    let customer = "user_id = (SELECT min(user_id) FROM agg_customer_totals)";
+    for (table, set, undo, row) in [
+        (
+            "agg_product_totals",
+            "views = views + 1",
+            "views = views - 1",
+            product,
+        ),
+        (
+            "agg_customer_totals",
+            "spent = spent + 1000",
+            "spent = spent - 1000",
+            customer,
+        ),
+    ] {
+        warehouse
+            .batch_execute(&format!("UPDATE {table} SET {set} WHERE {row}"))
+            .await?;
+        analytics::run(&mut warehouse, day, Basis::Totals).await?;
+        let tampered = snapshots(&warehouse, day).await?;
+        analytics::run(&mut warehouse, day, Basis::Recompute).await?;
+        assert_ne!(tampered, snapshots(&warehouse, day).await?, "{table}");
+        warehouse
+            .batch_execute(&format!("UPDATE {table} SET {undo} WHERE {row}"))
+            .await?;
+    }
     Ok(())
 }

@@ -90,17 +90,17 @@ fn plan_sql(day: i32) -> String {
     )
 }
 
-/// The scores of date $1's rfm_analysis rows onto the customers' current rows, only where they
-/// differ: every row when $2, else only the rows this transaction wrote (their created_at is its
-/// time), which is enough when dim_customers holds that date's scores already and spares a
-/// rerun joining every customer with an order against the 10 million current versions.
-const SCORE_CUSTOMERS: &str = "
-    UPDATE dim_customers d SET rfm_score = s.rfm_score, customer_segment = s.rfm_segment,
-        updated_at = now()
-    FROM rfm_analysis s WHERE s.analysis_date = $1 AND ($2 OR s.created_at = now())
-        AND d.user_id = s.user_id AND d.is_current
-        AND (d.rfm_score IS DISTINCT FROM s.rfm_score
-             OR d.customer_segment IS DISTINCT FROM s.rfm_segment)";
+/// The scores of `source` (rows of user_id, rfm_score, rfm_segment) onto the customers' current
+/// rows, only where they differ.
+fn score_customers(source: &str) -> String {
+    format!(
+        "UPDATE dim_customers d SET rfm_score = s.rfm_score, customer_segment = s.rfm_segment,
+             updated_at = now()
+         FROM {source} s WHERE d.user_id = s.user_id AND d.is_current
+             AND (d.rfm_score IS DISTINCT FROM s.rfm_score
+                  OR d.customer_segment IS DISTINCT FROM s.rfm_segment)"
+    )
+}
 
 /// The date whose scores dim_customers holds, locked until the commit.
 const SCORED: &str = "SELECT analysis_date FROM rfm_scored FOR UPDATE";
@@ -122,8 +122,16 @@ pub async fn snapshot(
     let scored: Option<NaiveDate> = (tx.query_opt(SCORED, &[]).await?)
         .map(|row| row.try_get(0))
         .transpose()?;
-    let every_row = scored != Some(date);
-    tx.execute(SCORE_CUSTOMERS, &[&date, &every_row]).await?;
+    // Every row of the date when dim_customers holds another date's scores; else only the rows
+    // this run wrote, which spares joining every customer with an order against the 10 million
+    // current versions.
+    if scored == Some(date) {
+        tx.execute(&score_customers("written"), &[]).await?;
+    } else {
+        let all = "(SELECT user_id, rfm_score, rfm_segment FROM rfm_analysis
+                    WHERE analysis_date = $1)";
+        tx.execute(&score_customers(all), &[&date]).await?;
+    }
     tx.execute(MARK_SCORED, &[&date]).await?;
     Ok(figures)
 }

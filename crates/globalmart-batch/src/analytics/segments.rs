@@ -52,9 +52,11 @@ pub async fn snapshot(tx: &Transaction<'_>, date: NaiveDate) -> Result<Figures, 
         )
         .await?;
     }
+    // The customers the segments just counted, not the snapshot counted again.
     let customers: i64 = tx
         .query_one(
-            "SELECT count(*) FROM rfm_analysis WHERE analysis_date = $1",
+            "SELECT coalesce(sum(customer_count), 0)::bigint FROM customer_segments_history
+             WHERE analysis_date = $1",
             &[&date],
         )
         .await?

@@ -10,8 +10,8 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use datafusion::arrow::array::{
-    ArrayRef, BooleanBuilder, Decimal128Builder, FixedSizeBinaryBuilder, Int32Builder,
-    Int64Builder, StringBuilder, TimestampMicrosecondBuilder,
+    ArrayRef, BooleanBuilder, Decimal128Builder, FixedSizeBinaryBuilder, Float64Builder,
+    Int32Builder, Int64Builder, StringBuilder, TimestampMicrosecondBuilder,
 };
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use datafusion::arrow::record_batch::RecordBatch;
@@ -31,8 +31,8 @@ pub const TIMESTAMP: DataType = DataType::Timestamp(TimeUnit::Microsecond, None)
 /// The Arrow type of a `uuid` column: its 16 bytes, carried through the plans untouched.
 pub const UUID: DataType = DataType::FixedSizeBinary(16);
 
-/// A column to read: its name and Arrow type (text, int4, int8, numeric(p, s), timestamptz or
-/// bool on the PostgreSQL side).
+/// A column to read: its name and Arrow type (text, int4, int8, numeric(p, s), timestamptz,
+/// bool or float8 on the PostgreSQL side).
 pub fn field(name: &str, data_type: DataType) -> Field {
     Field::new(name, data_type, true)
 }
@@ -221,6 +221,7 @@ pub fn pg_type(data_type: &DataType) -> Result<Type, EtlError> {
         DataType::Decimal128(_, _) => Type::NUMERIC,
         DataType::Timestamp(TimeUnit::Microsecond, _) => Type::TIMESTAMPTZ,
         DataType::Boolean => Type::BOOL,
+        DataType::Float64 => Type::FLOAT8,
         other => return Err(EtlError::UnsupportedType(other.clone())),
     })
 }
@@ -234,6 +235,7 @@ enum Builder {
     Numeric(Decimal128Builder, u32),
     Timestamp(TimestampMicrosecondBuilder),
     Bool(BooleanBuilder),
+    Float(Float64Builder),
 }
 
 impl Builder {
@@ -251,6 +253,7 @@ impl Builder {
                 Builder::Timestamp(TimestampMicrosecondBuilder::new())
             }
             DataType::Boolean => Builder::Bool(BooleanBuilder::new()),
+            DataType::Float64 => Builder::Float(Float64Builder::new()),
             other => return Err(EtlError::UnsupportedType(other.clone())),
         })
     }
@@ -279,6 +282,7 @@ impl Builder {
                     .map(|t| t.timestamp_micros()),
             ),
             Builder::Bool(b) => b.append_option(row.try_get::<Option<bool>>(i)?),
+            Builder::Float(b) => b.append_option(row.try_get::<Option<f64>>(i)?),
         }
         Ok(())
     }
@@ -292,6 +296,7 @@ impl Builder {
             Builder::Numeric(mut b, _) => Arc::new(b.finish()),
             Builder::Timestamp(mut b) => Arc::new(b.finish()),
             Builder::Bool(mut b) => Arc::new(b.finish()),
+            Builder::Float(mut b) => Arc::new(b.finish()),
         }
     }
 }

@@ -30,7 +30,7 @@ use datafusion::arrow::datatypes::Int64Type;
 use tokio_postgres::Client;
 use tracing::info;
 
-pub(crate) use extract::{field, rows, schema};
+pub(crate) use extract::{field, pg_type, rows, schema};
 pub(crate) use load::{column_list, stage};
 pub(crate) use transform::plan;
 

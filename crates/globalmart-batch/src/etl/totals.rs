@@ -20,8 +20,8 @@ use crate::error::EtlError;
 const LOCK: &str = "SELECT pg_advisory_xact_lock(hashtext('globalmart.agg_totals'));";
 
 /// After `fact_sales`: per product orders, units, revenue and newly converted viewers; per
-/// period and category orders, revenue, units and new customers; per customer orders and
-/// spend.
+/// period and category orders, revenue, units and new customers; per customer orders, spend
+/// and last order.
 pub const SALES: &str = "
     CREATE TEMP TABLE new_lines ON COMMIT DROP AS
     SELECT f.transaction_id, c.user_id, p.product_id,
@@ -128,18 +128,27 @@ pub const SALES: &str = "
     SELECT user_id, category, day FROM buyer_days ORDER BY 1, 2, 3
     ON CONFLICT DO NOTHING;
 
-    -- The customers' purchase totals, on their current version (a new version recounts them
-    -- from the facts: `dim_customers.rs`).
+    -- The customers' purchase totals: on their current version (a new version recounts them
+    -- from the facts: `dim_customers.rs`), and in agg_customer_totals, which holds only
+    -- customers who bought.
+    CREATE TEMP TABLE buyers ON COMMIT DROP AS
+    SELECT user_id, count(DISTINCT transaction_id) FILTER (WHERE new_order)::int AS orders,
+        sum(revenue) AS spent, min(at) AS first, max(at) AS last
+    FROM new_orders WHERE category = 'All' GROUP BY user_id;
+
     UPDATE dim_customers d SET total_transactions = d.total_transactions + a.orders,
         total_spent = d.total_spent + a.spent,
         avg_order_value = coalesce(round((d.total_spent + a.spent)
             / nullif(d.total_transactions + a.orders, 0), 2), 0),
         first_transaction_date = least(d.first_transaction_date, a.first),
         last_transaction_date = greatest(d.last_transaction_date, a.last), updated_at = now()
-    FROM (SELECT user_id, count(DISTINCT transaction_id) FILTER (WHERE new_order)::int AS orders,
-              sum(revenue) AS spent, min(at) AS first, max(at) AS last
-          FROM new_orders WHERE category = 'All' GROUP BY user_id) a
-    WHERE d.user_id = a.user_id AND d.is_current;";
+    FROM buyers a WHERE d.user_id = a.user_id AND d.is_current;
+
+    INSERT INTO agg_customer_totals AS t (user_id, orders, spent, last_order)
+    SELECT user_id, orders, spent, last FROM buyers ORDER BY user_id
+    ON CONFLICT (user_id) DO UPDATE SET orders = t.orders + excluded.orders,
+        spent = t.spent + excluded.spent,
+        last_order = greatest(t.last_order, excluded.last_order);";
 
 /// After `fact_product_views`: per product views, and viewers new to it (converted at once
 /// when they had bought it before).
