@@ -338,7 +338,7 @@ async fn a_late_sale_makes_its_customer_new_to_its_month_and_quarter_not_to_its_
 #[tokio::test]
 async fn a_rerun_on_the_same_day_replaces_it_and_the_next_day_keeps_history() -> Result<()> {
     let stack = TestStack::new().await?;
-    let warehouse = stack.warehouse_client().await?;
+    let mut warehouse = stack.warehouse_client().await?;
     facts(&stack, &ten_customers()).await?;
     let snapshot = "SELECT (SELECT count(*) FROM product_performance)
                         || '/' || (SELECT count(*) FROM rfm_analysis)
@@ -350,13 +350,24 @@ async fn a_rerun_on_the_same_day_replaces_it_and_the_next_day_keeps_history() ->
     let text = |row: &tokio_postgres::Row| row.get::<_, String>(0);
     analyse(&stack, date(2025, 12, 31)).await?;
     let once = rows(&warehouse, snapshot, text).await?;
-    // A row spoiled, a row of nobody and every row dated long ago: the rerun mends the first,
-    // removes the second and rewrites nothing else.
+    let untouched = "SELECT (SELECT count(*) FROM rfm_analysis WHERE created_at = '2000-01-01')
+                         || '/' || (SELECT count(*) FROM product_performance
+                                    WHERE created_at <> '2000-01-01')";
+    // Every row dated long ago: a rerun with nothing new (which rescores only the customers
+    // whose totals changed, none) rewrites nothing.
     warehouse
         .batch_execute(
             "UPDATE rfm_analysis SET created_at = '2000-01-01';
-             UPDATE product_performance SET created_at = '2000-01-01';
-             UPDATE rfm_analysis SET rfm_segment = 'Spoiled'
+             UPDATE product_performance SET created_at = '2000-01-01';",
+        )
+        .await?;
+    analyse(&stack, date(2025, 12, 31)).await?;
+    assert_eq!(rows(&warehouse, untouched, text).await?, ["10/0"]);
+    // A row spoiled and a row of nobody: the audit (`--recompute`), which compares every row,
+    // mends the first, removes the second and rewrites nothing else.
+    warehouse
+        .batch_execute(
+            "UPDATE rfm_analysis SET rfm_segment = 'Spoiled'
                  WHERE user_id = (SELECT min(user_id) FROM rfm_analysis);
              INSERT INTO rfm_analysis (analysis_date, user_id, recency_days, frequency_count,
                  monetary_value, recency_score, frequency_score, monetary_score, rfm_score,
@@ -364,11 +375,8 @@ async fn a_rerun_on_the_same_day_replaces_it_and_the_next_day_keeps_history() ->
              VALUES ('2025-12-31', 'USER_NOBODY', 1, 1, 1, 1, 1, 1, '111', 'Lost');",
         )
         .await?;
-    analyse(&stack, date(2025, 12, 31)).await?;
+    analytics::run(&mut warehouse, date(2025, 12, 31), Basis::Recompute).await?;
     assert_eq!(rows(&warehouse, snapshot, text).await?, once);
-    let untouched = "SELECT (SELECT count(*) FROM rfm_analysis WHERE created_at = '2000-01-01')
-                         || '/' || (SELECT count(*) FROM product_performance
-                                    WHERE created_at <> '2000-01-01')";
     assert_eq!(rows(&warehouse, untouched, text).await?, ["9/0"]);
     // A customer's new version (another country) starts with the score of the version before:
     // a rerun of the date, which only copies the scores of the rows it rewrote, leaves it so.
@@ -721,10 +729,25 @@ async fn running_totals_after_many_small_runs_with_late_events_equal_the_recompu
         lock_timeout: StdDuration::from_secs(5),
     };
     let day = date(2026, 1, 5);
+    // Customers the RFM scored, and the most it rescored in a run that did not score them all.
+    let (mut customers, mut rescored) = (0, 0);
     for slice in &slices {
-        save(&mut realtime, slice).await?;
-        etl::run(&mut realtime, &mut warehouse, &settings).await?;
-        analytics::run(&mut warehouse, day, Basis::Totals).await?;
+        // Three runs a slice: the first after the audit scores every customer, the others
+        // rescore only those whose score can have changed.
+        for part in slice.chunks(slice.len().div_ceil(3)) {
+            save(&mut realtime, part).await?;
+            etl::run(&mut realtime, &mut warehouse, &settings).await?;
+            let jobs = analytics::run(&mut warehouse, day, Basis::Totals).await?;
+            let scored = (jobs.iter().find(|(table, _)| *table == "rfm_analysis"))
+                .map_or(0, |(_, figures)| figures.extracted);
+            customers = warehouse
+                .query_one("SELECT count(*) FROM agg_customer_totals", &[])
+                .await?
+                .get::<_, i64>(0) as usize;
+            if scored < customers {
+                rescored = rescored.max(scored);
+            }
+        }
         let totals = snapshots(&warehouse, day).await?;
         analytics::run(&mut warehouse, day, Basis::Recompute).await?;
         let recomputed = snapshots(&warehouse, day).await?;
@@ -734,6 +757,10 @@ async fn running_totals_after_many_small_runs_with_late_events_equal_the_recompu
             first_difference(&totals, &recomputed)
         );
     }
+    assert!(
+        rescored > 0 && customers > 0,
+        "no rerun rescored part of the {customers} customers"
+    );
     let count = |query: &'static str| {
         let warehouse = &warehouse;
         async move { Ok::<i64, anyhow::Error>(warehouse.query_one(query, &[]).await?.get(0)) }

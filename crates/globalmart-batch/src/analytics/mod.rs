@@ -7,6 +7,7 @@
 //! rows in one transaction, writing only the rows that differ.
 
 mod products;
+mod quintiles;
 mod rfm;
 mod segments;
 mod trends;
@@ -35,8 +36,9 @@ pub struct Inputs {
     /// bought it).
     product_totals: RecordBatch,
     /// Per customer with an order: last_day (days since 1970-01-01), last_order (µs),
-    /// frequency_count (orders), monetary_value.
-    customers: RecordBatch,
+    /// frequency_count (orders), monetary_value; None from the running totals, which the RFM
+    /// reads itself (a rerun reads only the customers whose score can change).
+    customers: Option<RecordBatch>,
     /// Per period (daily, weekly, monthly, quarterly) and category (and 'All'): period_start
     /// (days since 1970-01-01), orders, revenue, units, customers.
     periods: RecordBatch,
@@ -206,11 +208,15 @@ const PRODUCT_TOTALS: &str = "
     SELECT product_id, views, viewers, cart_adds, orders, units, revenue, buyers
     FROM agg_product_totals";
 
-/// The running totals of the customers with orders (`agg_customer_totals`).
-const CUSTOMER_TOTALS: &str = "
-    SELECT user_id, (last_order AT TIME ZONE 'UTC')::date - DATE '1970-01-01',
-        (extract(epoch FROM last_order) * 1000000)::bigint, orders, spent
-    FROM agg_customer_totals";
+/// The running totals of the customers with orders (`agg_customer_totals`) where
+/// `condition` holds, as [`customers_schema`].
+fn customer_totals(condition: &str) -> String {
+    format!(
+        "SELECT user_id, (last_order AT TIME ZONE 'UTC')::date - DATE '1970-01-01',
+             (extract(epoch FROM last_order) * 1000000)::bigint, orders, spent
+         FROM agg_customer_totals WHERE {condition}"
+    )
+}
 
 /// The running totals of the periods (`agg_sales_periods`).
 const PERIOD_TOTALS: &str = "
@@ -292,16 +298,12 @@ impl Inputs {
     async fn totals(warehouse: &Client, date: NaiveDate) -> Result<Inputs, EtlError> {
         let products = products(warehouse).await?;
         let product_totals = rows(warehouse, PRODUCT_TOTALS, &[], product_totals_schema()).await?;
-        let customers = rows(warehouse, CUSTOMER_TOTALS, &[], customers_schema()).await?;
         let periods = rows(warehouse, PERIOD_TOTALS, &[], periods_schema()).await?;
-        let read = products.num_rows()
-            + product_totals.num_rows()
-            + customers.num_rows()
-            + periods.num_rows();
+        let read = products.num_rows() + product_totals.num_rows() + periods.num_rows();
         Ok(Inputs {
             products,
             product_totals,
-            customers,
+            customers: None,
             periods,
             day: days(date),
             read,
@@ -352,7 +354,7 @@ impl Inputs {
         Ok(Inputs {
             products,
             product_totals: plan(&facts, RECOMPUTE_PRODUCTS).await?,
-            customers: plan(&facts, RECOMPUTE_CUSTOMERS).await?,
+            customers: Some(plan(&facts, RECOMPUTE_CUSTOMERS).await?),
             periods: plan(&facts, RECOMPUTE_PERIODS).await?,
             day: days(date),
             read,
@@ -409,9 +411,18 @@ fn days(date: NaiveDate) -> i32 {
     i32::try_from((date - epoch).num_days()).unwrap_or(i32::MAX)
 }
 
+/// Which stored rows of a date a snapshot's rows stand for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Extent {
+    /// All of them: stored keys the rows lack are removed.
+    Whole,
+    /// Those of the rows' keys only: the others stay as they are.
+    Keys,
+}
+
 /// Makes the snapshot of `date` in `table` (keyed by `key` within a date) equal to `rows`
-/// (columns named as the table's, without analysis_date), the output of a plan that read `read`
-/// rows. Only the rows that differ are written: the scheduled run analyses the same date every
+/// (columns named as the table's, without analysis_date) over `extent`, the output of a plan
+/// that read `read` rows. Only the rows that differ are written: the scheduled run analyses the same date every
 /// few minutes, and between two runs few of a date's rows change (after a month of the course's
 /// scenario about 40,000 of 1.9 million customers' scores), so a rerun costs the rows that moved
 /// instead of writing back, or comparing in the database, every customer or product. The rows
@@ -423,15 +434,18 @@ async fn replace(
     key: &str,
     date: NaiveDate,
     rows: &RecordBatch,
+    extent: Extent,
     read: usize,
 ) -> Result<Figures, EtlError> {
-    // One run at a time per table, so what is stored is what the comparison saw.
-    tx.execute(
-        "SELECT pg_advisory_xact_lock(hashtext('globalmart.snapshot.' || $1))",
-        &[&table],
-    )
-    .await?;
-    let stored = stored(tx, table, date, rows).await?;
+    lock_snapshot(tx, table).await?;
+    let only = if extent == Extent::Keys {
+        let keys = rows.schema().index_of(key)?;
+        stage(tx, "compared", &rows.project(&[keys])?).await?;
+        format!("AND {key} IN (SELECT {key} FROM compared)")
+    } else {
+        String::new()
+    };
+    let stored = stored(tx, table, date, rows, &only).await?;
     let fields = rows.schema();
     let names: Vec<&str> = fields.fields().iter().map(|f| f.name().as_str()).collect();
     // Compared as Arrow values of the plan's types, the stored ones read as such: a value the
@@ -469,7 +483,10 @@ async fn replace(
     )
     .await?;
     // Stored keys the plan no longer has: rare (the totals only add customers and products).
-    let gone = (stored.num_rows() + added).saturating_sub(rows.num_rows());
+    let gone = match extent {
+        Extent::Whole => (stored.num_rows() + added).saturating_sub(rows.num_rows()),
+        Extent::Keys => 0,
+    };
     if gone > 0 {
         let keys = plan(
             &[("fresh", rows), ("stored", &stored)],
@@ -504,12 +521,25 @@ async fn replace(
     })
 }
 
-/// The snapshot of `date` in `table`: the columns of `like`, read as its Arrow types.
+/// Takes the lock of `table`'s snapshots until the commit: one run at a time per table, so
+/// what is stored is what the comparison saw.
+async fn lock_snapshot(tx: &Transaction<'_>, table: &str) -> Result<(), EtlError> {
+    tx.execute(
+        "SELECT pg_advisory_xact_lock(hashtext('globalmart.snapshot.' || $1))",
+        &[&table],
+    )
+    .await?;
+    Ok(())
+}
+
+/// The snapshot of `date` in `table` (its rows where the condition `only` holds, if any): the
+/// columns of `like`, read as its Arrow types.
 async fn stored(
     tx: &Transaction<'_>,
     table: &str,
     date: NaiveDate,
     like: &RecordBatch,
+    only: &str,
 ) -> Result<RecordBatch, EtlError> {
     let fields: Vec<Field> = (like.schema().fields().iter())
         .map(|f| match f.data_type() {
@@ -525,7 +555,7 @@ async fn stored(
         tx.client(),
         &format!(
             "SELECT {} FROM {table}
-             WHERE analysis_date = current_setting('globalmart.date')::date",
+             WHERE analysis_date = current_setting('globalmart.date')::date {only}",
             select.join(", ")
         ),
         &[("date", date.to_string())],

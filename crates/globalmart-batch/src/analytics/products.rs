@@ -12,7 +12,7 @@
 use chrono::NaiveDate;
 use tokio_postgres::Transaction;
 
-use super::{replace, Inputs};
+use super::{replace, Extent, Inputs};
 use crate::error::EtlError;
 use crate::etl::plan;
 use crate::figures::Figures;
@@ -58,5 +58,14 @@ pub async fn snapshot(
     )
     .await?;
     let read = inputs.products.num_rows() + inputs.product_totals.num_rows();
-    replace(tx, "product_performance", "product_id", date, &rows, read).await
+    replace(
+        tx,
+        "product_performance",
+        "product_id",
+        date,
+        &rows,
+        Extent::Whole,
+        read,
+    )
+    .await
 }

@@ -8,9 +8,13 @@
 use chrono::NaiveDate;
 use tokio_postgres::Transaction;
 
-use super::{replace, Inputs};
+use datafusion::arrow::array::RecordBatch;
+use tracing::warn;
+
+use super::quintiles::{self, Quintiles, MEASURES};
+use super::{customer_totals, customers_schema, lock_snapshot, replace, Extent, Inputs};
 use crate::error::EtlError;
-use crate::etl::plan;
+use crate::etl::{plan, rows};
 use crate::figures::Figures;
 
 /// The segment map: the first rule (on the scores r, f, m) that holds names the segment.
@@ -54,16 +58,21 @@ pub const SEGMENTS: [(&str, &str, &str); 9] = [
 /// mid-rank falls in. Tied customers share the middle of their positions (the usual treatment
 /// of ties), so a value most customers share lands in the middle rather than at an end: a
 /// single order is not a top frequency because most customers have one, and a day on which
-/// everyone bought is not the worst recency.
+/// everyone bought is not the worst recency. In whole numbers, as a rerun's boundaries are
+/// (`quintiles.rs`): with L customers below, L + E up to the ties' last and N in all, the
+/// score is 5 (2 L + E) / 2 N rounded down, plus one.
 fn quintile(order: &str) -> String {
     let window = format!("OVER (ORDER BY {order})");
     format!(
-        "CAST(floor(5.0 * ((rank() {window} + cume_dist() {window} * count(*) OVER ()) / 2.0 - 0.5)
-             / count(*) OVER ()) AS INT) + 1"
+        "CAST(5 * ((rank() {window} - 1)
+                   + CAST(round(cume_dist() {window} * count(*) OVER ()) AS BIGINT))
+              / (2 * count(*) OVER ()) AS INT) + 1"
     )
 }
 
-fn plan_sql(day: i32) -> String {
+/// The RFM's rows of `customers` as of `day`, scored by the expressions `r`, `f` and `m`,
+/// with each customer's last_order (µs) last, for the quintiles.
+fn plan_sql(day: i32, [r, f, m]: [&str; 3]) -> String {
     let segment: Vec<String> = SEGMENTS
         .iter()
         .map(|(name, rule, _)| format!("WHEN {rule} THEN '{name}'"))
@@ -79,13 +88,8 @@ fn plan_sql(day: i32) -> String {
          SELECT user_id, recency_days, frequency_count, monetary_value, r AS recency_score,
              f AS frequency_score, m AS monetary_score,
              concat(CAST(r AS VARCHAR), CAST(f AS VARCHAR), CAST(m AS VARCHAR)) AS rfm_score,
-             CASE {segments} END AS rfm_segment
+             CASE {segments} END AS rfm_segment, last_order
          FROM scored",
-        // By the time of the last order, not its day: customers who all bought today still
-        // differ in how recently.
-        r = quintile("last_order"),
-        f = quintile("frequency_count"),
-        m = quintile("monetary_value"),
         segments = segment.join(" "),
     )
 }
@@ -109,23 +113,135 @@ const MARK_SCORED: &str = "
     INSERT INTO rfm_scored (analysis_date) VALUES ($1)
     ON CONFLICT (only_row) DO UPDATE SET analysis_date = $1, updated_at = now()";
 
+/// Serialises the RFM's reads of `agg_customer_totals` with the ETL's chunks, which number
+/// their changes under the same lock (`etl/totals.rs`): a session lock, released once read,
+/// so that the ETL waits for the reads only (and the reads wait for no row). The savepoint
+/// lets a failed read be rolled back so that the lock can be released.
+const LOCK: &str = "SAVEPOINT totals_read;
+    SELECT pg_advisory_lock(hashtext('globalmart.agg_totals'));";
+const UNLOCK: &str = "SELECT pg_advisory_unlock(hashtext('globalmart.agg_totals'))";
+
+/// What the RFM scores: the customers read, how (the score expressions), whether they are all
+/// of them, and the quintiles they give (None: from the rows scored).
+struct Scoring {
+    customers: RecordBatch,
+    scores: [String; 3],
+    extent: Extent,
+    quintiles: Option<Quintiles>,
+    generation: Option<i64>,
+}
+
+impl Scoring {
+    /// Every customer of `customers`, by quintile.
+    fn all(customers: RecordBatch, generation: Option<i64>) -> Scoring {
+        Scoring {
+            customers,
+            scores: MEASURES.map(|m| quintile(m.rows)),
+            extent: Extent::Whole,
+            quintiles: None,
+            generation,
+        }
+    }
+}
+
+/// From the running totals: a rerun of a date scored from them before reads only the
+/// customers whose score can have changed, anything else all customers.
+async fn from_totals(tx: &Transaction<'_>, date: NaiveDate) -> Result<Scoring, EtlError> {
+    let latest = "SELECT coalesce(max(generation), 0) FROM agg_customer_totals";
+    let now: i64 = tx.query_one(latest, &[]).await?.try_get(0)?;
+    if let Some(old) = quintiles::stored(tx, date).await? {
+        if let Some(since) = old.generation {
+            if let Some(rerun) = quintiles::rerun(tx, date, &old, since, now).await? {
+                let customers = rows(
+                    tx.client(),
+                    &customer_totals(&rerun.customers),
+                    &[],
+                    customers_schema(),
+                )
+                .await?;
+                let measures = &rerun.quintiles.measures;
+                let scores = std::array::from_fn(|i| {
+                    quintiles::score_sql(&quintiles::bounds(&measures[i]), MEASURES[i].rows)
+                });
+                return Ok(Scoring {
+                    customers,
+                    scores,
+                    extent: Extent::Keys,
+                    quintiles: Some(rerun.quintiles),
+                    generation: Some(now),
+                });
+            }
+            warn!(
+                "[Analytics] rfm_quintiles of {date} disagree with agg_customer_totals: \
+                 every customer is scored again"
+            );
+        }
+    }
+    let customers = rows(
+        tx.client(),
+        &customer_totals("TRUE"),
+        &[],
+        customers_schema(),
+    )
+    .await?;
+    Ok(Scoring::all(customers, Some(now)))
+}
+
 /// Writes the snapshot of `date` and the customers' scores; its figures count the customers
-/// analysed.
+/// scored.
 pub async fn snapshot(
     tx: &Transaction<'_>,
     inputs: &Inputs,
     date: NaiveDate,
 ) -> Result<Figures, EtlError> {
-    let rows = plan(&[("customers", &inputs.customers)], &plan_sql(inputs.day)).await?;
-    let read = inputs.customers.num_rows();
-    let figures = replace(tx, "rfm_analysis", "user_id", date, &rows, read).await?;
-    let scored: Option<NaiveDate> = (tx.query_opt(SCORED, &[]).await?)
+    // Another run of the date waits until this one has written what it read.
+    lock_snapshot(tx, "rfm_analysis").await?;
+    let scoring = match &inputs.customers {
+        Some(customers) => Scoring::all(customers.clone(), None),
+        None => {
+            tx.batch_execute(LOCK).await?;
+            let scoring = from_totals(tx, date).await;
+            if scoring.is_err() {
+                // Best effort: if even this fails the connection is gone, and the lock with it.
+                let _ = tx.batch_execute("ROLLBACK TO SAVEPOINT totals_read").await;
+            }
+            tx.execute(UNLOCK, &[]).await?;
+            scoring?
+        }
+    };
+    let scores = scoring.scores.each_ref().map(String::as_str);
+    let scored = plan(
+        &[("customers", &scoring.customers)],
+        &plan_sql(inputs.day, scores),
+    )
+    .await?;
+    let quintiles = match scoring.quintiles {
+        Some(quintiles) => quintiles,
+        None => Quintiles {
+            generation: scoring.generation,
+            measures: quintiles::of_rows(&scored).await?,
+        },
+    };
+    let rows = scored.project(&(0..scored.num_columns() - 1).collect::<Vec<_>>())?;
+    let read = rows.num_rows();
+    let figures = replace(
+        tx,
+        "rfm_analysis",
+        "user_id",
+        date,
+        &rows,
+        scoring.extent,
+        read,
+    )
+    .await?;
+    quintiles::store(tx, date, &quintiles).await?;
+    let scored_date: Option<NaiveDate> = (tx.query_opt(SCORED, &[]).await?)
         .map(|row| row.try_get(0))
         .transpose()?;
     // Every row of the date when dim_customers holds another date's scores; else only the rows
     // this run wrote, which spares joining every customer with an order against the 10 million
     // current versions.
-    if scored == Some(date) {
+    if scored_date == Some(date) {
         tx.execute(&score_customers("written"), &[]).await?;
     } else {
         let all = "(SELECT user_id, rfm_score, rfm_segment FROM rfm_analysis

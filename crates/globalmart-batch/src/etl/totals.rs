@@ -130,7 +130,9 @@ pub const SALES: &str = "
 
     -- The customers' purchase totals: on their current version (a new version recounts them
     -- from the facts: `dim_customers.rs`), and in agg_customer_totals, which holds only
-    -- customers who bought.
+    -- customers who bought, each marked with the chunk's generation (numbered under the lock,
+    -- so in commit order): the RFM's rerun rescores the customers marked since
+    -- (`analytics/quintiles.rs`).
     CREATE TEMP TABLE buyers ON COMMIT DROP AS
     SELECT user_id, count(DISTINCT transaction_id) FILTER (WHERE new_order)::int AS orders,
         sum(revenue) AS spent, min(at) AS first, max(at) AS last
@@ -144,11 +146,13 @@ pub const SALES: &str = "
         last_transaction_date = greatest(d.last_transaction_date, a.last), updated_at = now()
     FROM buyers a WHERE d.user_id = a.user_id AND d.is_current;
 
-    INSERT INTO agg_customer_totals AS t (user_id, orders, spent, last_order)
-    SELECT user_id, orders, spent, last FROM buyers ORDER BY user_id
+    INSERT INTO agg_customer_totals AS t (user_id, orders, spent, last_order, generation)
+    SELECT user_id, orders, spent, last, g.n
+    FROM buyers, (SELECT nextval('agg_customer_totals_generation') AS n) g ORDER BY user_id
     ON CONFLICT (user_id) DO UPDATE SET orders = t.orders + excluded.orders,
         spent = t.spent + excluded.spent,
-        last_order = greatest(t.last_order, excluded.last_order);";
+        last_order = greatest(t.last_order, excluded.last_order),
+        generation = excluded.generation;";
 
 /// After `fact_product_views`: per product views, and viewers new to it (converted at once
 /// when they had bought it before).
