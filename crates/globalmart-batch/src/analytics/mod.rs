@@ -1,8 +1,9 @@
 //! Analytics over the warehouse, one snapshot per analysis date: product performance, RFM (with
 //! its score written back to the customer), customer segments and sales trends. Their inputs,
 //! totals per product, customer and period, are read once into Arrow: the running totals the
-//! ETL keeps (`etl/totals.rs`), whose size follows the shop and not its history, or the same
-//! recomputed from the facts up to the end of the date (`--recompute`, or a date with later
+//! ETL keeps (`etl/totals.rs`), whose size follows the shop and not its history (the RFM reads
+//! its customers' itself, on a rerun only those whose score can move: `quintiles.rs`), or the
+//! same recomputed from the facts up to the end of the date (`--recompute`, or a date with later
 //! facts). Each job is one DataFusion plan over them; that date's snapshot is made equal to its
 //! rows in one transaction, writing only the rows that differ.
 

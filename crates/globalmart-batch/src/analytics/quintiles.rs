@@ -27,7 +27,8 @@ pub struct Measure {
     pub score: &'static str,
 }
 
-/// Recency by the time of the last order (µs), frequency in orders, monetary value in cents.
+/// Recency by the time of the last order (µs), not its day: customers who all bought today
+/// still differ in how recently. Frequency in orders, monetary value in cents.
 pub const MEASURES: [Measure; 3] = [
     Measure {
         name: "recency",
@@ -66,6 +67,13 @@ pub type Buckets = [Bucket; 5];
 pub struct Quintiles {
     pub generation: Option<i64>,
     pub measures: [Buckets; 3],
+}
+
+impl Quintiles {
+    /// The customers scored.
+    pub fn customers(&self) -> i64 {
+        self.measures[0].iter().map(|b| b.customers).sum()
+    }
 }
 
 /// The lowest value scoring above k, for k = 1 to 4; None when no value does.
