@@ -343,16 +343,7 @@ async fn rescore(
         *cut = if 10 * less + 5 * equal >= 2 * k * total {
             (Some(value), less)
         } else {
-            let next = tx
-                .query_one(
-                    &format!(
-                        "SELECT min({v})::bigint FROM agg_customer_totals WHERE {v} > $1::bigint",
-                        v = m.totals
-                    ),
-                    &[&value],
-                )
-                .await?;
-            (next.try_get(0)?, less + equal)
+            (extreme(tx, m, "min", ">", value).await?, less + equal)
         };
     }
     let mut buckets = [Bucket::default(); 5];
@@ -365,10 +356,10 @@ async fn rescore(
             continue;
         }
         let lowest = match s {
-            0 => extreme(tx, m, "min", i64::MAX).await?,
+            0 => extreme(tx, m, "min", "<", i64::MAX).await?,
             _ => cuts[s - 1].0,
         };
-        let highest = extreme(tx, m, "max", upper.unwrap_or(i64::MAX)).await?;
+        let highest = extreme(tx, m, "max", "<", upper.unwrap_or(i64::MAX)).await?;
         *bucket = Bucket {
             customers,
             lowest,
@@ -378,20 +369,22 @@ async fn rescore(
     Ok(Some(buckets))
 }
 
-/// The lowest (`min`) or highest (`max`) value below `under`.
+/// The lowest (`min`) or highest (`max`) value of measure `m` that is below (`<`) or above
+/// (`>`) `bound`: one step along its index.
 async fn extreme(
     tx: &Transaction<'_>,
     m: &Measure,
     which: &str,
-    under: i64,
+    side: &str,
+    bound: i64,
 ) -> Result<Option<i64>, EtlError> {
     let row = tx
         .query_one(
             &format!(
-                "SELECT {which}({v})::bigint FROM agg_customer_totals WHERE {v} < $1::bigint",
+                "SELECT {which}({v})::bigint FROM agg_customer_totals WHERE {v} {side} $1::bigint",
                 v = m.totals
             ),
-            &[&under],
+            &[&bound],
         )
         .await?;
     Ok(row.try_get(0)?)
