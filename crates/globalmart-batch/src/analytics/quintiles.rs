@@ -434,13 +434,8 @@ async fn walk(
     } else {
         below + customers - count(value, high).await?
     };
-    let equal: i64 = tx
-        .query_one(
-            &format!("SELECT count(*) FROM agg_customer_totals WHERE {v} = $1::bigint"),
-            &[&value],
-        )
-        .await?
-        .try_get(0)?;
+    // The values are whole numbers: those equal to `value` are the range up to the next one.
+    let equal = count(value, value.saturating_add(1)).await?;
     Ok(Some((value, less, equal)))
 }
 
