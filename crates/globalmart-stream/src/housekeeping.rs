@@ -182,6 +182,10 @@ const SWEEP: &str = "WITH now_ AS (
                      SELECT l.* FROM last l, now_
                      WHERE l.\"timestamp\" < now_.t - make_interval(secs => $1)
                        AND l.event_type <> 'checkout' AND coalesce(l.cart_size, 0) > 0
+                       -- Recorded by an earlier sweep (most of the day looked at again):
+                       -- left before their items are gathered.
+                       AND NOT EXISTS (SELECT 1 FROM abandoned_carts a
+                                       WHERE a.session_id = l.session_id)
                        AND NOT EXISTS (SELECT 1 FROM cart_events k
                                        WHERE k.session_id = l.session_id
                                          AND k.event_type = 'checkout')
