@@ -22,7 +22,7 @@ use tokio_postgres::{Client, Transaction};
 use tracing::info;
 
 use crate::error::EtlError;
-use crate::etl::{column_list, field, pg_type, plan, rows, schema, stage};
+use crate::etl::{column_list, field, pg_type, plan, rows, schema, stage, transaction};
 use crate::figures::{grouped, human, Figures};
 use crate::history;
 
@@ -143,7 +143,7 @@ pub async fn jobs(
         history::step_started(warehouse, run, job.table()).await?;
         let started = Instant::now();
         let outcome = async {
-            let tx = warehouse.transaction().await?;
+            let tx = transaction(warehouse).await?;
             let figures = match job {
                 Job::ProductPerformance => products::snapshot(&tx, &inputs, date).await?,
                 Job::Rfm => rfm::snapshot(&tx, &inputs, date).await?,

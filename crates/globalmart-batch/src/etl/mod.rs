@@ -27,7 +27,7 @@ use std::time::{Duration, Instant};
 use datafusion::arrow::array::{AsArray, RecordBatch};
 use datafusion::arrow::compute::max;
 use datafusion::arrow::datatypes::Int64Type;
-use tokio_postgres::Client;
+use tokio_postgres::{Client, Transaction};
 use tracing::info;
 
 pub(crate) use extract::{field, pg_type, rows, schema};
@@ -140,7 +140,7 @@ async fn chunks<T: Table>(
     let started = Instant::now();
     let mut figures = Figures::default();
     loop {
-        let tx = warehouse.transaction().await?;
+        let tx = transaction(warehouse).await?;
         let after = lock_watermark(&tx, T::SOURCE.table).await?;
         if after >= upto {
             break;
@@ -174,6 +174,21 @@ async fn chunks<T: Table>(
     }
     figures.duration = started.elapsed();
     Ok(figures)
+}
+
+/// What the batch's warehouse transactions run with (docs/ARCHITECTURE.md, "Running totals"):
+/// many statements over fresh temporary tables whose sizes the planner can only guess, so its
+/// cost estimates grow with the tables they probe and, past `jit_above_cost`, PostgreSQL
+/// compiles each such statement (with inlining and optimisation past 500,000) for a few
+/// hundred milliseconds of a run that then reads a few thousand rows by index. And a
+/// catch-up's chunk of 200,000 rows sorts its orders per period in memory instead of on disk.
+const SETTINGS: &str = "SET LOCAL jit = off; SET LOCAL work_mem = '64MB'";
+
+/// A warehouse transaction of the batch (an ETL chunk, an analytics job), with [`SETTINGS`].
+pub(crate) async fn transaction(warehouse: &mut Client) -> Result<Transaction<'_>, EtlError> {
+    let tx = warehouse.transaction().await?;
+    tx.batch_execute(SETTINGS).await?;
+    Ok(tx)
 }
 
 /// Records in the realtime database that the warehouse holds `table`'s rows up to `seq`.
