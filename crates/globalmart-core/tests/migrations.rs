@@ -369,3 +369,20 @@ async fn each_runtime_role_can_do_what_its_binary_needs_and_nothing_more() -> Re
     }
     Ok(())
 }
+
+/// The pool's connections and the one-off ones run without JIT compilation
+/// (docs/ARCHITECTURE.md, "Connections"), though the local stack's servers keep PostgreSQL's
+/// default (on).
+#[tokio::test]
+async fn every_connection_of_ours_runs_without_jit() -> Result<()> {
+    let stack = TestStack::new().await?;
+    let pool = stack.warehouse.pool("globalmart-test", 1)?;
+    let pooled = db::get(&pool, Db::Warehouse).await?;
+    let jit: String = pooled.query_one("SHOW jit", &[]).await?.get(0);
+    assert_eq!(jit, "off");
+    drop(pooled);
+    let one_off = stack.warehouse.connect("globalmart-test").await?;
+    let jit: String = one_off.query_one("SHOW jit", &[]).await?.get(0);
+    assert_eq!(jit, "off");
+    Ok(())
+}

@@ -177,12 +177,10 @@ async fn chunks<T: Table>(
 }
 
 /// What the batch's warehouse transactions run with (docs/ARCHITECTURE.md, "Running totals"):
-/// many statements over fresh temporary tables whose sizes the planner can only guess, so its
-/// cost estimates grow with the tables they probe and, past `jit_above_cost`, PostgreSQL
-/// compiles each such statement (with inlining and optimisation past 500,000) for a few
-/// hundred milliseconds of a run that then reads a few thousand rows by index. And a
-/// catch-up's chunk of 200,000 rows sorts its orders per period in memory instead of on disk.
-const SETTINGS: &str = "SET LOCAL jit = off; SET LOCAL work_mem = '64MB'";
+/// room to sort a catch-up chunk's orders per period in memory (200,000 sale lines sorted on
+/// disk with the default 4 MB). JIT compilation is off on every connection of ours
+/// (`globalmart_core::db::SESSION`).
+const SETTINGS: &str = "SET LOCAL work_mem = '64MB'";
 
 /// A warehouse transaction of the batch (an ETL chunk, an analytics job), with [`SETTINGS`].
 pub(crate) async fn transaction(warehouse: &mut Client) -> Result<Transaction<'_>, EtlError> {
