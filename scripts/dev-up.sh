@@ -157,8 +157,8 @@ ensure_server() {
 # stack"). The defaults (128 MB of shared buffers, a checkpoint per GB of WAL)
 # made a month's backfill write mostly full-page images: checkpoints every few seconds, each
 # page's first change after one logged whole. Two clusters, Kafka and the binaries share 24 GiB.
-PG_SETTINGS=(shared_buffers=1GB max_wal_size=8GB checkpoint_timeout=15min wal_compression=lz4
-    effective_cache_size=8GB maintenance_work_mem=256MB)
+PG_SETTINGS=(shared_buffers=4GB max_wal_size=8GB checkpoint_timeout=15min wal_compression=lz4
+    effective_cache_size=12GB maintenance_work_mem=256MB)
 
 # The settings of PG_SETTINGS on the cluster on port $1, when it is managed here; restarts it
 # when one needs that (shared_buffers), else reloads.
