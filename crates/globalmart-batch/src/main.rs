@@ -44,21 +44,23 @@ async fn run(config: Config) -> anyhow::Result<ExitCode> {
         }
         return Ok(ExitCode::SUCCESS);
     }
+    // Three connections to each database: the ETL loads its three fact tables side by side
+    // (etl::Lanes).
     let warehouse_pool =
-        connect_and_migrate(&config.warehouse.settings, Db::Warehouse, name, 1, wait).await?;
+        connect_and_migrate(&config.warehouse.settings, Db::Warehouse, name, 3, wait).await?;
     let settings = Settings {
         chunk_rows: usize::try_from(config.chunk_rows).unwrap_or(usize::MAX),
         lock_timeout: config.lock_timeout,
     };
     // Connected (and migrated) only by the commands that read it.
-    let realtime_pool = connect_and_migrate(&config.realtime.settings, Db::Realtime, name, 1, wait);
+    let realtime_pool = connect_and_migrate(&config.realtime.settings, Db::Realtime, name, 3, wait);
     match &config.command {
         Command::Etl => {
-            let mut realtime = db::get(&realtime_pool.await?, Db::Realtime).await?;
-            let mut warehouse = db::get(&warehouse_pool, Db::Warehouse).await?;
-            etl::run(&mut realtime, &mut warehouse, &settings)
-                .await
-                .context(REDO)?;
+            let realtime_pool = realtime_pool.await?;
+            schedule::connected(&realtime_pool, &warehouse_pool, async |rt, wh, lanes| {
+                etl::run(rt, wh, lanes, &settings).await
+            })
+            .await?;
         }
         Command::Analytics(analysis) => {
             let mut warehouse = db::get(&warehouse_pool, Db::Warehouse).await?;
@@ -74,11 +76,11 @@ async fn run(config: Config) -> anyhow::Result<ExitCode> {
         Command::Run(repeat) => {
             let realtime_pool = realtime_pool.await?;
             let Some(every) = repeat.every else {
-                let mut realtime = db::get(&realtime_pool, Db::Realtime).await?;
-                let mut warehouse = db::get(&warehouse_pool, Db::Warehouse).await?;
-                schedule::run_once(&mut realtime, &mut warehouse, &settings, repeat.day.date())
-                    .await
-                    .context(REDO)?;
+                let date = repeat.day.date();
+                schedule::connected(&realtime_pool, &warehouse_pool, async |rt, wh, lanes| {
+                    schedule::run_once(rt, wh, lanes, &settings, date).await
+                })
+                .await?;
                 return Ok(ExitCode::SUCCESS);
             };
             let shutdown = shutdown::on_signal()?;

@@ -16,7 +16,7 @@ use tracing::{error, info};
 
 use crate::analytics::{self, Basis};
 use crate::error::EtlError;
-use crate::etl::{self, Settings};
+use crate::etl::{self, Lane, Lanes, Settings};
 use crate::history;
 
 /// What to say when a run fails.
@@ -27,15 +27,44 @@ pub const REDO: &str =
 pub async fn run_once(
     realtime: &mut Client,
     warehouse: &mut Client,
+    lanes: Lanes<'_>,
     settings: &Settings,
     date: NaiveDate,
 ) -> Result<(), EtlError> {
     history::recorded(warehouse, "run", async |warehouse, run| {
-        etl::tables(realtime, warehouse, settings, run).await?;
+        etl::tables(realtime, warehouse, lanes, settings, run).await?;
         analytics::jobs(warehouse, date, Basis::Totals, run).await?;
         Ok(())
     })
     .await
+}
+
+/// Runs `work` on connections from the pools (each of at least 3): a realtime and a warehouse
+/// one, and the ETL's other [`Lanes`]. A failure of `work` says the next run redoes it.
+pub async fn connected<T>(
+    realtime: &Pool,
+    warehouse: &Pool,
+    work: impl AsyncFnOnce(&mut Client, &mut Client, Lanes<'_>) -> Result<T, EtlError>,
+) -> anyhow::Result<T> {
+    let mut first_realtime = db::get(realtime, Db::Realtime).await?;
+    let mut first_warehouse = db::get(warehouse, Db::Warehouse).await?;
+    let views_realtime = db::get(realtime, Db::Realtime).await?;
+    let mut views_warehouse = db::get(warehouse, Db::Warehouse).await?;
+    let carts_realtime = db::get(realtime, Db::Realtime).await?;
+    let mut carts_warehouse = db::get(warehouse, Db::Warehouse).await?;
+    let lanes = [
+        Lane {
+            realtime: &views_realtime,
+            warehouse: &mut views_warehouse,
+        },
+        Lane {
+            realtime: &carts_realtime,
+            warehouse: &mut carts_warehouse,
+        },
+    ];
+    work(&mut first_realtime, &mut first_warehouse, lanes)
+        .await
+        .context(REDO)
 }
 
 /// A run every `every` until `shutdown`, on connections from the two pools; the analysis date
@@ -50,14 +79,10 @@ pub async fn every(
 ) -> anyhow::Result<()> {
     info!("a run every {every:?}; Ctrl+C or SIGTERM stops after the run in progress");
     loop {
-        let run = async {
-            let mut warehouse = db::get(warehouse, Db::Warehouse).await?;
-            let mut realtime = db::get(realtime, Db::Realtime).await?;
-            let date = date.unwrap_or_else(|| chrono::Utc::now().date_naive());
-            run_once(&mut realtime, &mut warehouse, settings, date)
-                .await
-                .context(REDO)
-        };
+        let date = date.unwrap_or_else(|| chrono::Utc::now().date_naive());
+        let run = connected(realtime, warehouse, async |realtime, warehouse, lanes| {
+            run_once(realtime, warehouse, lanes, settings, date).await
+        });
         if let Err(e) = run.await {
             // A refused connection will be refused next time too: stop, naming the settings.
             if matches!(e.downcast_ref(), Some(DbError::Refused { .. })) {

@@ -17,7 +17,7 @@ use globalmart_testkit::TestStack;
 use rust_decimal::Decimal;
 use tokio_postgres::Client;
 
-use common::{kettle, purchase, save, shopper, view};
+use common::{kettle, purchase, save, shopper, view, OtherLanes};
 
 const MINUTES_PER_DAY: i64 = 24 * 60;
 
@@ -38,12 +38,13 @@ fn user(i: i64) -> String {
 async fn facts(stack: &TestStack, events: &[Event]) -> Result<()> {
     let mut realtime = stack.realtime_client().await?;
     let mut warehouse = stack.warehouse_client().await?;
+    let mut extra = OtherLanes::connect(stack).await?;
     save(&mut realtime, events).await?;
     let settings = Settings {
         chunk_rows: 10_000,
         lock_timeout: StdDuration::from_secs(5),
     };
-    etl::run(&mut realtime, &mut warehouse, &settings).await?;
+    etl::run(&mut realtime, &mut warehouse, extra.lanes(), &settings).await?;
     Ok(())
 }
 
@@ -668,6 +669,7 @@ async fn running_totals_after_many_small_runs_with_late_events_equal_the_recompu
     let stack = TestStack::new().await?;
     let mut realtime = stack.realtime_client().await?;
     let mut warehouse = stack.warehouse_client().await?;
+    let mut extra = OtherLanes::connect(&stack).await?;
     // 27 days from Sunday 2025-12-07 (weeks, a month and a quarter end), catalogue changes on
     // the way (new SCD2 versions, categories that change); one event in five held back to a
     // later run, so days, weeks and months already loaded get late sales, views and adds.
@@ -736,7 +738,7 @@ async fn running_totals_after_many_small_runs_with_late_events_equal_the_recompu
         // rescore only those whose score can have changed.
         for part in slice.chunks(slice.len().div_ceil(3)) {
             save(&mut realtime, part).await?;
-            etl::run(&mut realtime, &mut warehouse, &settings).await?;
+            etl::run(&mut realtime, &mut warehouse, extra.lanes(), &settings).await?;
             let jobs = analytics::run(&mut warehouse, day, Basis::Totals).await?;
             let scored = (jobs.iter().find(|(table, _)| *table == "rfm_analysis"))
                 .map_or(0, |(_, figures)| figures.extracted);

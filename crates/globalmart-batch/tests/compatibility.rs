@@ -17,7 +17,7 @@ use globalmart_stream::{Batch, Received, Saved};
 use globalmart_testkit::TestStack;
 use tokio_postgres::Client;
 
-use common::{reader, save, shop, ten, thresholds};
+use common::{reader, save, shop, ten, thresholds, OtherLanes};
 
 const SETTINGS: Settings = Settings {
     chunk_rows: 100_000,
@@ -277,6 +277,7 @@ async fn its_producers_events_keep_their_meaning_and_fill_the_dimensions() -> Re
     let stack = TestStack::new().await?;
     let mut realtime = stack.realtime_client().await?;
     let mut warehouse = stack.warehouse_client().await?;
+    let mut extra = OtherLanes::connect(&stack).await?;
     let (messages, valid) = its_events(Utc::now() - Duration::hours(2));
     let saved = save_raw(&mut realtime, &messages).await?;
     assert_eq!(saved.dead_letters, (messages.len() - valid) as u64);
@@ -340,7 +341,7 @@ async fn its_producers_events_keep_their_meaning_and_fill_the_dimensions() -> Re
     );
 
     // No catalogue topics: the dimensions hold what the events tell.
-    etl::run(&mut realtime, &mut warehouse, &SETTINGS).await?;
+    etl::run(&mut realtime, &mut warehouse, extra.lanes(), &SETTINGS).await?;
     assert_eq!(
         texts(
             &warehouse,
@@ -401,7 +402,7 @@ async fn its_producers_events_keep_their_meaning_and_fill_the_dimensions() -> Re
         "price": 1249.99, "inventory": 40, "rating": 4.6, "updated_at": "2025-12-07T09:00:00"}"#;
     let saved = save_raw(&mut realtime, &[(Topic::Products, record.into())]).await?;
     assert_eq!(saved.dead_letters, 0);
-    etl::run(&mut realtime, &mut warehouse, &SETTINGS).await?;
+    etl::run(&mut realtime, &mut warehouse, extra.lanes(), &SETTINGS).await?;
     assert_eq!(
         texts(
             &warehouse,
@@ -443,6 +444,7 @@ async fn every_name_of_the_mapping_table_answers_the_read_only_role() -> Result<
     let stack = TestStack::new().await?;
     let mut realtime = stack.realtime_client().await?;
     let mut warehouse = stack.warehouse_client().await?;
+    let mut extra = OtherLanes::connect(&stack).await?;
     // Five and a half hours of the generator's shop, one event a second, then its producers'
     // events from two hours ago; Ben's cart is abandoned by now.
     save(&mut realtime, &shop(3, 0.01, 20_000, 1)).await?;
@@ -451,7 +453,7 @@ async fn every_name_of_the_mapping_table_answers_the_read_only_role() -> Result<
     let abandoned =
         globalmart_stream::abandoned_carts(&realtime, StdDuration::from_secs(30 * 60)).await?;
     assert!(abandoned >= 1, "Ben's cart was not found abandoned");
-    etl::run(&mut realtime, &mut warehouse, &SETTINGS).await?;
+    etl::run(&mut realtime, &mut warehouse, extra.lanes(), &SETTINGS).await?;
     analytics::run(&mut warehouse, ten().date_naive(), Basis::Totals).await?;
 
     let clients = [

@@ -23,7 +23,7 @@ use rust_decimal::Decimal;
 use serde_json::Value;
 use tokio_postgres::Client;
 
-use common::{save, shop, shopper, ten};
+use common::{save, shop, shopper, ten, OtherLanes};
 
 fn repository() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
@@ -224,13 +224,14 @@ async fn every_panel_query_runs_on_empty_and_on_filled_databases() -> Result<()>
 
     let mut realtime = stack.realtime_client().await?;
     let mut warehouse = stack.warehouse_client().await?;
+    let mut extra = OtherLanes::connect(&stack).await?;
     // Five and a half hours of the generator's shop, one event a second.
     save(&mut realtime, &shop(3, 0.01, 20_000, 1)).await?;
     let settings = Settings {
         chunk_rows: 100_000,
         lock_timeout: StdDuration::from_secs(5),
     };
-    etl::run(&mut realtime, &mut warehouse, &settings).await?;
+    etl::run(&mut realtime, &mut warehouse, extra.lanes(), &settings).await?;
     analytics::run(&mut warehouse, ten().date_naive(), Basis::Totals).await?;
     let counts = run_all(&stack, &queries, from, to).await?;
     // The closing note lists these; a panel without rows on a filled database is a bug.
@@ -294,12 +295,13 @@ async fn the_panels_show_the_hand_counted_figures_of_a_small_shop() -> Result<()
     events.push(order(anna, Country::Usa, &[(laptop, 1)], 65));
     let mut realtime = stack.realtime_client().await?;
     let mut warehouse = stack.warehouse_client().await?;
+    let mut extra = OtherLanes::connect(&stack).await?;
     save(&mut realtime, &events).await?;
     let settings = Settings {
         chunk_rows: 100_000,
         lock_timeout: StdDuration::from_secs(5),
     };
-    etl::run(&mut realtime, &mut warehouse, &settings).await?;
+    etl::run(&mut realtime, &mut warehouse, extra.lanes(), &settings).await?;
     analytics::run(&mut warehouse, ten().date_naive(), Basis::Totals).await?;
 
     let minute = |m: i64| (ten() + Duration::minutes(m)).timestamp().to_string();

@@ -19,7 +19,9 @@ use globalmart_testkit::TestStack;
 use rust_decimal::Decimal;
 use tokio_postgres::Client;
 
-use common::{guide_queries, kettle, purchase, repo_file, save, shop, shopper, statements, ten};
+use common::{
+    guide_queries, kettle, purchase, repo_file, save, shop, shopper, statements, ten, OtherLanes,
+};
 
 /// One ETL run over the test's databases (the outer error is the test's own set-up).
 async fn etl(
@@ -28,11 +30,12 @@ async fn etl(
 ) -> Result<Result<Vec<(&'static str, Figures)>, EtlError>> {
     let mut realtime = stack.realtime_client().await?;
     let mut warehouse = stack.warehouse_client().await?;
+    let mut extra = OtherLanes::connect(stack).await?;
     let settings = Settings {
         chunk_rows,
         lock_timeout: StdDuration::from_secs(2),
     };
-    Ok(etl::run(&mut realtime, &mut warehouse, &settings).await)
+    Ok(etl::run(&mut realtime, &mut warehouse, extra.lanes(), &settings).await)
 }
 
 /// The figures of one step.
@@ -250,6 +253,60 @@ async fn every_event_becomes_one_fact_pointing_at_the_version_valid_at_its_time(
 }
 
 /// (version, price, is_current) of the kettle's rows, and the version each sale points at.
+#[tokio::test]
+async fn two_runs_at_once_load_every_event_once_and_count_it_once() -> Result<()> {
+    let stack = TestStack::new().await?;
+    let mut realtime = stack.realtime_client().await?;
+    let warehouse = stack.warehouse_client().await?;
+    save(&mut realtime, &shop(7, 0.02, 3_000, 150)).await?;
+    // Small chunks, so the runs' chunks interleave: a chunk read while the other run loads the
+    // same rows finds the watermark moved when it locks it, and reads again from there.
+    let (a, b) = tokio::join!(etl(&stack, 500), etl(&stack, 500));
+    let (a, b) = (a??, b??);
+
+    for (fact, source) in [
+        ("fact_sales", "transactions"),
+        ("fact_product_views", "product_view_events"),
+        ("fact_cart_events", "cart_events"),
+    ] {
+        let expected = number(&realtime, &format!("SELECT count(*) FROM {source}")).await?;
+        let loaded = number(&warehouse, &format!("SELECT count(*) FROM {fact}")).await?;
+        assert!(expected > 0, "no {source} saved");
+        assert_eq!(loaded, expected, "{fact}");
+        // Loaded by one run or the other, never by both (the second would skip it).
+        let (a, b) = (of(&a, fact), of(&b, fact));
+        assert_eq!(
+            i64::try_from(a.loaded + b.loaded)?,
+            expected,
+            "{fact}: {a:?} {b:?}"
+        );
+        assert_eq!(a.skipped + b.skipped, 0, "{fact}: {a:?} {b:?}");
+    }
+    // And added to the running totals once.
+    for (total, facts) in [
+        (
+            "SELECT sum(views) FROM agg_product_totals",
+            "SELECT count(*) FROM fact_product_views WHERE event_type = 'view'",
+        ),
+        (
+            "SELECT sum(cart_adds) FROM agg_product_totals",
+            "SELECT count(*) FROM fact_cart_events WHERE event_type = 'add_to_cart'",
+        ),
+        (
+            "SELECT sum(units) FROM agg_product_totals",
+            "SELECT sum(quantity) FROM fact_sales",
+        ),
+    ] {
+        let counted = number(&warehouse, &format!("SELECT ({total})::int8")).await?;
+        assert_eq!(
+            counted,
+            number(&warehouse, &format!("SELECT ({facts})::int8")).await?,
+            "{total}"
+        );
+    }
+    Ok(())
+}
+
 async fn kettle_history(warehouse: &Client) -> Result<(Vec<(i32, Decimal, bool)>, Vec<i32>)> {
     let versions = warehouse
         .query(

@@ -17,7 +17,7 @@ use globalmart_stream::retention;
 use globalmart_testkit::TestStack;
 use tokio_postgres::Client;
 
-use common::{kettle, purchase, save, save_counting, shopper, view};
+use common::{kettle, purchase, save, save_counting, shopper, view, OtherLanes};
 
 const DAY: i64 = 24 * 60;
 const WEEK: StdDuration = StdDuration::from_secs(7 * 86_400);
@@ -67,6 +67,7 @@ async fn a_day_goes_only_once_loaded_and_a_replay_of_it_is_not_saved_again() -> 
     let stack = TestStack::new().await?;
     let mut realtime = stack.realtime_client().await?;
     let mut warehouse = stack.warehouse_client().await?;
+    let mut extra = OtherLanes::connect(&stack).await?;
     let settings = Settings {
         chunk_rows: 1000,
         lock_timeout: StdDuration::from_secs(5),
@@ -78,7 +79,7 @@ async fn a_day_goes_only_once_loaded_and_a_replay_of_it_is_not_saved_again() -> 
     // Day 0 loaded, days 1 and 2 saved after the ETL ran: the ETL is behind on them.
     let days: Vec<Vec<Event>> = (0..3).map(day_of_shopping).collect();
     save(&mut realtime, &days[0]).await?;
-    etl::run(&mut realtime, &mut warehouse, &settings).await?;
+    etl::run(&mut realtime, &mut warehouse, extra.lanes(), &settings).await?;
     save(&mut realtime, &days[1]).await?;
     save(&mut realtime, &days[2]).await?;
     let before = raw_days(&realtime).await?;
@@ -100,7 +101,7 @@ async fn a_day_goes_only_once_loaded_and_a_replay_of_it_is_not_saved_again() -> 
 
     // Caught up: day 1 goes too; day 2 stays, the day the stream last saved events of (more
     // of it may still come).
-    etl::run(&mut realtime, &mut warehouse, &settings).await?;
+    etl::run(&mut realtime, &mut warehouse, extra.lanes(), &settings).await?;
     let (dropped, horizon) = retention::apply(&realtime, WEEK).await?;
     assert_eq!((dropped, horizon), (1, date(2025, 12, 9)));
     assert_eq!(raw_days(&realtime).await?, ["2025-12-09:6/3"]);
@@ -156,7 +157,7 @@ async fn a_day_goes_only_once_loaded_and_a_replay_of_it_is_not_saved_again() -> 
         ]
     );
     // And the ETL loads nothing twice.
-    etl::run(&mut realtime, &mut warehouse, &settings).await?;
+    etl::run(&mut realtime, &mut warehouse, extra.lanes(), &settings).await?;
     assert_eq!(
         count(&warehouse, "SELECT count(*) FROM fact_sales").await?,
         18

@@ -2,18 +2,25 @@
 //! time (a user or product with no record yet gets an inferred member first), then is merged on
 //! its natural key (`event_id` and its time), so an event loaded before is skipped and counted.
 //! A fact table declares its [`Fact`]; [`FactTable`] is its [`Table`].
+//!
+//! The fact tables load side by side (`etl/mod.rs`), so what a chunk writes that the others
+//! share (inferred members, the calendar) is written by its preparation, a short transaction
+//! of its own under the totals' lock, before the chunk's transaction; its table's day
+//! partitions just before that (docs/ARCHITECTURE.md, "Lanes").
 
 use std::marker::PhantomData;
 
-use datafusion::arrow::array::RecordBatch;
-use datafusion::arrow::datatypes::DataType;
-use tokio_postgres::Transaction;
+use chrono::NaiveDate;
+use datafusion::arrow::array::{AsArray, RecordBatch};
+use datafusion::arrow::datatypes::{DataType, Date32Type};
+use tokio_postgres::{Client, Transaction};
 
 use super::dim_products::category_groups;
 use super::extract::{field, rows, schema, Source, TIMESTAMP};
 use super::load::{column_list, stage};
 use super::table::{Loaded, Table};
 use super::totals;
+use super::transaction;
 use super::transform::plan;
 use crate::error::EtlError;
 
@@ -46,11 +53,25 @@ impl<F: Fact> Table for FactTable<F> {
     const SOURCE: Source = F::SOURCE;
     const COUNTED_AS: (&'static str, &'static str) = ("new records", "duplicates skipped");
 
+    async fn prepare(warehouse: &mut Client, extracted: &RecordBatch) -> Result<(), EtlError> {
+        let days = days(extracted).await?;
+        // The table's day partitions, in a statement of their own: making one locks the table
+        // (sql/warehouse/V13__partitions_per_table.sql).
+        warehouse.execute(PARTITIONS, &[&F::NAME, &days]).await?;
+        let tx = transaction(warehouse).await?;
+        tx.batch_execute(totals::LOCK).await?;
+        seen(&tx, extracted, F::PRODUCT_SEEN).await?;
+        tx.batch_execute(INFER).await?;
+        tx.execute(CALENDAR, &[&days]).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
     async fn transform(
         tx: &Transaction<'_>,
         extracted: &RecordBatch,
     ) -> Result<RecordBatch, EtlError> {
-        with_keys(tx, F::NAME, extracted, F::PRODUCT_SEEN, F::TRANSFORM).await
+        with_keys(tx, F::NAME, extracted, F::TRANSFORM).await
     }
 
     async fn load(
@@ -143,6 +164,12 @@ const INFER: &str = "
 const SEEN_USERS: &str =
     "SELECT user_id, last_value(country ORDER BY ts) AS country FROM source GROUP BY user_id";
 
+/// The users the events name (`seen_users` of the versions' queries).
+const USER_KEYS: &str = "SELECT DISTINCT user_id FROM source";
+
+/// The products the events name (`seen_products` of the versions' queries).
+const PRODUCT_KEYS: &str = "SELECT DISTINCT product_id FROM source WHERE product_id IS NOT NULL";
+
 /// Each product of the events with what its latest event tells of it (`{seen}`: the fact's
 /// [`Fact::PRODUCT_SEEN`]) and the group of that category.
 fn seen_products(seen: &str) -> String {
@@ -175,30 +202,46 @@ const PRODUCT_VERSIONS: &str = "
         d.effective_end_date AS valid_to
     FROM dim_products d WHERE d.product_id IN (SELECT product_id FROM seen_products)";
 
-/// dim_date rows for every day from the earliest to the latest fact day, staged ones included.
+/// The UTC days of the events (dim_date's days, the facts' partitions).
+const DAYS: &str = "SELECT DISTINCT CAST(ts AS DATE) AS day FROM source";
+
+/// The day partitions $2 of fact table $1.
+const PARTITIONS: &str = "SELECT fact_partitions_ensure($1, $2::date[])";
+
+/// dim_date rows for every day from the earliest to the latest fact day, the chunk's days ($1)
+/// included.
 const CALENDAR: &str = "
     INSERT INTO dim_date (date_id, \"date\", year, quarter, month, week, day, day_of_week,
         day_name, month_name, is_weekend)
     SELECT to_char(d, 'YYYYMMDD')::int, d, extract(year FROM d), extract(quarter FROM d),
         extract(month FROM d), extract(week FROM d), extract(day FROM d), extract(isodow FROM d),
         trim(to_char(d, 'Day')), trim(to_char(d, 'Month')), extract(isodow FROM d) >= 6
-    FROM (SELECT to_date(min(date_id)::text, 'YYYYMMDD') AS first,
-                 to_date(max(date_id)::text, 'YYYYMMDD') AS last FROM staged) s,
+    FROM (SELECT min(day) AS first, max(day) AS last FROM unnest($1::date[]) day) s,
         LATERAL (SELECT least(s.first, min(\"date\")) AS first,
                         greatest(s.last, max(\"date\")) AS last FROM dim_date) r,
         LATERAL generate_series(r.first, r.last, interval '1 day') g,
         LATERAL (SELECT g::date AS d) day
     ON CONFLICT (date_id) DO NOTHING";
 
-/// The rows of fact table `table` for the events in `extracted`, by `transform` (see
-/// [`Fact::TRANSFORM`]); one per event, or an error.
-async fn with_keys(
+/// The UTC days of the events in `extracted`.
+async fn days(extracted: &RecordBatch) -> Result<Vec<NaiveDate>, EtlError> {
+    let days = plan(&[("source", extracted)], DAYS).await?;
+    let column = days.column(0).as_primitive::<Date32Type>();
+    Ok(column
+        .iter()
+        .flatten()
+        // Days of valid timestamps: always in chrono's range.
+        .filter_map(Date32Type::to_naive_date_opt)
+        .collect())
+}
+
+/// Stages the users (`seen_users`) and products (`seen_products`) the events name, with what
+/// they tell of them (`product_seen`: see [`Fact::PRODUCT_SEEN`]).
+async fn seen(
     tx: &Transaction<'_>,
-    table: &'static str,
     extracted: &RecordBatch,
     product_seen: &str,
-    transform: &str,
-) -> Result<RecordBatch, EtlError> {
+) -> Result<(), EtlError> {
     let users_seen = plan(&[("source", extracted)], SEEN_USERS).await?;
     stage(tx, "seen_users", &users_seen).await?;
     let groups = category_groups()?;
@@ -207,8 +250,21 @@ async fn with_keys(
         &seen_products(product_seen),
     )
     .await?;
-    stage(tx, "seen_products", &products_seen).await?;
-    tx.batch_execute(INFER).await?;
+    stage(tx, "seen_products", &products_seen).await
+}
+
+/// The rows of fact table `table` for the events in `extracted`, by `transform` (see
+/// [`Fact::TRANSFORM`]); one per event, or an error. Their dimension members exist: the
+/// chunk's preparation inferred those missing.
+async fn with_keys(
+    tx: &Transaction<'_>,
+    table: &'static str,
+    extracted: &RecordBatch,
+    transform: &str,
+) -> Result<RecordBatch, EtlError> {
+    for (name, keys) in [("seen_users", USER_KEYS), ("seen_products", PRODUCT_KEYS)] {
+        stage(tx, name, &plan(&[("source", extracted)], keys).await?).await?;
+    }
     let customers = versions(tx, CUSTOMER_VERSIONS, "customer_id", "user_id").await?;
     let products = versions(tx, PRODUCT_VERSIONS, "product_id_pk", "product_id").await?;
     let geography = geography(tx).await?;
@@ -234,8 +290,8 @@ async fn with_keys(
 
 /// Inserts `rows` (columns named as `table`'s, `event_id` among them) into fact table `table`
 /// in the order of column `time`, its partition key, skipping events loaded before (an event
-/// keeps its time, so the natural key (`event_id`, `time`) meets its row); the calendar and
-/// the table's day partitions gain their days.
+/// keeps its time, so the natural key (`event_id`, `time`) meets its row). The calendar and the
+/// day partitions have the rows' days: the chunk's preparation made them.
 async fn merge(
     tx: &Transaction<'_>,
     table: &'static str,
@@ -243,13 +299,6 @@ async fn merge(
     rows: &RecordBatch,
 ) -> Result<Loaded, EtlError> {
     stage(tx, "staged", rows).await?;
-    tx.batch_execute(CALENDAR).await?;
-    // The day partitions of the events (sql/warehouse/V8__facts_by_day.sql).
-    tx.batch_execute(&format!(
-        "SELECT fact_partitions_ensure(ARRAY(
-             SELECT DISTINCT ({time} AT TIME ZONE 'UTC')::date FROM staged))"
-    ))
-    .await?;
     // The rows this chunk inserted, for the running totals: they need not be looked up again
     // in every day partition.
     tx.batch_execute(&format!(

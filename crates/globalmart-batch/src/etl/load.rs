@@ -13,7 +13,7 @@ use futures::pin_mut;
 use rust_decimal::Decimal;
 use tokio_postgres::binary_copy::BinaryCopyInWriter;
 use tokio_postgres::types::{to_sql_checked, IsNull, ToSql, Type};
-use tokio_postgres::Transaction;
+use tokio_postgres::{Client, Transaction};
 use uuid::Uuid;
 
 use crate::error::EtlError;
@@ -67,6 +67,17 @@ pub fn column_list(rows: &RecordBatch) -> String {
         .map(|f| f.name().as_str())
         .collect();
     names.join(", ")
+}
+
+/// The watermark of `source` as last committed (0 before its first chunk), not locked.
+pub async fn watermark(client: &Client, source: &str) -> Result<i64, EtlError> {
+    let row = client
+        .query_one(
+            "SELECT coalesce((SELECT last_ingest_seq FROM etl_watermarks WHERE source_table = $1), 0)",
+            &[&source],
+        )
+        .await?;
+    Ok(row.get(0))
 }
 
 /// The watermark of `source`, locked until the transaction ends so two runs never load the

@@ -7,7 +7,9 @@
 //!
 //! Dimensions come first (`dim_products`, `dim_customers`: each declares a `scd2::Dimension`,
 //! loaded by the one SCD2 rule), then the facts that point at them (`fact_sales`,
-//! `fact_product_views`, `fact_cart_events`: each declares a `facts::Fact`).
+//! `fact_product_views`, `fact_cart_events`: each declares a `facts::Fact`), side by side, each
+//! on a pair of connections of its own: the sales on the first, the views and the cart events
+//! on their [`Lanes`] (docs/ARCHITECTURE.md, "Lanes").
 
 mod dim_customers;
 mod dim_products;
@@ -43,7 +45,7 @@ use fact_cart_events::FactCartEvents;
 use fact_product_views::FactProductViews;
 use fact_sales::FactSales;
 use facts::FactTable;
-use load::{advance_watermark, lock_watermark};
+use load::{advance_watermark, lock_watermark, watermark};
 use scd2::DimensionTable;
 use table::Table;
 
@@ -56,22 +58,38 @@ pub struct Settings {
     pub lock_timeout: Duration,
 }
 
+/// A pair of connections a fact table loads on, beside the first pair (docs/ARCHITECTURE.md,
+/// "Lanes").
+#[derive(Debug)]
+pub struct Lane<'a> {
+    /// A realtime connection of its own: an extract sets session values, then reads them.
+    pub realtime: &'a Client,
+    /// A warehouse connection of its own, for its chunks' transactions.
+    pub warehouse: &'a mut Client,
+}
+
+/// The lanes of the views and of the cart events (the sales load on the first pair).
+pub type Lanes<'a> = [Lane<'a>; 2];
+
 /// Runs the whole ETL as run `etl`; returns each table's figures, in order.
 pub async fn run(
     realtime: &mut Client,
     warehouse: &mut Client,
+    lanes: Lanes<'_>,
     settings: &Settings,
 ) -> Result<Vec<(&'static str, Figures)>, EtlError> {
     history::recorded(warehouse, "etl", async |warehouse, run| {
-        tables(realtime, warehouse, settings, run).await
+        tables(realtime, warehouse, lanes, settings, run).await
     })
     .await
 }
 
-/// Fills every table, in order, as part of run `run`.
+/// Fills every table as part of run `run`: the dimensions in order, then the facts side by
+/// side; returns each table's figures in the order above.
 pub async fn tables(
     realtime: &mut Client,
     warehouse: &mut Client,
+    lanes: Lanes<'_>,
     settings: &Settings,
     run: i64,
 ) -> Result<Vec<(&'static str, Figures)>, EtlError> {
@@ -90,13 +108,27 @@ pub async fn tables(
     let [products, customers, sales, views, carts] =
         extract::settled(realtime, sources, settings.lock_timeout).await?;
     let realtime = &*realtime;
-    Ok(vec![
-        step::<Products>(realtime, warehouse, run, products, settings).await?,
-        step::<Customers>(realtime, warehouse, run, customers, settings).await?,
-        step::<Sales>(realtime, warehouse, run, sales, settings).await?,
-        step::<Views>(realtime, warehouse, run, views, settings).await?,
-        step::<Carts>(realtime, warehouse, run, carts, settings).await?,
-    ])
+    let products = step::<Products>(realtime, warehouse, run, products, settings).await?;
+    let customers = step::<Customers>(realtime, warehouse, run, customers, settings).await?;
+    let [views_lane, carts_lane] = lanes;
+    let (sales, views, carts) = futures::try_join!(
+        step::<Sales>(realtime, warehouse, run, sales, settings),
+        step::<Views>(
+            views_lane.realtime,
+            views_lane.warehouse,
+            run,
+            views,
+            settings
+        ),
+        step::<Carts>(
+            carts_lane.realtime,
+            carts_lane.warehouse,
+            run,
+            carts,
+            settings
+        ),
+    )?;
+    Ok(vec![products, customers, sales, views, carts])
 }
 
 /// Fills table `T` with its source rows up to `upto`, recorded as a step of `run`, with the
@@ -129,8 +161,10 @@ async fn step<T: Table>(
     Ok((T::NAME, figures))
 }
 
-/// The source rows up to `upto` through `T`'s extract, transform and load, at most `chunk`
-/// rows per warehouse transaction, each moving the watermark.
+/// The source rows up to `upto` through `T`'s extract, prepare, transform and load, at most
+/// `chunk` rows per warehouse transaction, each moving the watermark. The rows are read and
+/// prepared before the chunk's transaction locks the watermark; if another run moved it
+/// meanwhile (it loaded them), the chunk starts again from there.
 async fn chunks<T: Table>(
     realtime: &Client,
     warehouse: &mut Client,
@@ -140,8 +174,7 @@ async fn chunks<T: Table>(
     let started = Instant::now();
     let mut figures = Figures::default();
     loop {
-        let tx = transaction(warehouse).await?;
-        let after = lock_watermark(&tx, T::SOURCE.table).await?;
+        let after = watermark(warehouse, T::SOURCE.table).await?;
         if after >= upto {
             break;
         }
@@ -149,6 +182,12 @@ async fn chunks<T: Table>(
         let Some(last) = last_seq(&extracted) else {
             break;
         };
+        T::prepare(warehouse, &extracted).await?;
+        let tx = transaction(warehouse).await?;
+        if lock_watermark(&tx, T::SOURCE.table).await? != after {
+            tx.rollback().await?;
+            continue;
+        }
         let transformed = T::transform(&tx, &extracted).await?;
         let loaded = T::load(&tx, &extracted, &transformed).await?;
         advance_watermark(&tx, T::SOURCE.table, last).await?;

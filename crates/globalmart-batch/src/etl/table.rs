@@ -1,4 +1,5 @@
-//! The verbs every warehouse table has: `extract`, `transform`, `load` (see `etl/mod.rs`).
+//! The verbs every warehouse table has: `extract`, `prepare`, `transform`, `load` (see
+//! `etl/mod.rs`).
 
 use datafusion::arrow::array::RecordBatch;
 use tokio_postgres::{Client, Transaction};
@@ -23,6 +24,12 @@ pub trait Table {
         limit: usize,
     ) -> Result<RecordBatch, EtlError> {
         Self::SOURCE.read(realtime, after, upto, limit).await
+    }
+
+    /// Writes, in a transaction of its own before the chunk's, what the chunk's rows need
+    /// that other tables' chunks may write too (nothing by default; see `facts.rs`).
+    async fn prepare(_warehouse: &mut Client, _extracted: &RecordBatch) -> Result<(), EtlError> {
+        Ok(())
     }
 
     /// The rows to load, from the extracted ones.

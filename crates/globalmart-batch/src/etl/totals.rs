@@ -14,10 +14,12 @@ use tokio_postgres::Transaction;
 
 use crate::error::EtlError;
 
-/// Serialises the totals' updates between runs that overlap (each table's watermark lock
-/// serialises its own chunks, not one table's against another's): what makes a pair's
-/// viewer or buyer new must not be judged by two transactions at once.
-const LOCK: &str = "SELECT pg_advisory_xact_lock(hashtext('globalmart.agg_totals'));";
+/// Serialises the writes to rows that chunks of different fact tables share: the totals (what
+/// makes a pair's viewer or buyer new must not be judged by two transactions at once), and
+/// the preparations' inferred members, calendar days and partitions (`facts.rs`). Held to
+/// the end of its transaction, and taken before any shared row is touched, so two chunks
+/// never wait for each other's rows in a cycle.
+pub const LOCK: &str = "SELECT pg_advisory_xact_lock(hashtext('globalmart.agg_totals'));";
 
 /// After `fact_sales`: per product orders, units, revenue and newly converted viewers; per
 /// period and category orders, revenue, units and new customers; per customer orders, spend
@@ -66,52 +68,71 @@ pub const SALES: &str = "
     UPDATE agg_product_totals t SET buyers = t.buyers + c.buyers
     FROM converted c WHERE t.product_id = c.product_id;
 
-    -- Each order's lines per day and category, and under 'All': its sums, and whether lines
-    -- loaded by earlier chunks counted it already.
+    -- The orders lines loaded by earlier chunks counted already, per category and under 'All'.
+    CREATE TEMP TABLE counted_orders ON COMMIT DROP AS
+    SELECT transaction_id, category FROM earlier_lines
+    UNION SELECT transaction_id, 'All' FROM earlier_lines;
+
+    -- Each order's lines per day and category, and under 'All': its sums, and whether it is
+    -- new there (a hash join with the counted ones, not a lookup per order).
     CREATE TEMP TABLE new_orders ON COMMIT DROP AS
     SELECT n.user_id, n.transaction_id, n.day, c.category, min(n.at) AS at,
         sum(n.quantity) AS units, sum(n.total_amount) AS revenue,
-        NOT EXISTS (SELECT 1 FROM earlier_lines e WHERE e.transaction_id = n.transaction_id
-            AND (c.category = 'All' OR e.category = c.category)) AS new_order
+        e.transaction_id IS NULL AS new_order
     FROM new_lines n CROSS JOIN LATERAL (VALUES (n.category), ('All')) c(category)
-    GROUP BY n.user_id, n.transaction_id, n.day, c.category;
+        LEFT JOIN counted_orders e
+            ON e.transaction_id = n.transaction_id AND e.category = c.category
+    GROUP BY n.user_id, n.transaction_id, n.day, c.category, e.transaction_id;
+
+    -- The periods of the chunk's days, worked out once per day rather than once per order.
+    CREATE TEMP TABLE chunk_days ON COMMIT DROP AS
+    SELECT day, week, agg_period_end('weekly', week) AS week_end,
+        month, agg_period_end('monthly', month) AS month_end,
+        quarter, agg_period_end('quarterly', quarter) AS quarter_end
+    FROM (SELECT day, agg_period_start('weekly', day) AS week,
+              agg_period_start('monthly', day) AS month,
+              agg_period_start('quarterly', day) AS quarter
+          FROM (SELECT DISTINCT day FROM new_lines) d) p;
 
     -- Each buyer's new days per category, with whether they bought in that category earlier in
     -- the day's week, month or quarter: one read of their days over the span of all four.
     CREATE TEMP TABLE buyer_days ON COMMIT DROP AS
     SELECT m.user_id, m.category, m.day, h.*
-    FROM (SELECT DISTINCT user_id, category, day FROM new_orders) m
-    CROSS JOIN LATERAL (
-        SELECT agg_period_start('weekly', m.day) AS week,
-            agg_period_start('monthly', m.day) AS month,
-            agg_period_start('quarterly', m.day) AS quarter) p
+    FROM (SELECT DISTINCT user_id, category, day FROM new_orders) m JOIN chunk_days p USING (day)
     CROSS JOIN LATERAL (
         SELECT count(*) FILTER (WHERE a.day = m.day) > 0 AS in_daily,
-            count(*) FILTER (WHERE a.day >= p.week
-                AND a.day < agg_period_end('weekly', p.week)) > 0 AS in_weekly,
-            count(*) FILTER (WHERE a.day >= p.month
-                AND a.day < agg_period_end('monthly', p.month)) > 0 AS in_monthly,
-            count(*) FILTER (WHERE a.day >= p.quarter
-                AND a.day < agg_period_end('quarterly', p.quarter)) > 0 AS in_quarterly
+            count(*) FILTER (WHERE a.day >= p.week AND a.day < p.week_end) > 0 AS in_weekly,
+            count(*) FILTER (WHERE a.day >= p.month AND a.day < p.month_end) > 0 AS in_monthly,
+            count(*) FILTER (WHERE a.day >= p.quarter AND a.day < p.quarter_end) > 0
+                AS in_quarterly
         FROM agg_customer_category_days a
         WHERE a.user_id = m.user_id AND a.category = m.category
             AND a.day >= least(p.week, p.quarter)
-            AND a.day < greatest(agg_period_end('weekly', p.week),
-                agg_period_end('quarterly', p.quarter))) h;
+            AND a.day < greatest(p.week_end, p.quarter_end)) h;
 
-    WITH kinds (kind) AS (VALUES ('daily'), ('weekly'), ('monthly'), ('quarterly')),
-    sums AS (
-        SELECT k.kind, agg_period_start(k.kind, o.day) AS period_start, o.category,
-            count(DISTINCT o.transaction_id) FILTER (WHERE o.new_order) AS orders,
-            sum(o.revenue) AS revenue, sum(o.units) AS units
-        FROM new_orders o CROSS JOIN kinds k GROUP BY 1, 2, 3
+    -- Distinct orders and customers are counted by grouping on them first, which hashes,
+    -- where count(DISTINCT) sorts every group.
+    WITH periods AS (
+        SELECT c.day, k.kind, k.period_start
+        FROM chunk_days c CROSS JOIN LATERAL (VALUES ('daily', c.day), ('weekly', c.week),
+            ('monthly', c.month), ('quarterly', c.quarter)) k(kind, period_start)
+    ), period_orders AS (
+        -- Each order once per period and category (an order re-sent with another time has
+        -- rows on two days).
+        SELECT p.kind, p.period_start, o.category, o.transaction_id,
+            bool_or(o.new_order) AS new_order, sum(o.revenue) AS revenue, sum(o.units) AS units
+        FROM new_orders o JOIN periods p USING (day) GROUP BY 1, 2, 3, 4
+    ), sums AS (
+        SELECT kind, period_start, category, count(*) FILTER (WHERE new_order) AS orders,
+            sum(revenue) AS revenue, sum(units) AS units
+        FROM period_orders GROUP BY 1, 2, 3
     ), newcomers AS (
         -- Customers with no earlier day in the period, in that category.
-        SELECT k.kind, agg_period_start(k.kind, b.day) AS period_start, b.category,
-            count(DISTINCT b.user_id) AS customers
-        FROM buyer_days b CROSS JOIN kinds k
-        WHERE NOT CASE k.kind WHEN 'daily' THEN b.in_daily WHEN 'weekly' THEN b.in_weekly
-            WHEN 'monthly' THEN b.in_monthly ELSE b.in_quarterly END
+        SELECT kind, period_start, category, count(*) AS customers
+        FROM (SELECT DISTINCT p.kind, p.period_start, b.category, b.user_id
+              FROM buyer_days b JOIN periods p USING (day)
+              WHERE NOT CASE p.kind WHEN 'daily' THEN b.in_daily WHEN 'weekly' THEN b.in_weekly
+                  WHEN 'monthly' THEN b.in_monthly ELSE b.in_quarterly END) n
         GROUP BY 1, 2, 3
     )
     INSERT INTO agg_sales_periods AS t (period_type, period_start, category, orders, revenue,
@@ -124,8 +145,9 @@ pub const SALES: &str = "
         orders = t.orders + excluded.orders, revenue = t.revenue + excluded.revenue,
         units = t.units + excluded.units, customers = t.customers + excluded.customers;
 
+    -- Days already recorded (in_daily) need no insert.
     INSERT INTO agg_customer_category_days (user_id, category, day)
-    SELECT user_id, category, day FROM buyer_days ORDER BY 1, 2, 3
+    SELECT user_id, category, day FROM buyer_days WHERE NOT in_daily ORDER BY 1, 2, 3
     ON CONFLICT DO NOTHING;
 
     -- The customers' purchase totals: on their current version (a new version recounts them

@@ -7,6 +7,7 @@ use std::sync::atomic::{AtomicI64, Ordering};
 
 use anyhow::Result;
 use chrono::{DateTime, Duration, TimeZone, Utc};
+use globalmart_batch::etl::{Lane, Lanes};
 use globalmart_core::config::Secret;
 use globalmart_core::db::{Db, PgSettings};
 use globalmart_core::domain::{CategoryGroup, Country, PaymentMethod};
@@ -43,6 +44,41 @@ pub fn ten() -> DateTime<Utc> {
     Utc.with_ymd_and_hms(2025, 12, 7, 10, 0, 0)
         .single()
         .expect("valid date")
+}
+
+/// The connections of the ETL's other lanes ([`Lanes`]) on the test's databases.
+pub struct OtherLanes {
+    realtime: [Client; 2],
+    warehouse: [Client; 2],
+}
+
+impl OtherLanes {
+    pub async fn connect(stack: &TestStack) -> Result<OtherLanes> {
+        Ok(OtherLanes {
+            realtime: [
+                stack.realtime_client().await?,
+                stack.realtime_client().await?,
+            ],
+            warehouse: [
+                stack.warehouse_client().await?,
+                stack.warehouse_client().await?,
+            ],
+        })
+    }
+
+    pub fn lanes(&mut self) -> Lanes<'_> {
+        let [views, carts] = &mut self.warehouse;
+        [
+            Lane {
+                realtime: &self.realtime[0],
+                warehouse: views,
+            },
+            Lane {
+                realtime: &self.realtime[1],
+                warehouse: carts,
+            },
+        ]
+    }
 }
 
 /// The stream's default thresholds, the metrics counting every event of the test day (in the
