@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use anyhow::{ensure, Context, Result};
 use globalmart_core::topics::Topic;
-use globalmart_testkit::metrics::{free_port, scrape, total};
+use globalmart_testkit::metrics::{free_ports, scrape, total};
 use globalmart_testkit::{KafkaBroker, TestStack};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
@@ -291,7 +291,7 @@ async fn undeliverable_records_are_counted_and_fail_the_run() -> Result<()> {
 async fn an_unreachable_broker_moves_the_queue_full_and_delivery_error_counters() -> Result<()> {
     // Nothing listens on `port`: the producer queue fills (nothing leaves it), then its records
     // time out. A small queue fills at once however slowly this machine generates.
-    let (port, metrics_port) = (free_port()?, free_port()?);
+    let [port, metrics_port] = free_ports()?;
     let child = Command::new(BIN)
         .env_clear()
         .env("METRICS_ADDR", format!("127.0.0.1:{metrics_port}"))

@@ -48,12 +48,12 @@ impl KafkaBroker {
         KafkaBroker::start_with(Some((certs, users)))
     }
 
-    fn start_with(secure: Option<(&Path, &[SaslUser])>) -> Result<KafkaBroker> {
+    fn start_with(secure_with: Option<(&Path, &[SaslUser])>) -> Result<KafkaBroker> {
         let kafka_home = kafka_home()?;
         let dir = std::env::temp_dir().join(format!("gm-kafka-{}", uuid::Uuid::new_v4().simple()));
         let data = dir.join("data");
         fs::create_dir_all(&data)?;
-        let (port, controller_port) = (crate::free_port()?, crate::free_port()?);
+        let [port, controller_port, secure] = crate::free_ports()?;
         let read = |name: &str| {
             fs::read_to_string(Path::new(REPO).join("scripts/kafka").join(name))
                 .with_context(|| format!("reading scripts/kafka/{name}"))
@@ -61,8 +61,7 @@ impl KafkaBroker {
         let mut template = read("server.properties")?;
         let mut secure_port = None;
         let mut format_extra = Vec::new();
-        if let Some((certs, users)) = secure {
-            let secure = crate::free_port()?;
+        if let Some((certs, users)) = secure_with {
             secure_port = Some(secure);
             let plain: Vec<String> = (users.iter())
                 .map(|u| format!("user_{}=\"{}\"", u.name, u.password))

@@ -255,11 +255,24 @@ pub fn make_certs(dir: &std::path::Path) -> Result<()> {
     Ok(())
 }
 
-/// A port nothing listens on now, for a private server.
-fn free_port() -> Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port())
+/// A localhost port nothing listens on now, for a private server or a binary's METRICS_ADDR.
+pub fn free_port() -> Result<u16> {
+    let [port] = free_ports()?;
+    Ok(port)
+}
+
+/// `N` different localhost ports nothing listens on now. Each is held until all are found: a
+/// port given back at once can be the next one handed out (a broker once got the same port for
+/// its client and controller listeners, and would not start).
+pub fn free_ports<const N: usize>() -> Result<[u16; N]> {
+    let listeners = (0..N)
+        .map(|_| std::net::TcpListener::bind("127.0.0.1:0"))
+        .collect::<std::io::Result<Vec<_>>>()?;
+    let mut ports = [0; N];
+    for (port, listener) in ports.iter_mut().zip(&listeners) {
+        *port = listener.local_addr()?.port();
+    }
+    Ok(ports)
 }
 
 fn admin_client(bootstrap_servers: &str) -> Result<AdminClient<DefaultClientContext>> {

@@ -25,12 +25,7 @@ pub fn total(metrics: &str, name: &str) -> f64 {
         .sum()
 }
 
-/// A free localhost port, for a binary's METRICS_ADDR.
-pub fn free_port() -> Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port())
-}
+pub use crate::{free_port, free_ports};
 
 #[cfg(test)]
 mod tests {
