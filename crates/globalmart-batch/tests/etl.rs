@@ -47,6 +47,25 @@ fn of(reports: &[(&str, Figures)], table: &str) -> Figures {
         .unwrap_or_else(|| panic!("no step {table}"))
 }
 
+/// Each fact table and the realtime table of its events.
+const FACTS: [(&str, &str); 3] = [
+    ("fact_sales", "transactions"),
+    ("fact_product_views", "product_view_events"),
+    ("fact_cart_events", "cart_events"),
+];
+
+/// The events in realtime table `source` and the rows of fact table `fact`.
+async fn counts(
+    realtime: &Client,
+    warehouse: &Client,
+    fact: &str,
+    source: &str,
+) -> Result<(i64, i64)> {
+    let events = number(realtime, &format!("SELECT count(*) FROM {source}")).await?;
+    let facts = number(warehouse, &format!("SELECT count(*) FROM {fact}")).await?;
+    Ok((events, facts))
+}
+
 async fn number(client: &Client, query: &str) -> Result<i64> {
     Ok(client.query_one(query, &[]).await?.get(0))
 }
@@ -71,13 +90,8 @@ async fn every_event_becomes_one_fact_pointing_at_the_version_valid_at_its_time(
     etl(&stack, 1_000).await??;
 
     // One fact per source event, with the same quantities and amounts.
-    for (fact, source) in [
-        ("fact_sales", "transactions"),
-        ("fact_product_views", "product_view_events"),
-        ("fact_cart_events", "cart_events"),
-    ] {
-        let expected = number(&realtime, &format!("SELECT count(*) FROM {source}")).await?;
-        let loaded = number(&warehouse, &format!("SELECT count(*) FROM {fact}")).await?;
+    for (fact, source) in FACTS {
+        let (expected, loaded) = counts(&realtime, &warehouse, fact, source).await?;
         assert_eq!(loaded, expected, "{fact}");
         assert!(loaded > 0, "{fact} is empty");
     }
@@ -264,13 +278,8 @@ async fn two_runs_at_once_load_every_event_once_and_count_it_once() -> Result<()
     let (a, b) = tokio::join!(etl(&stack, 500), etl(&stack, 500));
     let (a, b) = (a??, b??);
 
-    for (fact, source) in [
-        ("fact_sales", "transactions"),
-        ("fact_product_views", "product_view_events"),
-        ("fact_cart_events", "cart_events"),
-    ] {
-        let expected = number(&realtime, &format!("SELECT count(*) FROM {source}")).await?;
-        let loaded = number(&warehouse, &format!("SELECT count(*) FROM {fact}")).await?;
+    for (fact, source) in FACTS {
+        let (expected, loaded) = counts(&realtime, &warehouse, fact, source).await?;
         assert!(expected > 0, "no {source} saved");
         assert_eq!(loaded, expected, "{fact}");
         // Loaded by one run or the other, never by both (the second would skip it).

@@ -16,9 +16,9 @@ use crate::error::EtlError;
 
 /// Serialises the writes to rows that chunks of different fact tables share: the totals (what
 /// makes a pair's viewer or buyer new must not be judged by two transactions at once), and
-/// the preparations' inferred members, calendar days and partitions (`facts.rs`). Held to
-/// the end of its transaction, and taken before any shared row is touched, so two chunks
-/// never wait for each other's rows in a cycle.
+/// the preparations' inferred members and calendar days (`facts.rs`). Held to the end of its
+/// transaction, and taken before any shared row is touched, so two chunks never wait for each
+/// other's rows in a cycle (docs/ARCHITECTURE.md, "Lanes").
 pub const LOCK: &str = "SELECT pg_advisory_xact_lock(hashtext('globalmart.agg_totals'));";
 
 /// After `fact_sales`: per product orders, units, revenue and newly converted viewers; per
