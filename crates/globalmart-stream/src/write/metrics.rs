@@ -352,13 +352,19 @@ const PRODUCT_ACTIVITY: &str = concat!(
                  SELECT * FROM unnest($1::timestamptz[], $2::text[], $3::text[], $4::text[],
                      $5::int8[], $6::int8[], $7::int8[], $8::int8[], $9::numeric[])
                      AS x(w, p, n, c, v, a, b, u, r)
+             ), c AS (
+                 -- The catalogue rows of the batch's products, looked up once by key: joined
+                 -- whole, the 250,000 products of the course's catalogue were hashed twice per
+                 -- batch, spilling to disk (a quarter of the statement, docs/PERFORMANCE.md).
+                 SELECT product_id, name, category FROM products
+                 WHERE product_id IN (SELECT p FROM x)
              ), t AS (
                  INSERT INTO trending_products AS m (window_start, window_end, product_id,
                      product_name, category, view_count, cart_add_count, purchase_count,
                      units_sold, revenue, trend_score)
                  SELECT x.w, x.w + interval '1 minute', x.p, coalesce(x.n, c.name),
                      coalesce(x.c, c.category), x.v, x.a, x.b, x.u, x.r, x.v + 3 * x.a + 5 * x.b
-                 FROM x LEFT JOIN products c ON c.product_id = x.p
+                 FROM x LEFT JOIN c ON c.product_id = x.p
                  ON CONFLICT (window_start, product_id) DO UPDATE SET
                      product_name = coalesce(m.product_name, EXCLUDED.product_name),
                      category = coalesce(m.category, EXCLUDED.category),
@@ -375,7 +381,7 @@ const PRODUCT_ACTIVITY: &str = concat!(
                  view_count, cart_add_count, purchase_count, units_sold, revenue)
              SELECT x.w, x.w + interval '1 minute', coalesce(c.category, t.category, 'unknown'),
                  sum(x.v), sum(x.a), sum(x.b), sum(x.u), sum(x.r)
-             FROM x JOIN t USING (w, p) LEFT JOIN products c ON c.product_id = x.p
+             FROM x JOIN t USING (w, p) LEFT JOIN c ON c.product_id = x.p
              GROUP BY 1, 2, 3
              ORDER BY 1, 3",
     add_to_category!()
