@@ -113,7 +113,7 @@ const MARK_SCORED: &str = "
     INSERT INTO rfm_scored (analysis_date) VALUES ($1)
     ON CONFLICT (only_row) DO UPDATE SET analysis_date = $1, updated_at = now()";
 
-/// Serialises the RFM's reads of `agg_customer_totals` with the ETL's chunks, which number
+/// Serialises the RFM's reads of `agg_customer_totals` with the ETL's chunks, which commit
 /// their changes under the same lock (`etl/totals.rs`): a session lock, released once read,
 /// so that the ETL waits for the reads only (and the reads wait for no row). The savepoint
 /// lets a failed read be rolled back so that the lock can be released.

@@ -3,7 +3,7 @@
 
 use super::extract::{column, Kind, Source};
 use super::facts::{at_event_time, date_id, Fact};
-use super::totals;
+use super::totals::{self, Totals};
 
 /// The `fact_cart_events` fact.
 #[derive(Debug)]
@@ -41,5 +41,5 @@ impl Fact for FactCartEvents {
     const TRANSFORM: &'static str = TRANSFORM;
     const TIME: &'static str = "event_timestamp";
     const PRODUCT_SEEN: &'static str = "product_name, category, price";
-    const TOTALS: &'static str = totals::CART_EVENTS;
+    const TOTALS: Totals = totals::CART_EVENTS;
 }

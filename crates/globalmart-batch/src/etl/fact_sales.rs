@@ -4,7 +4,7 @@
 
 use super::extract::{column, Kind, Source};
 use super::facts::{at_event_time, date_id, Fact};
-use super::totals;
+use super::totals::{self, Totals};
 
 /// The `fact_sales` fact.
 #[derive(Debug)]
@@ -44,5 +44,5 @@ impl Fact for FactSales {
     const TIME: &'static str = "transaction_timestamp";
     const PRODUCT_SEEN: &'static str =
         "CAST(NULL AS VARCHAR) AS product_name, CAST(NULL AS VARCHAR) AS category, price";
-    const TOTALS: &'static str = totals::SALES;
+    const TOTALS: Totals = totals::SALES;
 }

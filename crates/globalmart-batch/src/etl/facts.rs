@@ -19,7 +19,7 @@ use super::dim_products::category_groups;
 use super::extract::{field, rows, schema, Source, TIMESTAMP};
 use super::load::{column_list, stage};
 use super::table::{Loaded, Table};
-use super::totals;
+use super::totals::{self, Totals};
 use super::transaction;
 use super::transform::plan;
 use crate::error::EtlError;
@@ -39,9 +39,9 @@ pub trait Fact {
     /// What its events tell of their product, as `product_name, category, price` over
     /// `source` (NULL where they carry none): it fills the product's inferred member.
     const PRODUCT_SEEN: &'static str;
-    /// The statements that add the chunk's new facts to the analytics' running totals and
-    /// the customers' purchase totals (one of `totals.rs`'s).
-    const TOTALS: &'static str;
+    /// What adds the chunk's new facts to the analytics' running totals and the customers'
+    /// purchase totals (one of `totals.rs`'s).
+    const TOTALS: Totals;
 }
 
 /// The [`Table`] of fact `F`: the same extract, transform and load for every fact.
@@ -80,7 +80,7 @@ impl<F: Fact> Table for FactTable<F> {
         transformed: &RecordBatch,
     ) -> Result<Loaded, EtlError> {
         let loaded = merge(tx, F::NAME, F::TIME, transformed).await?;
-        totals::add(tx, F::TOTALS).await?;
+        totals::add(tx, &F::TOTALS).await?;
         Ok(loaded)
     }
 }

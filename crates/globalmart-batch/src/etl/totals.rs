@@ -15,16 +15,21 @@ use tokio_postgres::Transaction;
 use crate::error::EtlError;
 
 /// Serialises the writes to rows that chunks of different fact tables share: the totals (what
-/// makes a pair's viewer or buyer new must not be judged by two transactions at once), and
-/// the preparations' inferred members and calendar days (`facts.rs`). Held to the end of its
-/// transaction, and taken before any shared row is touched, so two chunks never wait for each
-/// other's rows in a cycle (docs/ARCHITECTURE.md, "Lanes").
+/// makes a pair's viewer or buyer new must not be judged by two transactions at once), the
+/// buyers' current rows, and the preparations' inferred members and calendar days
+/// (`facts.rs`). Held to the end of its transaction, and taken before any shared row is
+/// touched (a chunk holds only rows of its own fact's when it waits for it), so two chunks
+/// never wait for each other's rows in a cycle (docs/ARCHITECTURE.md, "Lanes"). Every chunk
+/// commits holding it, so the RFM's reads under it see no chunk commit (`analytics/rfm.rs`).
 pub const LOCK: &str = "SELECT pg_advisory_xact_lock(hashtext('globalmart.agg_totals'));";
 
-/// After `fact_sales`: per product orders, units, revenue and newly converted viewers; per
-/// period and category orders, revenue, units and new customers; per customer orders, spend
-/// and last order.
-pub const SALES: &str = "
+/// After `fact_sales`, what only the sales' chunks write (outside the lock): per period and
+/// category orders, revenue, units and new customers; per customer orders, spend and last order
+/// in agg_customer_totals, marked with the chunk's generation (numbered while the chunk holds
+/// the sales' watermark row, so in commit order among the sales' chunks: the RFM's rerun
+/// rescores the customers marked since, `analytics/quintiles.rs`). It leaves `new_lines`,
+/// `earlier_lines` and `buyers` for [`SALES_SHARED`].
+const SALES_OWN: &str = "
     CREATE TEMP TABLE new_lines ON COMMIT DROP AS
     SELECT f.transaction_id, c.user_id, p.product_id,
         coalesce(p.category, '') AS category, f.quantity, f.total_amount,
@@ -44,29 +49,6 @@ pub const SALES: &str = "
         AND f.transaction_timestamp
             < (SELECT max(day) + 1 FROM new_lines)::timestamp AT TIME ZONE 'UTC'
         AND NOT EXISTS (SELECT 1 FROM inserted i WHERE i.event_id = f.event_id);
-
-    INSERT INTO agg_product_totals AS t (product_id, orders, units, revenue)
-    SELECT product_id,
-        count(DISTINCT transaction_id) FILTER (WHERE NOT EXISTS (
-            SELECT 1 FROM earlier_lines e
-            WHERE e.transaction_id = n.transaction_id AND e.product_id = n.product_id)),
-        sum(quantity), sum(total_amount)
-    FROM new_lines n GROUP BY product_id ORDER BY product_id
-    ON CONFLICT (product_id) DO UPDATE SET orders = t.orders + excluded.orders,
-        units = t.units + excluded.units, revenue = t.revenue + excluded.revenue;
-
-    -- A viewer who buys the product for the first time converts: marking the pairs bought
-    -- returns those newly bought, with whether they were viewed, in one pass over the index.
-    WITH marked AS (
-        INSERT INTO agg_customer_products AS m (user_id, product_id, bought)
-        SELECT DISTINCT user_id, product_id, TRUE FROM new_lines ORDER BY 1, 2
-        ON CONFLICT (user_id, product_id) DO UPDATE SET bought = TRUE WHERE NOT m.bought
-        RETURNING m.product_id, m.viewed
-    ), converted AS (
-        SELECT product_id, count(*) AS buyers FROM marked WHERE viewed GROUP BY product_id
-    )
-    UPDATE agg_product_totals t SET buyers = t.buyers + c.buyers
-    FROM converted c WHERE t.product_id = c.product_id;
 
     -- The orders lines loaded by earlier chunks counted already, per category and under 'All'.
     CREATE TEMP TABLE counted_orders ON COMMIT DROP AS
@@ -150,15 +132,49 @@ pub const SALES: &str = "
     SELECT user_id, category, day FROM buyer_days WHERE NOT in_daily ORDER BY 1, 2, 3
     ON CONFLICT DO NOTHING;
 
-    -- The customers' purchase totals: on their current version (a new version recounts them
-    -- from the facts: `dim_customers.rs`), and in agg_customer_totals, which holds only
-    -- customers who bought, each marked with the chunk's generation (numbered under the lock,
-    -- so in commit order): the RFM's rerun rescores the customers marked since
-    -- (`analytics/quintiles.rs`).
+    -- The customers' purchase totals, in agg_customer_totals, which holds only customers who
+    -- bought (their current version's are updated under the lock: SALES_SHARED).
     CREATE TEMP TABLE buyers ON COMMIT DROP AS
     SELECT user_id, count(DISTINCT transaction_id) FILTER (WHERE new_order)::int AS orders,
         sum(revenue) AS spent, min(at) AS first, max(at) AS last
     FROM new_orders WHERE category = 'All' GROUP BY user_id;
+
+    INSERT INTO agg_customer_totals AS t (user_id, orders, spent, last_order, generation)
+    SELECT user_id, orders, spent, last, g.n
+    FROM buyers, (SELECT nextval('agg_customer_totals_generation') AS n) g ORDER BY user_id
+    ON CONFLICT (user_id) DO UPDATE SET orders = t.orders + excluded.orders,
+        spent = t.spent + excluded.spent,
+        last_order = greatest(t.last_order, excluded.last_order),
+        generation = excluded.generation;
+";
+
+/// After [`SALES_OWN`], under the lock: per product orders, units, revenue and newly
+/// converted viewers (rows the views' chunks write too), and the buyers' purchase totals on
+/// their current version (a new version recounts them from the facts: `dim_customers.rs`;
+/// a preparation may complete the same inferred row).
+const SALES_SHARED: &str = "
+    INSERT INTO agg_product_totals AS t (product_id, orders, units, revenue)
+    SELECT product_id,
+        count(DISTINCT transaction_id) FILTER (WHERE NOT EXISTS (
+            SELECT 1 FROM earlier_lines e
+            WHERE e.transaction_id = n.transaction_id AND e.product_id = n.product_id)),
+        sum(quantity), sum(total_amount)
+    FROM new_lines n GROUP BY product_id ORDER BY product_id
+    ON CONFLICT (product_id) DO UPDATE SET orders = t.orders + excluded.orders,
+        units = t.units + excluded.units, revenue = t.revenue + excluded.revenue;
+
+    -- A viewer who buys the product for the first time converts: marking the pairs bought
+    -- returns those newly bought, with whether they were viewed, in one pass over the index.
+    WITH marked AS (
+        INSERT INTO agg_customer_products AS m (user_id, product_id, bought)
+        SELECT DISTINCT user_id, product_id, TRUE FROM new_lines ORDER BY 1, 2
+        ON CONFLICT (user_id, product_id) DO UPDATE SET bought = TRUE WHERE NOT m.bought
+        RETURNING m.product_id, m.viewed
+    ), converted AS (
+        SELECT product_id, count(*) AS buyers FROM marked WHERE viewed GROUP BY product_id
+    )
+    UPDATE agg_product_totals t SET buyers = t.buyers + c.buyers
+    FROM converted c WHERE t.product_id = c.product_id;
 
     UPDATE dim_customers d SET total_transactions = d.total_transactions + a.orders,
         total_spent = d.total_spent + a.spent,
@@ -167,24 +183,19 @@ pub const SALES: &str = "
         first_transaction_date = least(d.first_transaction_date, a.first),
         last_transaction_date = greatest(d.last_transaction_date, a.last), updated_at = now()
     FROM buyers a WHERE d.user_id = a.user_id AND d.is_current;
+";
 
-    INSERT INTO agg_customer_totals AS t (user_id, orders, spent, last_order, generation)
-    SELECT user_id, orders, spent, last, g.n
-    FROM buyers, (SELECT nextval('agg_customer_totals_generation') AS n) g ORDER BY user_id
-    ON CONFLICT (user_id) DO UPDATE SET orders = t.orders + excluded.orders,
-        spent = t.spent + excluded.spent,
-        last_order = greatest(t.last_order, excluded.last_order),
-        generation = excluded.generation;";
-
-/// After `fact_product_views`: per product views, and viewers new to it (converted at once
-/// when they had bought it before).
-pub const VIEWS: &str = "
+/// After `fact_product_views`, outside the lock: the viewers and products of the chunk's views.
+const VIEWS_OWN: &str = "
     CREATE TEMP TABLE new_views ON COMMIT DROP AS
     SELECT c.user_id, p.product_id
     FROM inserted f JOIN dim_customers c USING (customer_id)
         JOIN dim_products p USING (product_id_pk)
-    WHERE f.event_type = 'view';
+    WHERE f.event_type = 'view';";
 
+/// After [`VIEWS_OWN`], under the lock: per product views, and viewers new to it (converted at
+/// once when they had bought it before).
+const VIEWS_SHARED: &str = "
     INSERT INTO agg_product_totals AS t (product_id, views)
     SELECT product_id, count(*) FROM new_views GROUP BY product_id ORDER BY product_id
     ON CONFLICT (product_id) DO UPDATE SET views = t.views + excluded.views;
@@ -203,8 +214,8 @@ pub const VIEWS: &str = "
     UPDATE agg_product_totals t SET viewers = t.viewers + v.viewers, buyers = t.buyers + v.buyers
     FROM viewers v WHERE t.product_id = v.product_id;";
 
-/// After `fact_cart_events`: per product cart adds.
-pub const CART_EVENTS: &str = "
+/// After `fact_cart_events`, under the lock: per product cart adds.
+const CART_EVENTS_SHARED: &str = "
     INSERT INTO agg_product_totals AS t (product_id, cart_adds)
     SELECT p.product_id, count(*)
     FROM inserted f JOIN dim_products p USING (product_id_pk)
@@ -212,10 +223,40 @@ pub const CART_EVENTS: &str = "
     GROUP BY p.product_id ORDER BY p.product_id
     ON CONFLICT (product_id) DO UPDATE SET cart_adds = t.cart_adds + excluded.cart_adds;";
 
-/// Adds what the chunk inserted (the temporary table `inserted`) to the totals, by `sql` (one
-/// of this module's statements), under the lock.
-pub async fn add(tx: &Transaction<'_>, sql: &str) -> Result<(), EtlError> {
+/// What a fact's chunk adds to the totals: first the rows only that fact's chunks write (one
+/// chunk of a fact at a time: each holds its watermark row), then, under the lock, the rows
+/// the facts share. The lock is held from there to the commit only, so the lanes' chunks wait
+/// for each other's shared statements and not for their own (docs/ARCHITECTURE.md, "Lanes").
+#[derive(Debug)]
+pub struct Totals {
+    own: &'static str,
+    shared: &'static str,
+}
+
+/// The totals of `fact_sales`.
+pub const SALES: Totals = Totals {
+    own: SALES_OWN,
+    shared: SALES_SHARED,
+};
+
+/// The totals of `fact_product_views`.
+pub const VIEWS: Totals = Totals {
+    own: VIEWS_OWN,
+    shared: VIEWS_SHARED,
+};
+
+/// The totals of `fact_cart_events`: all of them shared.
+pub const CART_EVENTS: Totals = Totals {
+    own: "",
+    shared: CART_EVENTS_SHARED,
+};
+
+/// Adds what the chunk inserted (the temporary table `inserted`) to the totals.
+pub async fn add(tx: &Transaction<'_>, totals: &Totals) -> Result<(), EtlError> {
+    if !totals.own.is_empty() {
+        tx.batch_execute(totals.own).await?;
+    }
     tx.batch_execute(LOCK).await?;
-    tx.batch_execute(sql).await?;
+    tx.batch_execute(totals.shared).await?;
     Ok(())
 }
