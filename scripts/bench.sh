@@ -572,12 +572,14 @@ scale_stream() {
     awk -v o="$offset" -v t="$(elapsed "$start" "$(now)")" 'BEGIN { printf "%.2f\n", o + t - 5 }' >"$WORK/scale-active"
 }
 
-# scale_timed LOG ARGS...: the batch with ARGS; prints "seconds peak-RSS-MiB".
+# scale_timed LOG ARGS...: the batch with ARGS; writes "seconds peak-RSS-MiB" to $WORK/timed.
+# Called directly, not in a process substitution, so that its failure stops the run (a `die`
+# in a subshell ended the subshell only, and the run went on with the log's text as figures).
 scale_timed() {
     local log=$1
     shift
     RUST_LOG=info /usr/bin/time -f 'TIMED %e %M' "$BATCH" "$@" 2>"$log" || { tail -n 20 "$log"; die "globalmart-batch $* failed"; }
-    sed -n 's/^TIMED \([0-9.]*\) \([0-9]*\)$/\1 \2/p' "$log" | awk '{ printf "%s %.0f\n", $1, $2 / 1024 }'
+    sed -n 's/^TIMED \([0-9.]*\) \([0-9]*\)$/\1 \2/p' "$log" | awk '{ printf "%s %.0f\n", $1, $2 / 1024 }' >"$WORK/timed"
 }
 
 # bench_scale: a month of --profile course history (BENCH_SCALE_DAYS, default 30) backfilled in
@@ -631,7 +633,8 @@ bench_scale() {
         scale_stream "$port" "$samples"
         say "   stream: $(grep 'saved: ' "$WORK/scale-stream.log" | tail -n 1 | sed 's/.*saved: //')"
         # The warehouse catches up with the part (not the increment measured).
-        read -r etl rss < <(scale_timed "$WORK/scale-catch-up.log" run)
+        scale_timed "$WORK/scale-catch-up.log" run
+        read -r etl rss <"$WORK/timed"
         say "   warehouse: days $((done_days + 1))-$cp loaded and analysed in $(printf '%.1f' "$etl") s, peak $rss MiB"
         done_days=$cp
         # Two increments: the scheduled run's increments follow one another, while the first
@@ -646,9 +649,11 @@ bench_scale() {
             # Its own stream run, left out of the backfill's tenths.
             METRICS_ADDR=127.0.0.1:0 "$STREAM" --exit-when-idle 2 2>"$WORK/scale-increment.log" ||
                 { tail -n 20 "$WORK/scale-increment.log"; die "the stream failed"; }
-            read -r etl rss < <(scale_timed "$WORK/scale-etl-$cp.log" etl)
+            scale_timed "$WORK/scale-etl-$cp.log" etl
+            read -r etl rss <"$WORK/timed"
             peak=$(best "$peak" "$rss")
-            read -r analytics rss < <(scale_timed "$WORK/scale-analytics-$cp.log" analytics)
+            scale_timed "$WORK/scale-analytics-$cp.log" analytics
+            read -r analytics rss <"$WORK/timed"
             peak=$(best "$peak" "$rss")
             grep -E 'Read [0-9,]* rows' "$WORK/scale-analytics-$cp.log" | sed 's/^.*INFO  */   /' || true
             say "   etl $(printf '%.1f' "$etl") s, analytics $(printf '%.1f' "$analytics") s, peak $peak MiB"
