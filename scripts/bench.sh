@@ -41,11 +41,17 @@ TARGET=${1:-all}
 WORK=$(mktemp -d)
 # Commands that undo what a benchmark set up (topics, databases, processes), run at exit.
 CLEANUP=()
+# The run's own logs (generator, stream, batch) are kept in $GM_LOGS/bench-last: the figures
+# of a 40-minute scale run are no use without the lines that say where its time went.
+KEPT=$GM_LOGS/bench-last
 cleanup() {
     local undo
     for undo in "${CLEANUP[@]}"; do
         eval "$undo" >/dev/null 2>&1 || true
     done
+    if compgen -G "$WORK/*.log" >/dev/null; then
+        { rm -rf "$KEPT" && mkdir -p "$KEPT" && cp "$WORK"/*.log "$WORK"/scale-samples "$KEPT"/; } 2>/dev/null || true
+    fi
     rm -rf "$WORK"
 }
 trap cleanup EXIT
@@ -655,7 +661,11 @@ bench_scale() {
             scale_timed "$WORK/scale-analytics-$cp.log" analytics
             read -r analytics rss <"$WORK/timed"
             peak=$(best "$peak" "$rss")
-            grep -E 'Read [0-9,]* rows' "$WORK/scale-analytics-$cp.log" | sed 's/^.*INFO  */   /' || true
+            # Where the increment went: each fact's rows and load time, each analytics job's
+            # start (UTC time of day).
+            grep -E 'Extracted|Loaded' "$WORK/scale-etl-$cp.log" | sed 's/^.*INFO  */   /' || true
+            grep -E 'Read [0-9,]* rows|Running|Complete' "$WORK/scale-analytics-$cp.log" |
+                sed -E 's/^[0-9-]+T([0-9:]{8})\.[0-9]*Z +INFO +/   \1 /' || true
             say "   etl $(printf '%.1f' "$etl") s, analytics $(printf '%.1f' "$analytics") s, peak $peak MiB"
         done
         base_etl=${base_etl:-$etl} base_analytics=${base_analytics:-$analytics}
