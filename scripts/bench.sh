@@ -495,13 +495,18 @@ batch_floor() {
     awk -v a="$out" -v b="$in" 'BEGIN { print a + b }'
 }
 
+# etl_figures LOG: each table's rows and load time from the log of a `globalmart-batch` run.
+etl_figures() {
+    grep -E 'Extracted|Loaded' "$1" | sed 's/^.*INFO  */   /' || true
+}
+
 # batch_run LOG: seconds for one `globalmart-batch etl`, its figures shown.
 batch_run() {
     local start end
     start=$(now)
     RUST_LOG=info "$BATCH" etl 2>"$1" || { tail -n 20 "$1"; die "the batch failed"; }
     end=$(now)
-    grep -E 'Extracted|Loaded' "$1" | sed 's/^.*INFO  */   /' >&2
+    etl_figures "$1" >&2
     elapsed "$start" "$end"
 }
 
@@ -663,7 +668,7 @@ bench_scale() {
             peak=$(best "$peak" "$rss")
             # Where the increment went: each fact's rows and load time, each analytics job's
             # start (UTC time of day).
-            grep -E 'Extracted|Loaded' "$WORK/scale-etl-$cp.log" | sed 's/^.*INFO  */   /' || true
+            etl_figures "$WORK/scale-etl-$cp.log"
             grep -E 'Read [0-9,]* rows|Running|Complete' "$WORK/scale-analytics-$cp.log" |
                 sed -E 's/^[0-9-]+T([0-9:]{8})\.[0-9]*Z +INFO +/   \1 /' || true
             say "   etl $(printf '%.1f' "$etl") s, analytics $(printf '%.1f' "$analytics") s, peak $peak MiB"
