@@ -14,11 +14,16 @@
 //! run twice, or by two instances at once, it records and counts each session once.
 //! Retention: metric windows older than the retention are deleted; raw events by whole days
 //! (`retention.rs`).
+//!
+//! The product activity's fold (`write/activity.rs`) runs beside these, every second on a
+//! connection of its own: in a backfill a fold round takes about a second, which the sweep and
+//! the alerts need not wait for.
 
 use std::time::Duration;
 
 use anyhow::Result;
 use deadpool_postgres::Pool;
+use tokio::time::MissedTickBehavior;
 use tokio_postgres::{Client, Error};
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
@@ -27,6 +32,7 @@ use crate::monitoring;
 use crate::publish::Publisher;
 use crate::retention;
 use crate::retry::on_client;
+use crate::write::activity;
 
 /// How often, and by what rules, the housekeeping runs.
 #[derive(Debug, Clone, Copy)]
@@ -63,6 +69,35 @@ pub async fn run(pool: Pool, publisher: &Publisher, every: Schedule, shutdown: C
             _ = retains.tick() => retain_once(&pool, every).await,
             () = shutdown.cancelled() => return,
         }
+    }
+}
+
+/// How often the product activity's pending tallies are folded: the lag of trending_products
+/// and category_performance behind the rows saved.
+const FOLD_EVERY: Duration = Duration::from_secs(1);
+
+/// Until shutdown: the product activity's pending tallies folded every [`FOLD_EVERY`].
+pub async fn fold_until_shutdown(pool: Pool, shutdown: CancellationToken) {
+    let mut folds = tokio::time::interval(FOLD_EVERY);
+    folds.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = folds.tick() => fold_once(&pool).await,
+            () = shutdown.cancelled() => return,
+        }
+    }
+}
+
+/// Folds every pending tally; a failure is logged and the next round tries again (the tallies
+/// stay pending meanwhile).
+pub async fn fold_once(pool: &Pool) {
+    let folded = on_client(pool, |mut c| async move { activity::fold(&mut c).await });
+    match folded.await {
+        Ok(n) => monitoring::ACTIVITY_FOLDED.inc_by(n),
+        Err(e) => warn!(
+            error = %format!("{e:#}"),
+            "folding the product activity failed; trying again in {FOLD_EVERY:?}"
+        ),
     }
 }
 

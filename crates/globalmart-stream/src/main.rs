@@ -50,7 +50,9 @@ async fn run(config: Config) -> Result<()> {
         &config.realtime.settings,
         Db::Realtime,
         "globalmart-stream",
-        4,
+        // The batch saving, the source's stored offsets, housekeeping, the product activity's
+        // fold, and one to spare.
+        5,
         wait,
     )
     .await?;

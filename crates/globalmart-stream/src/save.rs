@@ -21,8 +21,8 @@ use crate::config::Thresholds;
 use crate::retention;
 use crate::write::anomalies::Anomalies;
 use crate::write::events::{self, was_inserted, Insert};
-use crate::write::metrics::{self, Tally};
-use crate::write::{alerts, catalogue, dead_letters, offsets, patterns, stock};
+use crate::write::metrics::Tally;
+use crate::write::{activity, alerts, catalogue, dead_letters, offsets, patterns, stock};
 
 /// What saving a batch did: rows inserted per destination, and rows already there.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -131,7 +131,7 @@ impl Batch {
         stock::restock(&tx, &catalogued).await?;
         // Before the tally: its sales of these products then count under their category, and
         // the earlier ones move there.
-        metrics::move_late_categories(&tx, &catalogued).await?;
+        activity::move_late_categories(&tx, &catalogued).await?;
         let lines = events::transactions(&tx, &self.transactions, how).await?;
         let views = events::views(&tx, &self.views, how).await?;
         let carts = events::carts(&tx, &self.carts, how).await?;

@@ -7,12 +7,14 @@
 //! | `catalogue` | products, product_history, users, user_history |
 //! | `dead_letters` | dead_letter_events |
 //! | `offsets` | stream_offsets |
-//! | `metrics` | sales_per_minute, sales_by_country, trending_products, category_performance, cart_metrics, cart_session_windows |
+//! | `metrics` | sales_per_minute, sales_by_country, cart_metrics, cart_session_windows |
+//! | `activity` | product_activity_pending, trending_products, category_performance |
 //! | `anomalies` | high_value_anomalies, high_quantity_anomalies |
 //! | `stock` | product_stock, restock_alerts |
 //! | `patterns` | suspicious_patterns, high_demand_alerts |
 //! | `alerts` | alerts (the only writer) |
 
+pub mod activity;
 pub mod alerts;
 pub mod anomalies;
 pub mod catalogue;

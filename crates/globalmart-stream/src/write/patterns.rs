@@ -2,8 +2,8 @@
 //! batch touched, in the same transaction: `suspicious_patterns` (two or more orders of at least
 //! the suspicious amount by one user within one 1-minute window) and `high_demand_alerts` (at
 //! least the high-demand units of one product within one 10-minute window, from the per-minute
-//! sales of `trending_products`, hence only for events within the metrics' retention;
-//! `order_count` counts its order lines). A recount, not an increment: replays and other
+//! sales of the product activity (`activity.rs`), hence only for events within the metrics'
+//! retention; `order_count` counts its order lines). A recount, not an increment: replays and other
 //! instances converge on the same rows. A new high-demand window also becomes an alert.
 
 use std::collections::BTreeSet;
@@ -103,13 +103,21 @@ const SUSPICIOUS: &str = "WITH touched AS (
 const HIGH_DEMAND: &str = "WITH touched AS (
              SELECT * FROM unnest($1::text[], $2::timestamptz[]) AS x(p, w)
          ), demand AS (
-             -- From the minutes of trending_products (this batch's sales included): at most
-             -- ten rows per product, where the raw lines would be thousands.
-             SELECT x.p, x.w, sum(t.units_sold) AS units, sum(t.purchase_count) AS orders
-             FROM touched x JOIN trending_products t ON t.product_id = x.p
-                 AND t.window_start >= x.w AND t.window_start < x.w + interval '10 minutes'
-             GROUP BY x.p, x.w
-             HAVING sum(t.units_sold) >= $3::int8
+             -- From the per-minute product activity, folded and pending (this batch's sales
+             -- included; under one snapshot a fold has moved a tally wholly or not at all): a
+             -- few rows per product, where the raw lines would be thousands.
+             SELECT p, w, sum(units) AS units, sum(orders) AS orders FROM (
+                 SELECT x.p, x.w, t.units_sold AS units, t.purchase_count AS orders
+                 FROM touched x JOIN trending_products t ON t.product_id = x.p
+                     AND t.window_start >= x.w AND t.window_start < x.w + interval '10 minutes'
+                 UNION ALL
+                 SELECT x.p, x.w, t.units_sold, t.purchase_count
+                 FROM touched x JOIN product_activity_pending t ON t.product_id = x.p
+                     AND t.units_sold > 0
+                     AND t.window_start >= x.w AND t.window_start < x.w + interval '10 minutes'
+             ) minutes
+             GROUP BY p, w
+             HAVING sum(units) >= $3::int8
          ), recorded AS (
              INSERT INTO high_demand_alerts AS h (product_id, window_start, window_end,
                  units_sold, order_count)

@@ -17,8 +17,9 @@ use crate::write::alerts::{self, Alert};
 /// Takes the units of the inserted sales (`lines`: product, time, units) off the stock; sales
 /// older than the product's last restock are in its inventory already. Records an alert for each
 /// product that crossed below the low-stock threshold, and for each product not yet low whose
-/// units sold in the hour up to the sale (the per-minute `trending_products` windows, which this
-/// batch already counted; none for sales older than the metrics' retention) would empty it
+/// units sold in the hour up to the sale (the per-minute product activity, folded or pending,
+/// which this batch already counted; none for sales older than the metrics' retention) would
+/// empty it
 /// within the restock horizon. Both are checked once per batch and product, at the batch's last
 /// sale of it.
 pub async fn sell(
@@ -96,9 +97,17 @@ const SELL: &str = "WITH sold AS (
              -- Only products not low yet and not warned since their last restock.
              SELECT c.product_id, c.after, c.at, v.units
              FROM changed c, LATERAL (
-                 SELECT sum(units_sold) AS units FROM trending_products tp
-                 WHERE tp.product_id = c.product_id
-                     AND tp.window_start > c.at - interval '1 hour' AND tp.window_start <= c.at
+                 -- The minutes folded and those pending (this batch's among them): under one
+                 -- snapshot a fold has moved a tally wholly or not at all.
+                 SELECT sum(units) AS units FROM (
+                     SELECT units_sold AS units FROM trending_products tp
+                     WHERE tp.product_id = c.product_id
+                         AND tp.window_start > c.at - interval '1 hour' AND tp.window_start <= c.at
+                     UNION ALL
+                     SELECT units_sold FROM product_activity_pending pp
+                     WHERE pp.product_id = c.product_id AND pp.units_sold > 0
+                         AND pp.window_start > c.at - interval '1 hour' AND pp.window_start <= c.at
+                 ) minutes
              ) v
              WHERE c.after >= $4 AND NOT EXISTS (
                  SELECT 1 FROM restock_alerts r
