@@ -19,9 +19,8 @@ use crate::write::alerts::{self, Alert};
 /// product that crossed below the low-stock threshold, and for each product not yet low whose
 /// units sold in the hour up to the sale (the per-minute product activity, folded or pending,
 /// which this batch already counted; none for sales older than the metrics' retention) would
-/// empty it
-/// within the restock horizon. Both are checked once per batch and product, at the batch's last
-/// sale of it.
+/// empty it within the restock horizon. Both are checked once per batch and product, at the
+/// batch's last sale of it.
 pub async fn sell(
     tx: &DbTransaction<'_>,
     lines: &[(&str, DateTime<Utc>, i64)],
