@@ -1,16 +1,18 @@
 //! The product activity per minute (`trending_products`, and per category
 //! `category_performance`), written behind the savers (docs/ARCHITECTURE.md, "Metrics counted
 //! once"). A batch appends its per-(minute, product) tallies to `product_activity_pending` in
-//! its own transaction: one unindexed row each, where upserting them there was half of a day's
-//! database time within the metrics' retention. [`fold`] moves them into the two tables, on
-//! housekeeping's connection every second and before a one-shot load exits: each round deletes
-//! the rows it adds in one transaction, so a crash anywhere leaves each tally either pending or
-//! folded, never both. The figures read by alerts (the stock's sales pace, the 10-minute demand)
-//! sum both tables under one snapshot, so they do not depend on when the fold ran.
+//! its own transaction: one row each, indexed only when it holds sales, where upserting them
+//! into the two tables was half of a day's database time within the metrics' retention.
+//! [`fold`] moves them there every second on a connection of its own (`housekeeping.rs`) and
+//! before the stream exits: each round deletes the rows it adds in one transaction, so a crash
+//! anywhere leaves each tally either pending or folded, never both. The figures read by alerts
+//! (the stock's sales pace, the 10-minute demand) sum both tables under one snapshot, so they
+//! do not depend on when the fold ran.
+
+use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
-use std::collections::BTreeMap;
 use tokio_postgres::{Client, Error, Transaction as DbTransaction};
 
 use crate::write::catalogue;
@@ -86,6 +88,7 @@ pub async fn fold(client: &mut Client) -> Result<u64, Error> {
     }
 }
 
+/// Room for a round's sorts and hashes.
 const ROUND_MEMORY: &str = "SET LOCAL work_mem = '64MB'";
 
 /// Held by a fold until its transaction ends.
