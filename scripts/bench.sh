@@ -28,7 +28,9 @@
 # the number of events of the runs, BENCH_ROUNDS (default 3) how many alternating runs of the
 # generator's delivery and the stream's ingest figures and their floors count.
 # BENCH_SCALE_DAYS (default 30) the days of history of `scale`, BENCH_SCALE_INCREMENT_EVENTS
-# (default 150000) the events of its increment.
+# (default 150000) the events of its increment; BENCH_SCALE_KEEP=1 keeps its databases and
+# topics at the end (their names are printed), to look into a month of history without making
+# it again.
 # BENCH_STREAM_BASELINE=<a globalmart-stream binary> also runs that build on the same backlog in
 # every round (stream_ingest_baseline): a change measured against the build before it, side by
 # side, since the floors drift between runs.
@@ -605,11 +607,18 @@ bench_scale() {
     begun=$(now)
 
     local prefix="bench-scale-$$-" rt="gm_bench_scale_$$" wh="gm_bench_scale_$$" floor_db="gm_bench_scale_floor_$$"
+    local undo_from=${#CLEANUP[@]}
     bench_topics "$prefix"
     gm_psql "$PG_REALTIME_PORT" postgres -c "CREATE DATABASE $rt" -c "CREATE DATABASE $floor_db"
     gm_psql "$PG_WAREHOUSE_PORT" postgres -c "CREATE DATABASE $wh"
     CLEANUP+=("gm_psql $PG_REALTIME_PORT postgres -c 'DROP DATABASE IF EXISTS $rt WITH (FORCE)' -c 'DROP DATABASE IF EXISTS $floor_db WITH (FORCE)'")
     CLEANUP+=("gm_psql $PG_WAREHOUSE_PORT postgres -c 'DROP DATABASE IF EXISTS $wh WITH (FORCE)'")
+    if [ "${BENCH_SCALE_KEEP:-0}" = 1 ]; then
+        # Nothing of the above is undone, whatever the outcome: say what to drop.
+        say "   kept at the end (BENCH_SCALE_KEEP=1): realtime and warehouse databases $rt, topics $prefix*;"
+        say "   drop them with (after source scripts/lib/common.sh): ${CLEANUP[*]:$undo_from}"
+        CLEANUP=("${CLEANUP[@]:0:$undo_from}")
+    fi
     export KAFKA_TOPIC_PREFIX=$prefix POSTGRES_REALTIME_DB=$rt POSTGRES_WAREHOUSE_DB=$wh
     export STREAM_CONSUMER_GROUP=bench-scale RUST_LOG=warn GENERATOR_STATS_INTERVAL=1h METRICS_ADDR=127.0.0.1:0
     local port

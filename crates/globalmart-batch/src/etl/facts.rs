@@ -13,6 +13,7 @@ use std::marker::PhantomData;
 use chrono::NaiveDate;
 use datafusion::arrow::array::{AsArray, RecordBatch};
 use datafusion::arrow::datatypes::{DataType, Date32Type};
+use tokio_postgres::error::SqlState;
 use tokio_postgres::{Client, Transaction};
 
 use super::dim_products::category_groups;
@@ -291,7 +292,9 @@ async fn with_keys(
 /// Inserts `rows` (columns named as `table`'s, `event_id` among them) into fact table `table`
 /// in the order of column `time`, its partition key, skipping events loaded before (an event
 /// keeps its time, so the natural key (`event_id`, `time`) meets its row). The calendar and the
-/// day partitions have the rows' days: the chunk's preparation made them.
+/// day partitions have the rows' days: the chunk's preparation made them. The rows inserted
+/// are left in the temporary table `inserted` for the running totals (`totals.rs`): they need
+/// not be looked up again in every day partition.
 async fn merge(
     tx: &Transaction<'_>,
     table: &'static str,
@@ -299,14 +302,37 @@ async fn merge(
     rows: &RecordBatch,
 ) -> Result<Loaded, EtlError> {
     stage(tx, "staged", rows).await?;
-    // The rows this chunk inserted, for the running totals: they need not be looked up again
-    // in every day partition.
+    let columns = column_list(rows);
+    // Identifiers from the table's own constants and plan.
+    let insert =
+        format!("INSERT INTO {table} ({columns}) SELECT {columns} FROM staged ORDER BY {time}");
+    // A chunk rarely holds an event loaded before (the watermark moves with the chunk), so the
+    // rows are first inserted as they are: no conflict check ahead of each row, and the staged
+    // rows are the rows inserted. An event loaded before fails that on its key, and the chunk
+    // merges instead.
+    tx.batch_execute(&format!("SAVEPOINT {PLAIN_INSERT}"))
+        .await?;
+    match tx.execute(&insert, &[]).await {
+        Ok(inserted) => {
+            tx.batch_execute(&format!(
+                "RELEASE SAVEPOINT {PLAIN_INSERT}; ALTER TABLE staged RENAME TO inserted"
+            ))
+            .await?;
+            return Ok(Loaded {
+                rows: usize::try_from(inserted).unwrap_or(usize::MAX),
+                skipped: 0,
+            });
+        }
+        Err(e) if e.code() == Some(&SqlState::UNIQUE_VIOLATION) => {
+            tx.batch_execute(&format!("ROLLBACK TO SAVEPOINT {PLAIN_INSERT}"))
+                .await?;
+        }
+        Err(e) => return Err(e.into()),
+    }
     tx.batch_execute(&format!(
         "CREATE TEMP TABLE inserted (LIKE {table}) ON COMMIT DROP"
     ))
     .await?;
-    let columns = column_list(rows);
-    // Identifiers from the table's own constants and plan.
     let merged = tx
         .execute(
             &format!(
@@ -324,6 +350,9 @@ async fn merge(
         skipped: rows.num_rows() - loaded,
     })
 }
+
+/// The savepoint a chunk's rows are first inserted under, as they are.
+const PLAIN_INSERT: &str = "plain_insert";
 
 /// Versions of one dimension for the staged keys: surrogate key, natural key, validity.
 async fn versions(
