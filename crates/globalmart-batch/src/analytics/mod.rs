@@ -428,7 +428,8 @@ enum Extent {
 /// scenario about 40,000 of 1.9 million customers' scores), so a rerun costs the rows that moved
 /// instead of writing back, or comparing in the database, every customer or product. The rows
 /// written are left in the temporary table `written`; their created_at is the transaction's
-/// time.
+/// time. Returns the figures and the stored rows compared with (with `Keys`, those of the rows'
+/// keys: what the rows replaced).
 async fn replace(
     tx: &Transaction<'_>,
     table: &str,
@@ -437,7 +438,7 @@ async fn replace(
     rows: &RecordBatch,
     extent: Extent,
     read: usize,
-) -> Result<Figures, EtlError> {
+) -> Result<(Figures, RecordBatch), EtlError> {
     lock_snapshot(tx, table).await?;
     let only = if extent == Extent::Keys {
         let keys = rows.schema().index_of(key)?;
@@ -514,12 +515,13 @@ async fn replace(
         grouped(gone),
         grouped(rows.num_rows() - written.num_rows())
     );
-    Ok(Figures {
+    let figures = Figures {
         extracted: read,
         transformed: rows.num_rows(),
         loaded: rows.num_rows(),
         ..Figures::default()
-    })
+    };
+    Ok((figures, stored))
 }
 
 /// Takes the lock of `table`'s snapshots until the commit: one run at a time per table, so

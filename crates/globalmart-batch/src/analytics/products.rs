@@ -58,7 +58,7 @@ pub async fn snapshot(
     )
     .await?;
     let read = inputs.products.num_rows() + inputs.product_totals.num_rows();
-    replace(
+    let (figures, _) = replace(
         tx,
         "product_performance",
         "product_id",
@@ -67,5 +67,6 @@ pub async fn snapshot(
         Extent::Whole,
         read,
     )
-    .await
+    .await?;
+    Ok(figures)
 }
