@@ -11,20 +11,22 @@ mod products;
 mod quintiles;
 mod rfm;
 mod segments;
+mod snapshot;
 mod trends;
 
 use std::time::Instant;
 
 use chrono::NaiveDate;
-use datafusion::arrow::array::{AsArray, RecordBatch};
-use datafusion::arrow::datatypes::{DataType, Field, SchemaRef};
+use datafusion::arrow::array::RecordBatch;
+use datafusion::arrow::datatypes::{DataType, SchemaRef};
 use tokio_postgres::{Client, Transaction};
 use tracing::info;
 
 use crate::error::EtlError;
-use crate::etl::{column_list, field, pg_type, plan, rows, schema, stage, transaction};
+use crate::etl::{field, plan, rows, schema, stage, transaction};
 use crate::figures::{grouped, human, Figures};
 use crate::history;
+use snapshot::{lock_snapshot, replace, Extent};
 
 /// What the jobs read: per current product its totals, per customer with orders their
 /// totals, per period and category its sales; from the running totals the ETL keeps, or
@@ -410,161 +412,6 @@ fn periods_schema() -> SchemaRef {
 fn days(date: NaiveDate) -> i32 {
     let epoch = NaiveDate::from_ymd_opt(1970, 1, 1).unwrap_or_default();
     i32::try_from((date - epoch).num_days()).unwrap_or(i32::MAX)
-}
-
-/// Which stored rows of a date a snapshot's rows stand for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Extent {
-    /// All of them: stored keys the rows lack are removed.
-    Whole,
-    /// Those of the rows' keys only: the others stay as they are.
-    Keys,
-}
-
-/// Makes the snapshot of `date` in `table` (keyed by `key` within a date) equal to `rows`
-/// (columns named as the table's, without analysis_date) over `extent`, the output of a plan
-/// that read `read` rows. Only the rows that differ are written: the scheduled run analyses the same date every
-/// few minutes, and between two runs few of a date's rows change (after a month of the course's
-/// scenario about 40,000 of 1.9 million customers' scores), so a rerun costs the rows that moved
-/// instead of writing back, or comparing in the database, every customer or product. The rows
-/// written are left in the temporary table `written`; their created_at is the transaction's
-/// time. Returns the figures and the stored rows compared with (with `Keys`, those of the rows'
-/// keys: what the rows replaced).
-async fn replace(
-    tx: &Transaction<'_>,
-    table: &str,
-    key: &str,
-    date: NaiveDate,
-    rows: &RecordBatch,
-    extent: Extent,
-    read: usize,
-) -> Result<(Figures, RecordBatch), EtlError> {
-    lock_snapshot(tx, table).await?;
-    let only = if extent == Extent::Keys {
-        let keys = rows.schema().index_of(key)?;
-        stage(tx, "compared", &rows.project(&[keys])?).await?;
-        format!("AND {key} IN (SELECT {key} FROM compared)")
-    } else {
-        String::new()
-    };
-    let stored = stored(tx, table, date, rows, &only).await?;
-    let fields = rows.schema();
-    let names: Vec<&str> = fields.fields().iter().map(|f| f.name().as_str()).collect();
-    // Compared as Arrow values of the plan's types, the stored ones read as such: a value the
-    // table rounds differently from the plan would only be written again, never missed.
-    let differs: Vec<String> = (names.iter())
-        .map(|c| format!("(f.{c} IS DISTINCT FROM t.{c})"))
-        .collect();
-    let diff = plan(
-        &[("fresh", rows), ("stored", &stored)],
-        &format!(
-            "SELECT f.*, t.{key} IS NULL AS added__ FROM fresh f
-             LEFT JOIN stored t ON t.{key} = f.{key}
-             WHERE t.{key} IS NULL OR {}",
-            differs.join(" OR ")
-        ),
-    )
-    .await?;
-    let added = (diff.column(names.len()).as_boolean_opt()).map_or(0, |a| a.true_count());
-    let written = diff.project(&(0..names.len()).collect::<Vec<_>>())?;
-    let changed = written.num_rows() - added;
-    let columns = column_list(rows);
-    let new = (names.iter())
-        .map(|c| format!("s.{c}"))
-        .collect::<Vec<_>>()
-        .join(", ");
-    stage(tx, "written", &written).await?;
-    // The table, key and column names are this module's own.
-    tx.execute(
-        &format!(
-            "MERGE INTO {table} t USING written s ON t.analysis_date = $1 AND t.{key} = s.{key}
-             WHEN MATCHED THEN UPDATE SET ({columns}) = ({new}), created_at = now()
-             WHEN NOT MATCHED THEN INSERT (analysis_date, {columns}) VALUES ($1, {new})"
-        ),
-        &[&date],
-    )
-    .await?;
-    // Stored keys the plan no longer has: rare (the totals only add customers and products).
-    let gone = match extent {
-        Extent::Whole => (stored.num_rows() + added).saturating_sub(rows.num_rows()),
-        Extent::Keys => 0,
-    };
-    if gone > 0 {
-        let keys = plan(
-            &[("fresh", rows), ("stored", &stored)],
-            &format!(
-                "SELECT t.{key} FROM stored t LEFT JOIN fresh f ON f.{key} = t.{key}
-                 WHERE f.{key} IS NULL"
-            ),
-        )
-        .await?;
-        stage(tx, "gone", &keys).await?;
-        tx.execute(
-            &format!(
-                "DELETE FROM {table} t USING gone g
-                 WHERE t.analysis_date = $1 AND t.{key} = g.{key}"
-            ),
-            &[&date],
-        )
-        .await?;
-    }
-    info!(
-        "  {table} of {date}: {} new, {} changed, {} gone, {} unchanged",
-        grouped(added),
-        grouped(changed),
-        grouped(gone),
-        grouped(rows.num_rows() - written.num_rows())
-    );
-    let figures = Figures {
-        extracted: read,
-        transformed: rows.num_rows(),
-        loaded: rows.num_rows(),
-        ..Figures::default()
-    };
-    Ok((figures, stored))
-}
-
-/// Takes the lock of `table`'s snapshots until the commit: one run at a time per table, so
-/// what is stored is what the comparison saw.
-async fn lock_snapshot(tx: &Transaction<'_>, table: &str) -> Result<(), EtlError> {
-    tx.execute(
-        "SELECT pg_advisory_xact_lock(hashtext('globalmart.snapshot.' || $1))",
-        &[&table],
-    )
-    .await?;
-    Ok(())
-}
-
-/// The snapshot of `date` in `table` (its rows where the condition `only` holds, if any): the
-/// columns of `like`, read as its Arrow types.
-async fn stored(
-    tx: &Transaction<'_>,
-    table: &str,
-    date: NaiveDate,
-    like: &RecordBatch,
-    only: &str,
-) -> Result<RecordBatch, EtlError> {
-    let fields: Vec<Field> = (like.schema().fields().iter())
-        .map(|f| match f.data_type() {
-            // The plans' strings may be views; they are read as plain strings.
-            DataType::Utf8View | DataType::LargeUtf8 => field(f.name(), DataType::Utf8),
-            other => field(f.name(), other.clone()),
-        })
-        .collect();
-    let select = (fields.iter())
-        .map(|f| Ok(format!("{}::{}", f.name(), pg_type(f.data_type())?.name())))
-        .collect::<Result<Vec<_>, EtlError>>()?;
-    rows(
-        tx.client(),
-        &format!(
-            "SELECT {} FROM {table}
-             WHERE analysis_date = current_setting('globalmart.date')::date {only}",
-            select.join(", ")
-        ),
-        &[("date", date.to_string())],
-        schema(fields),
-    )
-    .await
 }
 
 /// A row count PostgreSQL reported, as usize.

@@ -219,37 +219,35 @@ pub async fn snapshot(
             scoring?
         }
     };
-    let scores = scoring.scores.each_ref().map(String::as_str);
-    let scored = plan(
-        &[("customers", &scoring.customers)],
-        &plan_sql(inputs.day, scores),
-    )
-    .await?;
-    let quintiles = match scoring.quintiles {
+    let Scoring {
+        customers,
+        scores,
+        extent,
+        quintiles: known,
+        generation,
+    } = scoring;
+    let scores = scores.each_ref().map(String::as_str);
+    let scored = plan(&[("customers", &customers)], &plan_sql(inputs.day, scores)).await?;
+    // Not held beside the scored rows while they are compared and written (1.85 million
+    // customers after a month of the course's scenario).
+    drop(customers);
+    let quintiles = match known {
         Some(quintiles) => quintiles,
         None => Quintiles {
-            generation: scoring.generation,
+            generation,
             measures: quintiles::of_rows(&scored).await?,
         },
     };
     let rows = scored.project(&(0..scored.num_columns() - 1).collect::<Vec<_>>())?;
     let read = rows.num_rows();
-    let (figures, replaced) = replace(
-        tx,
-        "rfm_analysis",
-        "user_id",
-        date,
-        &rows,
-        scoring.extent,
-        read,
-    )
-    .await?;
+    let (figures, replaced) =
+        replace(tx, "rfm_analysis", "user_id", date, &rows, extent, read).await?;
     // The date's segment counts change with its rows, in the same transaction: a rerun adds
     // what its customers' rows changed, where counting every customer of the date again took
     // 0.86 s after a month of the course's scenario.
-    let added = match scoring.extent {
-        Extent::Keys => segments::add(tx, date, &rows, &replaced, quintiles.customers()).await?,
-        Extent::Whole => false,
+    let added = match &replaced {
+        Some(replaced) => segments::add(tx, date, &rows, replaced, quintiles.customers()).await?,
+        None => false,
     };
     if !added {
         segments::recount(tx, date).await?;
