@@ -616,7 +616,7 @@ bench_scale() {
     if [ "${BENCH_SCALE_KEEP:-0}" = 1 ]; then
         # Nothing of the above is undone, whatever the outcome: say what to drop.
         say "   kept at the end (BENCH_SCALE_KEEP=1): realtime and warehouse databases $rt, topics $prefix*;"
-        say "   drop them with (after source scripts/lib/common.sh): ${CLEANUP[*]:$undo_from}"
+        say "   drop them with (after source scripts/lib/common.sh): $(printf '%s; ' "${CLEANUP[@]:$undo_from}")"
         CLEANUP=("${CLEANUP[@]:0:$undo_from}")
     fi
     export KAFKA_TOPIC_PREFIX=$prefix POSTGRES_REALTIME_DB=$rt POSTGRES_WAREHOUSE_DB=$wh
