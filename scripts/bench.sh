@@ -17,7 +17,8 @@
 #                                events/s) vs COPY out of the source rows plus COPY in of the
 #                                fact rows
 #   scripts/bench.sh scale       a month at --profile course (BENCH_SCALE_DAYS, default 30): the
-#                                stream's events/s per tenth of the backfill vs psql \copy; the
+#                                stream's events/s (and rows inserted/s, the floor's unit) per
+#                                tenth of the backfill vs psql \copy; the
 #                                seconds of the same increment (ETL, analytics; the second of two
 #                                in a row) after 1, 7 and 30 days of history, the batch's peak
 #                                memory, the databases' sizes
@@ -554,18 +555,19 @@ bench_batch() {
     bench_time batch_incremental "$ours" s "$floor"
 }
 
-# Sum of the stream's consumed-messages counter on the /metrics page in file $1.
-consumed() {
-    awk '/^globalmart_stream_messages_total/ { n += $2 } END { printf "%d\n", n }' "$1"
+# Sum of the stream's counter $2 (a metric's name) on the /metrics page in file $1.
+counted() {
+    awk -v name="$2" '$1 ~ "^" name "([{]|$)" { n += $2 } END { printf "%d\n", n }' "$1"
 }
 
-# scale_stream PORT SAMPLES: the stream over the backlog until idle, its consumed-messages counter
-# sampled every second as "active-seconds messages" lines appended to SAMPLES, continuing the
-# active time of the runs before (the stream's time only, not the generator's or the batch's).
+# scale_stream PORT SAMPLES: the stream over the backlog until idle, its consumed-messages and
+# inserted-rows counters sampled every second as "active-seconds messages rows" lines appended
+# to SAMPLES, continuing the active time of the runs before (the stream's time only, not the
+# generator's or the batch's).
 scale_stream() {
-    local port=$1 samples=$2 offset=0 base=0 start pid t
+    local port=$1 samples=$2 offset=0 base=0 base_rows=0 start pid t
     if [ -s "$samples" ]; then
-        read -r offset base < <(tail -n 1 "$samples")
+        read -r offset base base_rows < <(tail -n 1 "$samples")
     fi
     start=$(now)
     METRICS_ADDR=127.0.0.1:$port RUST_LOG=info "$STREAM" --exit-when-idle 5 2>>"$WORK/scale-stream.log" &
@@ -576,8 +578,10 @@ scale_stream() {
         if python3 -c 'import sys, urllib.request; sys.stdout.write(urllib.request.urlopen(sys.argv[1], timeout=2).read().decode())' \
             "http://127.0.0.1:$port/metrics" >"$WORK/scale.prom" 2>/dev/null; then
             t=$(elapsed "$start" "$(now)")
-            awk -v o="$offset" -v t="$t" -v b="$base" -v n="$(consumed "$WORK/scale.prom")" \
-                'BEGIN { printf "%.2f %d\n", o + t, b + n }' >>"$samples"
+            awk -v o="$offset" -v t="$t" -v b="$base" -v br="$base_rows" \
+                -v n="$(counted "$WORK/scale.prom" globalmart_stream_messages_total)" \
+                -v r="$(counted "$WORK/scale.prom" globalmart_stream_rows_inserted_total)" \
+                'BEGIN { printf "%.2f %d %d\n", o + t, b + n, br + r }' >>"$samples"
         fi
     done
     wait "$pid" || { tail -n 20 "$WORK/scale-stream.log"; die "the stream failed"; }
@@ -712,23 +716,31 @@ bench_scale() {
     local tenth messages
     messages=$(tail -n 1 "$samples" | awk '{ print $2 }')
     say "== scale: the stream's pace over each tenth of the backfill's $messages messages ($backfilled events, the rest catalogue records; stream time only)"
-    while read -r tenth rate; do
+    local rows_rate by_rows=""
+    while read -r tenth rate rows_rate; do
         bench "scale_stream_tenth_$tenth" "$rate" events/s "$floor"
+        by_rows+=" $(awk -v r="$rows_rate" -v f="$floor" 'BEGIN { printf "%.0f (%.2f)", r, r / f }')"
     done < <(awk -v total="$messages" '
-        { t[NR] = $1; n[NR] = $2 }
+        { t[NR] = $1; n[NR] = $2; r[NR] = $3 }
         END {
-            k = 1; prev_t = 0
+            k = 1; prev_t = 0; prev_r = 0
             for (i = 1; i <= NR && k <= 10; i++) {
                 while (k <= 10 && n[i] >= total * k / 10) {
-                    # The time the counter crossed k tenths, interpolated within the sample.
-                    lo_t = (i > 1 ? t[i - 1] : 0); lo_n = (i > 1 ? n[i - 1] : 0)
-                    at = lo_t + (n[i] > lo_n ? (total * k / 10 - lo_n) / (n[i] - lo_n) : 0) * (t[i] - lo_t)
-                    printf "%d %.0f\n", k, (at > prev_t ? (total / 10) / (at - prev_t) : 0)
-                    prev_t = at; k++
+                    # The time (and the rows inserted by then) the counter crossed k tenths,
+                    # interpolated within the sample.
+                    lo_t = (i > 1 ? t[i - 1] : 0); lo_n = (i > 1 ? n[i - 1] : 0); lo_r = (i > 1 ? r[i - 1] : 0)
+                    frac = (n[i] > lo_n ? (total * k / 10 - lo_n) / (n[i] - lo_n) : 0)
+                    at = lo_t + frac * (t[i] - lo_t); rows = lo_r + frac * (r[i] - lo_r)
+                    printf "%d %.0f %.0f\n", k, (at > prev_t ? (total / 10) / (at - prev_t) : 0),
+                        (at > prev_t ? (rows - prev_r) / (at - prev_t) : 0)
+                    prev_t = at; prev_r = rows; k++
                 }
             }
         }' "$samples")
     say "   (goals: the last tenth 0.8x the first or better; every tenth 0.7x the COPY floor or better)"
+    # The floor counts rows, the tenths messages: a transaction's message is a row per line
+    # (about three), a catalogue record a version row (besides its upsert).
+    say "   rows inserted per second in each tenth (the floor's unit; ratio to the floor):$by_rows"
 
     local size name port_ db
     for size in "realtime:$PG_REALTIME_PORT:$rt" "warehouse:$PG_WAREHOUSE_PORT:$wh"; do
