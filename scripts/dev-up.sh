@@ -159,7 +159,7 @@ ensure_server() {
 # page's first change after one logged whole. Two clusters, Kafka and the binaries share 24 GiB.
 PG_SETTINGS=(max_wal_size=8GB checkpoint_timeout=15min wal_compression=lz4
     effective_cache_size=12GB maintenance_work_mem=256MB)
-# Shared buffers per cluster, in MB: 8 GB for the warehouse, whose 5-minute run touches
+# Shared buffers per cluster: 8 GB for the warehouse, whose 5-minute run touches
 # customers all over its customer tables (10 million customers and their running totals,
 # several GB after a month: at 4 GB it read them back from the kernel's cache every run), 4 GB
 # for the realtime database; on a machine with less than 24 GiB, 35 % and 18 % of its memory.
