@@ -607,6 +607,14 @@ bench_scale() {
     local days=${BENCH_SCALE_DAYS:-30} more=${BENCH_SCALE_INCREMENT_EVENTS:-150000}
     [ "$days" -ge 1 ] || die "BENCH_SCALE_DAYS must be 1 or more"
     release_stack scale
+    # Room for the run's databases and topics (2026-12-02: 34 GB and 5 GB for 30 days, 10 GB
+    # and 2 GB for 1, the catalogue's share): a full disk stops Kafka mid-run.
+    local need=$((12 + days)) dir free
+    for dir in "$KAFKA_DATA" /var/lib/postgresql; do
+        [ -d "$dir" ] || continue
+        free=$(df --output=avail -BG "$dir" | tail -n 1 | tr -dc 0-9)
+        [ "$free" -ge "$need" ] || die "$days days of history need about $need GB free; $dir's disk has $free GB"
+    done
     local begun
     begun=$(now)
 
