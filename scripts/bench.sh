@@ -18,10 +18,10 @@
 #                                fact rows
 #   scripts/bench.sh scale       a month at --profile course (BENCH_SCALE_DAYS, default 30): the
 #                                stream's events/s (and rows inserted/s, the floor's unit) per
-#                                tenth of the backfill vs psql \copy; the
-#                                seconds of the same increment (ETL, analytics; the second of two
-#                                in a row) after 1, 7 and 30 days of history, the batch's peak
-#                                memory, the databases' sizes
+#                                tenth of the backfill vs psql \copy; the seconds of the same
+#                                increment (ETL, analytics; the second of two in a row) after 1,
+#                                7 and 30 days of history, the batch's peak memory, the
+#                                databases' sizes
 #   scripts/bench.sh all         every benchmark but scale
 # BENCH_GENERATOR_EVENTS (default 1000000), BENCH_STREAM_EVENTS (default 300000),
 # BENCH_COURSE_DAYS (default 1) the days of the --profile course backfill,
@@ -747,7 +747,7 @@ bench_scale() {
         }' "$samples")
     say "   (goals: the last tenth 0.8x the first or better; every tenth 0.7x the COPY floor or better)"
     # The floor counts rows, the tenths messages: a transaction's message is a row per line
-    # (about three), a catalogue record a version row (besides its upsert).
+    # (about 1.4 in the course's profile), a catalogue record a version row (besides its upsert).
     say "   rows inserted per second in each tenth (the floor's unit; ratio to the floor):$by_rows"
 
     local size name port_ db
