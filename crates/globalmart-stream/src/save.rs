@@ -112,11 +112,16 @@ impl Batch {
             return Ok(None);
         }
         catalogue::hold(&tx, !self.products.is_empty()).await?;
+        // One after another: a COPY holds the connection, the error of one that fails must be
+        // the one returned (pipelined, another query's "transaction is aborted" may come
+        // first), and the latest versions' savepoint must hold nothing else.
+        let products = catalogue::history(&tx, &self.products, how).await?;
+        let users = catalogue::history(&tx, &self.users, how).await?;
+        catalogue::latest(&tx, &self.products, how).await?;
+        catalogue::latest(&tx, &self.users, how).await?;
         // Sent together (tokio-postgres pipelines concurrent queries on one connection), so
-        // the round trips overlap; a COPY holds the connection, so those go one after another.
-        let (products, users, dead_letters, ()) = tokio::try_join!(
-            catalogue::products(&tx, &self.products),
-            catalogue::users(&tx, &self.users),
+        // the round trips overlap.
+        let (dead_letters, ()) = tokio::try_join!(
             dead_letters::save(&tx, &self.dead_letters),
             offsets::save(&tx, group, &self.next_offsets, &self.event_times),
         )?;

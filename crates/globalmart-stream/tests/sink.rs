@@ -312,6 +312,65 @@ async fn bad_messages_become_dead_letters_with_their_reason_once() -> Result<()>
     Ok(())
 }
 
+/// New catalogue records beside changes of saved ones: the latest-version tables' COPY fails on
+/// a saved key and the batch upserts them instead (`write/catalogue.rs`), keeping the history's
+/// rows and the events copied before it.
+#[tokio::test]
+async fn new_records_and_changes_of_saved_ones_in_one_batch_keep_the_newest_and_every_version(
+) -> Result<()> {
+    let stack = TestStack::new().await?;
+    let mut client = stack.realtime_client().await?;
+    let settings = MixSettings {
+        users: 200,
+        products: 50,
+        anomaly_share: 0.02,
+        catalogue_change_rate: 0.05,
+        active_sessions: 50,
+    };
+    let mut mix = Mix::new(settings, 7, 7, Period::instant(now()));
+    let mut records: Vec<Event> = mix.catalogue.events().collect();
+    // The products and the first 75 users, then the other users beside events that change
+    // catalogue records, saved and not.
+    let saved_first = 125;
+    let catalogue = records.len();
+    records.extend((1..=2_000).map(|ms| mix.next(now() + Duration::milliseconds(ms * 1_001))));
+    let users_saved_first: Vec<&str> = (records[..saved_first].iter())
+        .filter_map(|r| match r {
+            Event::User(u) => Some(u.user_id.as_str()),
+            _ => None,
+        })
+        .collect();
+    let changes_of_saved = (records[catalogue..].iter())
+        .filter(|r| match r {
+            Event::User(u) => users_saved_first.contains(&u.user_id.as_str()),
+            Event::Product(_) => true,
+            _ => false,
+        })
+        .count();
+    assert!(
+        changes_of_saved > 10,
+        "{changes_of_saved} changes of saved records"
+    );
+
+    let messages = messages_of(&records);
+    let first = batch_of(&messages[..saved_first])
+        .save(&mut client, GROUP, &thresholds())
+        .await?;
+    assert_eq!(first.catalogue_versions, saved_first as u64);
+    let saved = batch_of(&messages[saved_first..])
+        .save(&mut client, GROUP, &thresholds())
+        .await?;
+    let versions = records[saved_first..]
+        .iter()
+        .filter(|r| matches!(r, Event::User(_) | Event::Product(_)))
+        .count();
+    assert_eq!(saved.catalogue_versions, versions as u64);
+    assert_eq!(saved.duplicates, 0);
+    fold_product_activity(&mut client).await?;
+    assert_saved_as_modelled(&client, &records).await?;
+    Ok(())
+}
+
 #[tokio::test]
 async fn the_catalogue_keeps_the_newest_version_and_every_version_in_history() -> Result<()> {
     let stack = TestStack::new().await?;
