@@ -146,11 +146,14 @@ impl Batch {
         let new_orders: Vec<&Transaction> = (self.transactions.iter())
             .filter(|t| !t.products.is_empty() && inserted(&t.line_item_id(0)))
             .collect();
-        self.tally(&tx, &new_orders, &views.keys, &carts.keys, thresholds)
+        // The metrics' retention: older windows are not written, so neither read.
+        let kept = TimeDelta::from_std(thresholds.metrics_retention).unwrap_or(TimeDelta::MAX);
+        let since = (Utc::now().checked_sub_signed(kept)).unwrap_or(DateTime::<Utc>::MIN_UTC);
+        self.tally(&tx, &new_orders, &views.keys, &carts.keys, since)
             .await?;
         let mut raised = Anomalies::detect(&new_orders, thresholds).save(&tx).await?;
-        raised.extend(stock::sell(&tx, &stock::lines(&new_orders), thresholds).await?);
-        raised.extend(patterns::recount(&tx, &new_orders, thresholds).await?);
+        raised.extend(stock::sell(&tx, &new_orders, thresholds, since).await?);
+        patterns::suspicious(&tx, &new_orders, thresholds.suspicious_amount).await?;
         alerts::record(&tx, &raised).await?;
         tx.commit().await?;
         let mut saved = Saved::default();
@@ -164,19 +167,17 @@ impl Batch {
         Ok(Some(saved))
     }
 
-    /// Adds the metrics of the events this transaction inserted, those the metrics' retention
-    /// keeps.
+    /// Adds the metrics of the events this transaction inserted, those of windows from `since`
+    /// (the metrics' retention).
     async fn tally(
         &self,
         tx: &DbTransaction<'_>,
         new_orders: &[&Transaction],
         views: &events::Keys,
         carts: &events::Keys,
-        thresholds: &Thresholds,
+        since: DateTime<Utc>,
     ) -> Result<(), Error> {
-        let kept = TimeDelta::from_std(thresholds.metrics_retention).unwrap_or(TimeDelta::MAX);
-        let since = Utc::now().checked_sub_signed(kept);
-        let mut tally = Tally::since(since.unwrap_or(DateTime::<Utc>::MIN_UTC));
+        let mut tally = Tally::since(since);
         tally.transactions(new_orders);
         tally.views(&self.views, was_inserted(views));
         tally.carts(&self.carts, was_inserted(carts));

@@ -10,8 +10,8 @@
 //! | `metrics` | sales_per_minute, sales_by_country, cart_metrics, cart_session_windows |
 //! | `activity` | product_activity_pending, trending_products, category_performance |
 //! | `anomalies` | high_value_anomalies, high_quantity_anomalies |
-//! | `stock` | product_stock, restock_alerts |
-//! | `patterns` | suspicious_patterns, high_demand_alerts |
+//! | `stock` | product_stock, restock_alerts, high_demand_alerts |
+//! | `patterns` | suspicious_patterns |
 //! | `alerts` | alerts (the only writer) |
 
 pub mod activity;

@@ -6,6 +6,16 @@
 //! out-of-stock) alert for that crossing, in `restock_alerts` and in `alerts`. A sale after which
 //! the last hour's sales velocity would empty the stock within the restock horizon records one
 //! `restock_needed` alert per restock (the next one comes after the next restock).
+//!
+//! The same statement recounts `high_demand_alerts`: at least the high-demand units of one
+//! product within one 10-minute window (`order_count` counts its order lines), a new window
+//! also an alert. A recount, not an increment: replays and other instances converge on the same
+//! rows. The hour's pace and the 10-minute demand both read the per-minute sales of the product
+//! activity (`activity.rs`), hence only for sales within the metrics' retention; one probe per
+//! product serves both (they were two statements reading the same rows, 244 and 153 ms a batch
+//! on a day within the retention: docs/ARCHITECTURE.md, "An eleventh run").
+
+use std::collections::BTreeSet;
 
 use chrono::{DateTime, Utc};
 use globalmart_core::event::Transaction;
@@ -13,25 +23,40 @@ use tokio_postgres::{Error, Transaction as DbTransaction};
 
 use crate::config::Thresholds;
 use crate::write::alerts::{self, Alert};
+use crate::write::metrics::window;
 
-/// Takes the units of the inserted sales (`lines`: product, time, units) off the stock; sales
-/// older than the product's last restock are in its inventory already. Records an alert for each
-/// product that crossed below the low-stock threshold, and for each product not yet low whose
-/// units sold in the hour up to the sale (the per-minute product activity, folded or pending,
-/// which this batch already counted; none for sales older than the metrics' retention) would
-/// empty it within the restock horizon. Both are checked once per batch and product, at the
-/// batch's last sale of it.
+/// Takes the units of the sales of `transactions` (those this batch inserted) off the stock;
+/// sales older than the product's last restock are in its inventory already. Records an alert
+/// for each product that crossed below the low-stock threshold, and for each product not yet
+/// low whose units sold in the hour up to the sale would empty it within the restock horizon.
+/// Both are checked once per batch and product, at the batch's last sale of it. Recounts the
+/// 10-minute demand of the windows the sales are in. The pace and the demand count the
+/// per-minute product activity, folded or pending, which this batch already counted: for sales
+/// from `since` only (the metrics' retention, whose windows alone are written), so the older
+/// sales of a backfill cost no lookup of them.
 pub async fn sell(
     tx: &DbTransaction<'_>,
-    lines: &[(&str, DateTime<Utc>, i64)],
+    transactions: &[&Transaction],
     thresholds: &Thresholds,
+    since: DateTime<Utc>,
 ) -> Result<Vec<Alert>, Error> {
+    let lines: Vec<(&str, DateTime<Utc>, i64)> = (transactions.iter())
+        .flat_map(|t| {
+            (t.products.iter()).map(|l| (l.product_id.as_str(), t.timestamp, i64::from(l.quantity)))
+        })
+        .collect();
     if lines.is_empty() {
         return Ok(Vec::new());
     }
     let products: Vec<&str> = lines.iter().map(|l| l.0).collect();
     let times: Vec<DateTime<Utc>> = lines.iter().map(|l| l.1).collect();
     let units: Vec<i64> = lines.iter().map(|l| l.2).collect();
+    let windows: BTreeSet<(&str, DateTime<Utc>)> = (lines.iter())
+        .filter(|l| l.1 >= since)
+        .map(|l| (l.0, window(l.1, 10)))
+        .collect();
+    let window_products: Vec<&str> = windows.iter().map(|(p, _)| *p).collect();
+    let window_starts: Vec<DateTime<Utc>> = windows.iter().map(|(_, w)| *w).collect();
     let rows = tx
         .query(
             SELL,
@@ -41,6 +66,10 @@ pub async fn sell(
                 &units,
                 &thresholds.low_stock,
                 &thresholds.restock_horizon_hours,
+                &window_products,
+                &window_starts,
+                &thresholds.high_demand_units,
+                &since,
             ],
         )
         .await?;
@@ -57,23 +86,35 @@ pub async fn restock(tx: &DbTransaction<'_>, products: &[&str]) -> Result<(), Er
     Ok(())
 }
 
-/// (product, time, units) of each line of `transactions`.
-pub fn lines<'a>(transactions: &[&'a Transaction]) -> Vec<(&'a str, DateTime<Utc>, i64)> {
-    transactions
-        .iter()
-        .flat_map(|t| {
-            t.products
-                .iter()
-                .map(|l| (l.product_id.as_str(), t.timestamp, i64::from(l.quantity)))
-        })
-        .collect()
-}
-
-/// Takes the sold units off, records the low-stock and restock warnings crossed, and returns
-/// their alerts.
-const SELL: &str = "WITH sold AS (
+/// Takes the sold units off, records the low-stock and restock warnings crossed, recounts the
+/// 10-minute demand of the windows sold in ($6, $7), and returns the alerts of all three. The
+/// per-minute sales are read for the sales from $9 only: a sale older than that has no pace
+/// (its last hour is older too) and no demand.
+const SELL: &str = "WITH lines AS (
+             SELECT * FROM unnest($1::text[], $2::timestamptz[], $3::int8[]) AS x(p, t, u)
+         ), minutes AS MATERIALIZED (
+             -- Each product's per-minute sales over the span both figures read (from the hour
+             -- before its first sale to the end of its last sale's 10-minute window), folded
+             -- and pending (this batch's among them: under one snapshot a fold has moved a
+             -- tally wholly or not at all).
+             SELECT s.p, m.w, m.units, m.orders
+             FROM (
+                 SELECT p, min(t) - interval '1 hour' AS lo, max(t) + interval '10 minutes' AS hi
+                 FROM lines WHERE t >= $9 GROUP BY p
+             ) s, LATERAL (
+                 SELECT tp.window_start AS w, tp.units_sold AS units, tp.purchase_count AS orders
+                 FROM trending_products tp
+                 WHERE tp.product_id = s.p AND tp.units_sold > 0
+                     AND tp.window_start > s.lo AND tp.window_start < s.hi
+                 UNION ALL
+                 SELECT pp.window_start, pp.units_sold, pp.purchase_count
+                 FROM product_activity_pending pp
+                 WHERE pp.product_id = s.p AND pp.units_sold > 0
+                     AND pp.window_start > s.lo AND pp.window_start < s.hi
+             ) m
+         ), sold AS (
              SELECT x.p, sum(x.u)::int AS units, max(x.t) AS at
-             FROM unnest($1::text[], $2::timestamptz[], $3::int8[]) AS x(p, t, u)
+             FROM lines x
              JOIN product_stock s ON s.product_id = x.p
              WHERE x.t >= s.restocked_at
              GROUP BY x.p
@@ -94,24 +135,15 @@ const SELL: &str = "WITH sold AS (
              RETURNING *
          ), velocity AS (
              -- Only products not low yet and not warned since their last restock.
-             SELECT c.product_id, c.after, c.at, v.units
-             FROM changed c, LATERAL (
-                 -- The minutes folded and those pending (this batch's among them): under one
-                 -- snapshot a fold has moved a tally wholly or not at all.
-                 SELECT sum(units) AS units FROM (
-                     SELECT units_sold AS units FROM trending_products tp
-                     WHERE tp.product_id = c.product_id
-                         AND tp.window_start > c.at - interval '1 hour' AND tp.window_start <= c.at
-                     UNION ALL
-                     SELECT units_sold FROM product_activity_pending pp
-                     WHERE pp.product_id = c.product_id AND pp.units_sold > 0
-                         AND pp.window_start > c.at - interval '1 hour' AND pp.window_start <= c.at
-                 ) minutes
-             ) v
+             SELECT c.product_id, c.after, c.at, sum(m.units) AS units
+             FROM changed c
+             JOIN minutes m ON m.p = c.product_id
+                 AND m.w > c.at - interval '1 hour' AND m.w <= c.at
              WHERE c.after >= $4 AND NOT EXISTS (
                  SELECT 1 FROM restock_alerts r
                  WHERE r.product_id = c.product_id AND r.alert_type = 'restock_needed'
                      AND r.triggered_at >= c.restocked_at)
+             GROUP BY c.product_id, c.after, c.at
          ), soon AS (
              INSERT INTO restock_alerts (product_id, alert_type, triggered_at, current_stock,
                  threshold, units_per_hour, hours_until_stockout)
@@ -126,6 +158,21 @@ const SELL: &str = "WITH sold AS (
              UNION ALL
              SELECT product_id, alert_type, triggered_at, current_stock, threshold,
                  hours_until_stockout FROM soon
+         ), demand AS (
+             SELECT x.p, x.w, sum(m.units) AS units, sum(m.orders) AS orders
+             FROM unnest($6::text[], $7::timestamptz[]) AS x(p, w)
+             JOIN minutes m ON m.p = x.p
+                 AND m.w >= x.w AND m.w < x.w + interval '10 minutes'
+             GROUP BY x.p, x.w
+             HAVING sum(m.units) >= $8::int8
+         ), high AS (
+             INSERT INTO high_demand_alerts AS h (product_id, window_start, window_end,
+                 units_sold, order_count)
+             SELECT p, w, w + interval '10 minutes', units, orders FROM demand ORDER BY p, w
+             ON CONFLICT (product_id, window_start) DO UPDATE SET
+                 units_sold = EXCLUDED.units_sold, order_count = EXCLUDED.order_count
+             WHERE h.units_sold <> EXCLUDED.units_sold
+             RETURNING *, (xmax = 0) AS new
          )
          SELECT alert_type || ':' || product_id || ':'
                  || to_char(triggered_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')
@@ -143,7 +190,16 @@ const SELL: &str = "WITH sold AS (
                  'current_stock', current_stock, 'threshold', threshold,
                  'hours_until_stockout', hours_until_stockout))::text AS details,
              triggered_at AS event_timestamp
-         FROM recorded";
+         FROM recorded
+         UNION ALL
+         SELECT 'high_demand:' || product_id || ':'
+                 || to_char(window_start AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'),
+             'high_demand', 'medium', product_id,
+             format('%s: %s units in 10 minutes', product_id, units_sold),
+             jsonb_build_object('product_id', product_id, 'units_sold', units_sold,
+                 'order_count', order_count, 'window_start', window_start)::text,
+             window_start
+         FROM high WHERE new";
 
 /// Recounts the stock of the products restocked: last inventory change less units sold since.
 const RESTOCK: &str = "WITH versions AS (
