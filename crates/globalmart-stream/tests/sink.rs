@@ -71,6 +71,17 @@ fn batch_of(messages: &[Received]) -> Batch {
     batch
 }
 
+/// 200 users and 50 products, whose records change at `catalogue_change_rate` per event.
+fn small_shop(catalogue_change_rate: f64) -> MixSettings {
+    MixSettings {
+        users: 200,
+        products: 50,
+        anomaly_share: 0.02,
+        catalogue_change_rate,
+        active_sessions: 50,
+    }
+}
+
 async fn count(client: &tokio_postgres::Client, table: &str) -> Result<i64> {
     Ok(client
         .query_one(&format!("SELECT count(*) FROM {table}"), &[])
@@ -82,14 +93,7 @@ async fn count(client: &tokio_postgres::Client, table: &str) -> Result<i64> {
 async fn generated_events_are_saved_once_and_a_replay_adds_nothing() -> Result<()> {
     let stack = TestStack::new().await?;
     let mut client = stack.realtime_client().await?;
-    let settings = MixSettings {
-        users: 200,
-        products: 50,
-        anomaly_share: 0.02,
-        catalogue_change_rate: 0.01,
-        active_sessions: 50,
-    };
-    let mut mix = Mix::new(settings, 1, 1, Period::instant(now()));
+    let mut mix = Mix::new(small_shop(0.01), 1, 1, Period::instant(now()));
     let mut records: Vec<Event> = mix.catalogue.events().collect();
     // About a second apart, over two hours and more (a metric window off by a second or a
     // minute shows); never at the same time: a catalogue change must not share its version's
@@ -320,14 +324,7 @@ async fn new_records_and_changes_of_saved_ones_in_one_batch_keep_the_newest_and_
 ) -> Result<()> {
     let stack = TestStack::new().await?;
     let mut client = stack.realtime_client().await?;
-    let settings = MixSettings {
-        users: 200,
-        products: 50,
-        anomaly_share: 0.02,
-        catalogue_change_rate: 0.05,
-        active_sessions: 50,
-    };
-    let mut mix = Mix::new(settings, 7, 7, Period::instant(now()));
+    let mut mix = Mix::new(small_shop(0.05), 7, 7, Period::instant(now()));
     let mut records: Vec<Event> = mix.catalogue.events().collect();
     // The products and the first 75 users, then the other users beside events that change
     // catalogue records, saved and not.

@@ -104,7 +104,10 @@ pub(crate) async fn history<T: Versioned>(
 /// Savepoint of the COPY into a latest-version table.
 const SAVEPOINT: &str = "SAVEPOINT latest_versions";
 const RELEASE: &str = "RELEASE SAVEPOINT latest_versions";
-const ROLLBACK_TO: &str = "ROLLBACK TO SAVEPOINT latest_versions";
+/// Back to before the COPY, and out of the savepoint (rolling back to it keeps it open, and the
+/// rest of the batch would run in its subtransaction).
+const ROLLBACK_TO: &str =
+    "ROLLBACK TO SAVEPOINT latest_versions; RELEASE SAVEPOINT latest_versions";
 
 /// Saves each record's newest version offered into its latest-version table, unless that holds
 /// a newer one. Sends nothing when there are none. Most records of a large batch are new (a
