@@ -342,17 +342,19 @@ async fn anomaly_thresholds_come_from_the_environment() -> Result<()> {
 }
 
 /// The /metrics text on `port` once it holds every one of `expected` (at most 30 s; then as it
-/// is).
+/// is). A refused connection is a stream not listening yet (on a loaded machine the spawned
+/// process may take a while to get there): tried again until the 30 s.
 async fn scrape_until(port: u16, expected: &[impl AsRef<str>]) -> Result<String> {
     let started = std::time::Instant::now();
     loop {
-        let metrics = scrape(port)?;
-        if expected.iter().all(|e| metrics.contains(e.as_ref()))
-            || started.elapsed() > Duration::from_secs(30)
-        {
-            return Ok(metrics);
+        let timed_out = started.elapsed() > Duration::from_secs(30);
+        match scrape(port) {
+            Ok(metrics) if timed_out || expected.iter().all(|e| metrics.contains(e.as_ref())) => {
+                return Ok(metrics)
+            }
+            Err(e) if timed_out => return Err(e.context(format!("no metrics on port {port}"))),
+            _ => tokio::time::sleep(Duration::from_millis(50)).await,
         }
-        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
 
