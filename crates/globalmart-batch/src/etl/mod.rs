@@ -30,7 +30,7 @@ use datafusion::arrow::array::{AsArray, RecordBatch};
 use datafusion::arrow::compute::max;
 use datafusion::arrow::datatypes::Int64Type;
 use tokio_postgres::{Client, Transaction};
-use tracing::info;
+use tracing::{debug, info};
 
 pub(crate) use extract::{field, pg_type, rows, schema};
 pub(crate) use load::{column_list, stage};
@@ -178,20 +178,31 @@ async fn chunks<T: Table>(
         if after >= upto {
             break;
         }
+        let mut steps = Steps::default();
         let extracted = T::extract(realtime, after, upto, chunk).await?;
         let Some(last) = last_seq(&extracted) else {
             break;
         };
+        steps.done("extract");
         T::prepare(warehouse, &extracted).await?;
+        steps.done("prepare");
         let tx = transaction(warehouse).await?;
         if lock_watermark(&tx, T::SOURCE.table).await? != after {
             tx.rollback().await?;
             continue;
         }
         let transformed = T::transform(&tx, &extracted).await?;
+        steps.done("transform");
         let loaded = T::load(&tx, &extracted, &transformed).await?;
+        steps.done("load");
         advance_watermark(&tx, T::SOURCE.table, last).await?;
         tx.commit().await?;
+        steps.done("commit");
+        debug!(
+            table = T::NAME,
+            rows = extracted.num_rows(),
+            "chunk: {steps}"
+        );
         // Told to the realtime database after the commit, so it is never ahead of what the
         // warehouse holds: raw retention drops no row past it (docs/ARCHITECTURE.md, "Raw
         // retention"). A report lost to a crash right here is made good by the next chunk.
@@ -213,6 +224,40 @@ async fn chunks<T: Table>(
     }
     figures.duration = started.elapsed();
     Ok(figures)
+}
+
+/// How long each step of a chunk took, for the debug log: where a slow run's time went.
+struct Steps {
+    since: Instant,
+    taken: Vec<(&'static str, Duration)>,
+}
+
+impl Default for Steps {
+    fn default() -> Steps {
+        Steps {
+            since: Instant::now(),
+            taken: Vec::new(),
+        }
+    }
+}
+
+impl Steps {
+    /// Step `name` ended now.
+    fn done(&mut self, name: &'static str) {
+        let now = Instant::now();
+        self.taken.push((name, now - self.since));
+        self.since = now;
+    }
+}
+
+impl std::fmt::Display for Steps {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for (i, (name, took)) in self.taken.iter().enumerate() {
+            let sep = if i == 0 { "" } else { ", " };
+            write!(f, "{sep}{name} {}", human(*took))?;
+        }
+        Ok(())
+    }
 }
 
 /// What the batch's warehouse transactions run with (docs/ARCHITECTURE.md, "Running totals"):
