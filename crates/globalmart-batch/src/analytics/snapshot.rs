@@ -4,7 +4,7 @@
 //! stored rows, their comparison and the rows written are held for one part only.
 
 use chrono::NaiveDate;
-use datafusion::arrow::array::{AsArray, BooleanArray, RecordBatch};
+use datafusion::arrow::array::{Array, AsArray, BooleanArray, RecordBatch, StringArray};
 use datafusion::arrow::compute::{cast, filter_record_batch};
 use datafusion::arrow::datatypes::{DataType, Field};
 use tokio_postgres::Transaction;
@@ -102,10 +102,13 @@ async fn write(
             Some(stored)
         }
         Extent::Whole => {
-            let bounds = bounds(rows, key, part_rows)?;
+            // The keys as text once, for the parts' bounds and each part's rows.
+            let keys = cast(rows.column(rows.schema().index_of(key)?), &DataType::Utf8)?;
+            let keys = keys.as_string::<i32>();
+            let bounds = bounds(keys, part_rows);
             for (i, range) in bounds.windows(2).enumerate() {
                 let (low, high) = (range[0].as_deref(), range[1].as_deref());
-                let part = within(rows, key, low, high)?;
+                let part = within(rows, keys, low, high)?;
                 // Byte order on both sides (Rust's for the rows, "C" for the stored keys), so a
                 // key falls in the same part on both.
                 let (mut only, mut settings) = (String::new(), Vec::new());
@@ -209,34 +212,33 @@ async fn compare(
     Ok(())
 }
 
-/// The bounds of the parts of `rows` by column `key`, in byte order, each part at most `size`
+/// The bounds of the parts of rows with keys `keys`, in byte order, each part at most `size`
 /// rows: [None, k1, k2, ..., None], part i holding the keys from bound i (None: from the
 /// lowest) up to, not including, bound i + 1 (None: to the highest).
-fn bounds(rows: &RecordBatch, key: &str, size: usize) -> Result<Vec<Option<String>>, EtlError> {
+fn bounds(keys: &StringArray, size: usize) -> Vec<Option<String>> {
     let mut bounds = vec![None];
-    if rows.num_rows() > size {
-        let keys = cast(rows.column(rows.schema().index_of(key)?), &DataType::Utf8)?;
-        let mut sorted: Vec<&str> = keys.as_string::<i32>().iter().flatten().collect();
+    if keys.len() > size {
+        let mut sorted: Vec<&str> = keys.iter().flatten().collect();
         sorted.sort_unstable();
         bounds.extend((sorted.iter().step_by(size).skip(1)).map(|k| Some(k.to_string())));
     }
     bounds.push(None);
-    Ok(bounds)
+    bounds
 }
 
-/// The rows of `rows` whose `key` is at least `low` and below `high` (byte order; None: no
-/// bound).
+/// The rows of `rows` whose key (in `keys`, row for row) is at least `low` and below `high`
+/// (byte order; None: no bound).
 fn within(
     rows: &RecordBatch,
-    key: &str,
+    keys: &StringArray,
     low: Option<&str>,
     high: Option<&str>,
 ) -> Result<RecordBatch, EtlError> {
     if low.is_none() && high.is_none() {
         return Ok(rows.clone());
     }
-    let keys = cast(rows.column(rows.schema().index_of(key)?), &DataType::Utf8)?;
-    let mask: BooleanArray = (keys.as_string::<i32>().iter())
+    let mask: BooleanArray = keys
+        .iter()
         .map(|k| Some(k.is_some_and(|k| low.is_none_or(|l| k >= l) && high.is_none_or(|h| k < h))))
         .collect();
     Ok(filter_record_batch(rows, &mask)?)
@@ -372,19 +374,17 @@ mod tests {
     #[test]
     fn parts_hold_at_most_their_size_and_every_row_once() {
         let rows = segments(&[("b", 1), ("B", 2), ("a", 3), ("_x", 4), ("Zz", 5)]);
-        let cut = bounds(&rows, "segment_name", 2).expect("bounds");
+        let keys = rows.column(0).as_string::<i32>();
+        let cut = bounds(keys, 2);
         assert_eq!(
             cut,
             vec![None, Some("_x".to_string()), Some("b".to_string()), None]
         );
         let sizes: Vec<usize> = (cut.windows(2))
-            .map(|b| within(&rows, "segment_name", b[0].as_deref(), b[1].as_deref()))
+            .map(|b| within(&rows, keys, b[0].as_deref(), b[1].as_deref()))
             .map(|part| part.expect("a part").num_rows())
             .collect();
         assert_eq!(sizes, vec![2, 2, 1]);
-        assert_eq!(
-            bounds(&rows, "segment_name", 5).expect("bounds"),
-            vec![None, None]
-        );
+        assert_eq!(bounds(keys, 5), vec![None, None]);
     }
 }
