@@ -55,24 +55,7 @@ pub const SEGMENTS: [(&str, &str, &str); 9] = [
     ("Hibernating", "TRUE", "Bought once or twice, some time ago"),
 ];
 
-/// A score from 1 to 5: the fifth of the customers, ordered by `order`, that the customer's
-/// mid-rank falls in. Tied customers share the middle of their positions (the usual treatment
-/// of ties), so a value most customers share lands in the middle rather than at an end: a
-/// single order is not a top frequency because most customers have one, and a day on which
-/// everyone bought is not the worst recency. In whole numbers, as a rerun's boundaries are
-/// (`quintiles.rs`): with L customers below, L + E up to the ties' last and N in all, the
-/// score is 5 (2 L + E) / 2 N rounded down, plus one.
-fn quintile(order: &str) -> String {
-    let window = format!("OVER (ORDER BY {order})");
-    format!(
-        "CAST(5 * ((rank() {window} - 1)
-                   + CAST(round(cume_dist() {window} * count(*) OVER ()) AS BIGINT))
-              / (2 * count(*) OVER ()) AS INT) + 1"
-    )
-}
-
-/// The RFM's rows of `customers` as of `day`, scored by the expressions `r`, `f` and `m`,
-/// with each customer's last_order (µs) last, for the quintiles.
+/// The RFM's rows of `customers` as of `day`, scored by the expressions `r`, `f` and `m`.
 fn plan_sql(day: i32, [r, f, m]: [&str; 3]) -> String {
     let segment: Vec<String> = SEGMENTS
         .iter()
@@ -89,7 +72,7 @@ fn plan_sql(day: i32, [r, f, m]: [&str; 3]) -> String {
          SELECT user_id, recency_days, frequency_count, monetary_value, r AS recency_score,
              f AS frequency_score, m AS monetary_score,
              concat(CAST(r AS VARCHAR), CAST(f AS VARCHAR), CAST(m AS VARCHAR)) AS rfm_score,
-             CASE {segments} END AS rfm_segment, last_order
+             CASE {segments} END AS rfm_segment
          FROM scored",
         segments = segment.join(" "),
     )
@@ -125,27 +108,32 @@ const UNLOCK: &str = "SELECT pg_advisory_unlock(hashtext('globalmart.agg_totals'
 /// The customers whose totals changed after generation $1.
 const CHANGED: &str = "SELECT count(*) FROM agg_customer_totals WHERE generation > $1";
 
-/// What the RFM scores: the customers read, how (the score expressions), whether they are all
-/// of them, and the quintiles they give (None: from the rows scored).
+/// What the RFM scores: the customers read, whether they are all of them, and the quintiles
+/// whose boundaries score them (None: from the customers' own values, `quintiles::of_customers`).
 struct Scoring {
     customers: RecordBatch,
-    scores: [String; 3],
     extent: Extent,
     quintiles: Option<Quintiles>,
     generation: Option<i64>,
 }
 
 impl Scoring {
-    /// Every customer of `customers`, by quintile.
+    /// Every customer of `customers`, by quintile of their mid-rank on each measure.
     fn all(customers: RecordBatch, generation: Option<i64>) -> Scoring {
         Scoring {
             customers,
-            scores: MEASURES.map(|m| quintile(m.rows)),
             extent: Extent::Whole,
             quintiles: None,
             generation,
         }
     }
+}
+
+/// The score expressions of each measure under the boundaries of `quintiles`.
+fn scores(quintiles: &Quintiles) -> [String; 3] {
+    std::array::from_fn(|i| {
+        quintiles::score_sql(&quintiles::bounds(&quintiles.measures[i]), MEASURES[i].rows)
+    })
 }
 
 /// From the running totals: a rerun of a date scored from them before reads only the
@@ -169,13 +157,8 @@ async fn from_totals(tx: &Transaction<'_>, date: NaiveDate) -> Result<Scoring, E
                     customers_schema(),
                 )
                 .await?;
-                let measures = &rerun.quintiles.measures;
-                let scores = std::array::from_fn(|i| {
-                    quintiles::score_sql(&quintiles::bounds(&measures[i]), MEASURES[i].rows)
-                });
                 return Ok(Scoring {
                     customers,
-                    scores,
                     extent: Extent::Keys,
                     quintiles: Some(rerun.quintiles),
                     generation: Some(now),
@@ -221,24 +204,24 @@ pub async fn snapshot(
     };
     let Scoring {
         customers,
-        scores,
         extent,
-        quintiles: known,
+        quintiles,
         generation,
     } = scoring;
-    let scores = scores.each_ref().map(String::as_str);
-    let scored = plan(&[("customers", &customers)], &plan_sql(inputs.day, scores)).await?;
-    // Not held beside the scored rows while they are compared and written (1.85 million
-    // customers after a month of the course's scenario).
-    drop(customers);
-    let quintiles = match known {
+    // Worked out after the totals' lock is released.
+    let quintiles = match quintiles {
         Some(quintiles) => quintiles,
         None => Quintiles {
             generation,
-            measures: quintiles::of_rows(&scored).await?,
+            measures: quintiles::of_customers(&customers).await?,
         },
     };
-    let rows = scored.project(&(0..scored.num_columns() - 1).collect::<Vec<_>>())?;
+    let scores = scores(&quintiles);
+    let scores = scores.each_ref().map(String::as_str);
+    let rows = plan(&[("customers", &customers)], &plan_sql(inputs.day, scores)).await?;
+    // Not held beside the scored rows while they are compared and written (1.85 million
+    // customers after a month of the course's scenario).
+    drop(customers);
     let read = rows.num_rows();
     let (figures, replaced) =
         replace(tx, "rfm_analysis", "user_id", date, &rows, extent, read).await?;
