@@ -103,8 +103,8 @@ pub fn score_sql(bounds: &[Option<i64>; 4], column: &str) -> String {
 
 /// The buckets of every customer of `customers` (the RFM plan's input, `rfm.rs`) by quintile
 /// of their mid-rank, from each measure's value counts: one narrow grouping per measure, where
-/// ranking every customer's row held all of them sorted in memory three times (1.1 GB for the
-/// 1.85 million customers of a month of the course's scenario).
+/// ranking every customer's row held all of them sorted in memory three times (738-916 MiB for
+/// 1.85 million customers, 450 MiB with the counts: docs/PERFORMANCE.md).
 pub async fn of_customers(customers: &RecordBatch) -> Result<[Buckets; 3], EtlError> {
     let parts: Vec<String> = (MEASURES.iter().enumerate())
         .map(|(i, m)| {
