@@ -287,6 +287,11 @@ async fn with_keys(
         stage(tx, name, &plan(&[("source", extracted)], keys).await?).await?;
     }
     let customers = versions(tx, CUSTOMER_VERSIONS, "customer_id", "user_id").await?;
+    // For the running totals, which need the user of each row inserted (`totals.rs`): a hash
+    // join with the chunk's own customers, where a key lookup per row into dim_customers (10
+    // million rows after 30 days) read from disk (0.94 and 0.66 s of an increment's sales and
+    // views, against 0.19 and 0.18 s).
+    stage(tx, "chunk_customers", &customers).await?;
     let products = versions(tx, PRODUCT_VERSIONS, "product_id_pk", "product_id").await?;
     let geography = geography(tx).await?;
     let keyed = plan(

@@ -2,7 +2,8 @@
 //! fact's chunk adds what it inserted, in its own transaction, so the analytics read totals
 //! whose size follows the products, customers and periods instead of every fact since the
 //! beginning. What a chunk inserted is the temporary table `inserted` (its rows), written by
-//! the merge (`facts.rs`); a fact skipped as loaded before adds nothing.
+//! the merge (`facts.rs`); a fact skipped as loaded before adds nothing. Their users come from
+//! `chunk_customers`, the customer versions of the chunk's users (`facts.rs`).
 //!
 //! Counts of distinct things stay exact however the ETL cuts its chunks and however late an
 //! event comes: an order counts once per product and category because lines of its transaction
@@ -34,7 +35,7 @@ const SALES_OWN: &str = "
     SELECT f.transaction_id, c.user_id, p.product_id,
         coalesce(p.category, '') AS category, f.quantity, f.total_amount,
         f.transaction_timestamp AS at, (f.transaction_timestamp AT TIME ZONE 'UTC')::date AS day
-    FROM inserted f JOIN dim_customers c USING (customer_id)
+    FROM inserted f JOIN chunk_customers c USING (customer_id)
         JOIN dim_products p USING (product_id_pk);
 
     -- Lines of the same orders that earlier chunks loaded: those orders are counted already.
@@ -189,7 +190,7 @@ const SALES_SHARED: &str = "
 const VIEWS_OWN: &str = "
     CREATE TEMP TABLE new_views ON COMMIT DROP AS
     SELECT c.user_id, p.product_id
-    FROM inserted f JOIN dim_customers c USING (customer_id)
+    FROM inserted f JOIN chunk_customers c USING (customer_id)
         JOIN dim_products p USING (product_id_pk)
     WHERE f.event_type = 'view';";
 
