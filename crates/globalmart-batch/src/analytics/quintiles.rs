@@ -335,7 +335,7 @@ async fn rescore(
     let mut cuts = [(None, total); 4];
     for (k, cut) in (1..).zip(cuts.iter_mut()) {
         // The value at this position is the boundary, or the next value is: the first whose
-        // ties' middle position reaches k fifths (10 L + 5 E >= 2 k N, the plan's rule).
+        // ties' middle position reaches k fifths (10 L + 5 E >= 2 k N, `by_mid_rank`'s rule).
         let position = k * total / 5;
         let Some(j) = (0..5).find(|&j| position < below[j + 1]) else {
             break;
