@@ -367,10 +367,7 @@ bench_stream() {
             echo "COMMIT;" >>"$load"
         fi
         gm_psql "$PG_REALTIME_PORT" postgres -c "DROP DATABASE IF EXISTS $floor_db WITH (FORCE)" -c "CREATE DATABASE $floor_db"
-        local migration
-        for migration in $(ls sql/realtime/V*.sql | sort -V); do
-            gm_psql "$PG_REALTIME_PORT" "$floor_db" -f "$migration"
-        done
+        gm_migrate "$PG_REALTIME_PORT" "$floor_db" realtime >/dev/null
         floor_partitions "$floor_db" "$(date -u -d yesterday +%F)"
         start=$(now)
         gm_psql "$PG_REALTIME_PORT" "$floor_db" -f "$load"
@@ -525,11 +522,9 @@ bench_batch() {
     CLEANUP+=("gm_psql $PG_REALTIME_PORT postgres -c 'DROP DATABASE IF EXISTS $BATCH_RT WITH (FORCE)'")
     CLEANUP+=("gm_psql $PG_WAREHOUSE_PORT postgres -c 'DROP DATABASE IF EXISTS $BATCH_WH WITH (FORCE)' -c 'DROP DATABASE IF EXISTS $BATCH_FLOOR WITH (FORCE)'")
     # Both warehouses get the schema first; the floor's dimensions take their keys as copied.
-    local migration pair
-    for migration in $(ls sql/warehouse/V*.sql | sort -V); do
-        gm_psql "$PG_WAREHOUSE_PORT" "$BATCH_WH" -f "$migration"
-        gm_psql "$PG_WAREHOUSE_PORT" "$BATCH_FLOOR" -f "$migration"
-    done
+    local pair
+    gm_migrate "$PG_WAREHOUSE_PORT" "$BATCH_WH" warehouse >/dev/null
+    gm_migrate "$PG_WAREHOUSE_PORT" "$BATCH_FLOOR" warehouse >/dev/null
     for pair in "${BATCH_DIMENSIONS[@]:1}"; do
         gm_psql "$PG_WAREHOUSE_PORT" "$BATCH_FLOOR" -c "ALTER TABLE ${pair%%:*} ALTER COLUMN ${pair#*:} DROP IDENTITY" \
             -c "DROP INDEX uq_${pair%%:*}_current"
@@ -702,10 +697,8 @@ bench_scale() {
     say "   (floors: the same increment after 1 day; goals: ETL ratio 0.77 or more (1.3x), analytics 0.5 or more (2x), peak 1,024 MiB)"
 
     say "== scale: the COPY floor: the first 1,000,000 rows of the raw tables, psql \\copy into an empty schema"
-    local migration table load="$WORK/scale-floor.sql" start end floor rows=0
-    for migration in $(ls sql/realtime/V*.sql | sort -V); do
-        gm_psql "$PG_REALTIME_PORT" "$floor_db" -f "$migration"
-    done
+    local table load="$WORK/scale-floor.sql" start end floor rows=0
+    gm_migrate "$PG_REALTIME_PORT" "$floor_db" realtime >/dev/null
     floor_partitions "$floor_db" "$first"
     echo "BEGIN;" >"$load"
     for table in transactions product_view_events cart_events; do

@@ -227,22 +227,12 @@ ensure_role_and_db() {
     fi
 }
 
-# A fingerprint of the schema of database $2 on port $1, to tell whether migrations changed it.
-schema_fingerprint() {
-    gm_psql "$1" "$2" -tAc "SELECT md5(coalesce(string_agg(table_name || '.' || column_name || ':' || data_type, ',' ORDER BY table_name, column_name), ''))
-                           FROM information_schema.columns WHERE table_schema = 'public'"
-}
-
-# Applies every migration of sql/$3 to database $2 on port $1. The files are idempotent, so
-# this is safe whether or not a binary (refinery) applied them before.
+# Applies the migrations of sql/$3 that database $2 on port $1 lacks (each file runs once per
+# database, whether this script or a binary applies it first).
 ensure_schema() {
-    local port=$1 db=$2 dir=$3 before after file
-    before=$(schema_fingerprint "$port" "$db")
-    for file in $(ls "$GM_ROOT/sql/$dir"/V*.sql | sort -V); do
-        logged gm_psql "$port" "$db" -f "$file"
-    done
-    after=$(schema_fingerprint "$port" "$db")
-    [ "$before" = "$after" ] || changed "applied sql/$dir migrations to $db"
+    local applied
+    applied=$(gm_migrate "$1" "$2" "$3" 2>>"$SETUP_LOG") || die "migrating $2 failed (details in logs/dev-up.log)"
+    [ -z "$applied" ] || { echo "$applied" >>"$SETUP_LOG"; changed "applied sql/$3 migrations to $2: $(echo $applied | sed 's/applied //g')"; }
 }
 
 # The binaries' least-privilege login roles, globalmart_stream and globalmart_batch, on the

@@ -157,3 +157,12 @@ gm_psql() {
     [ "$port" = "$PG_REALTIME_PORT" ] && password=$PG_REALTIME_PASSWORD
     PGPASSWORD=$password PGCONNECT_TIMEOUT=5 PGOPTIONS="-c client_min_messages=warning" psql -X -q -v ON_ERROR_STOP=1 -h localhost -p "$port" -U "$PG_USER" -d "$db" "$@"
 }
+
+# Applies the migrations of sql/$3 that database $2 on port $1 lacks, recording them where the
+# binaries' runner looks (scripts/postgres/migrate.sh).
+gm_migrate() {
+    local port=$1 db=$2 dir=$3 password=$PG_WAREHOUSE_PASSWORD
+    [ "$port" = "$PG_REALTIME_PORT" ] && password=$PG_REALTIME_PASSWORD
+    PGPASSWORD=$password PGCONNECT_TIMEOUT=5 PGOPTIONS="-c client_min_messages=warning" \
+        "$GM_ROOT/scripts/postgres/migrate.sh" "$GM_ROOT/sql/$dir" -h localhost -p "$port" -U "$PG_USER" -d "$db"
+}

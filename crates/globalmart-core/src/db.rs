@@ -1,7 +1,8 @@
 //! PostgreSQL: the one pool helper and the migration runner. Schemas are the numbered plain-SQL
-//! files under `sql/realtime` and `sql/warehouse` (runnable by hand with `psql -f`), embedded at
-//! build time and applied by refinery, which records what it applied and refuses a landed
-//! migration that was edited.
+//! files under `sql/realtime` and `sql/warehouse`, embedded at build time and applied by
+//! refinery, which records what it applied and refuses a landed migration that was edited. The
+//! scripts apply them with psql into the same history (`scripts/postgres/migrate.sh`), so each
+//! file runs once per database whoever applies it first.
 
 use std::fmt;
 use std::time::Duration;
@@ -374,14 +375,11 @@ pub async fn migrate(client: &mut tokio_postgres::Client, db: Db) -> Result<Vec<
     client
         .execute("SELECT pg_advisory_lock($1)", &[&lock])
         .await?;
-    let outcome = db.runner().run_async(client).await;
+    let outcome = migrate_locked(client, db).await;
     client
         .execute("SELECT pg_advisory_unlock($1)", &[&lock])
         .await?;
-    let report = outcome.map_err(|source| DbError::Migration {
-        db: db.label(),
-        source,
-    })?;
+    let report = outcome?;
     let applied: Vec<String> = report
         .applied_migrations()
         .iter()
@@ -395,6 +393,57 @@ pub async fn migrate(client: &mut tokio_postgres::Client, db: Db) -> Result<Vec<
     Ok(applied)
 }
 
+/// `migrate`'s work under its lock: psql's history adopted, then refinery's run.
+async fn migrate_locked(
+    client: &mut tokio_postgres::Client,
+    db: Db,
+) -> Result<refinery::Report, DbError> {
+    let adopted = adopt_psql_history(client, db).await?;
+    if adopted > 0 {
+        info!(
+            db = db.label(),
+            adopted, "adopted the migrations psql applied"
+        );
+    }
+    (db.runner().run_async(client).await).map_err(|source| DbError::Migration {
+        db: db.label(),
+        source,
+    })
+}
+
+/// The checksum `scripts/postgres/migrate.sh` records for a migration it applied: psql cannot
+/// compute refinery's.
+const PSQL_CHECKSUM: &str = "0";
+
+/// Gives the migrations psql applied their files' checksums, so refinery takes them as its own
+/// (and refuses an edited file from then on). Returns how many it adopted.
+async fn adopt_psql_history(client: &tokio_postgres::Client, db: Db) -> Result<u64, DbError> {
+    if !history_exists(client).await? {
+        return Ok(0);
+    }
+    let (versions, checksums): (Vec<i32>, Vec<String>) = (db.runner().get_migrations().iter())
+        .map(|m| (m.version(), m.checksum().to_string()))
+        .unzip();
+    Ok(client
+        .execute(
+            "UPDATE refinery_schema_history h SET checksum = f.checksum
+               FROM unnest($1::int4[], $2::text[]) f (version, checksum)
+              WHERE h.version = f.version AND h.checksum = $3",
+            &[&versions, &checksums, &PSQL_CHECKSUM],
+        )
+        .await?)
+}
+
+async fn history_exists(client: &tokio_postgres::Client) -> Result<bool, DbError> {
+    Ok(client
+        .query_one(
+            "SELECT to_regclass('refinery_schema_history') IS NOT NULL",
+            &[],
+        )
+        .await?
+        .get(0))
+}
+
 /// The newest migration this binary holds for `db`.
 pub fn needed_version(db: Db) -> i32 {
     (db.runner().get_migrations().iter())
@@ -405,14 +454,7 @@ pub fn needed_version(db: Db) -> i32 {
 
 /// The newest migration applied to the database `client` is on (0: none).
 pub async fn applied_version(client: &tokio_postgres::Client) -> Result<i32, DbError> {
-    let exists: bool = client
-        .query_one(
-            "SELECT to_regclass('refinery_schema_history') IS NOT NULL",
-            &[],
-        )
-        .await?
-        .get(0);
-    if !exists {
+    if !history_exists(client).await? {
         return Ok(0);
     }
     let row = client

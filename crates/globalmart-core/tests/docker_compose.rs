@@ -117,6 +117,10 @@ fn mounts_point_at_files_of_the_repository() -> Result<()> {
             "./scripts/postgres/runtime-logins.sql:/globalmart/runtime-logins.sql:ro",
         ),
         (
+            "postgres-warehouse",
+            "./scripts/postgres/migrate.sh:/globalmart/migrate.sh:ro",
+        ),
+        (
             "grafana",
             "./grafana/provisioning:/etc/grafana/provisioning:ro",
         ),

@@ -1,7 +1,7 @@
 //! Migrations on the real local PostgreSQL servers: every table of the realtime and
-//! warehouse schemas (docs/ARCHITECTURE.md, "Where things are") exists,
-//! and applying the migrations again, by the binaries' runner or by hand with `psql -f`,
-//! changes nothing.
+//! warehouse schemas (docs/ARCHITECTURE.md, "Where things are") exists, and each migration runs
+//! once per database, whether the binaries' runner or the scripts' psql
+//! (`scripts/postgres/migrate.sh`) applies it first.
 
 use std::ops::RangeInclusive;
 use std::process::Command;
@@ -155,39 +155,87 @@ async fn every_table_of_the_spec_exists() -> Result<()> {
     Ok(())
 }
 
+/// Runs `scripts/postgres/migrate.sh` for `sql/<dir>` on `settings`' database, as
+/// `scripts/dev-up.sh` and Docker's first start do; returns what it printed.
+fn migrate_sh(settings: &PgSettings, dir: &str) -> Result<String> {
+    let repo = concat!(env!("CARGO_MANIFEST_DIR"), "/../..");
+    let output = Command::new(format!("{repo}/scripts/postgres/migrate.sh"))
+        .arg(format!("{repo}/sql/{dir}"))
+        .args(["-h", &settings.host, "-p", &settings.port.to_string()])
+        .args(["-U", &settings.user, "-d", &settings.dbname])
+        .env("PGPASSWORD", settings.password.expose())
+        .env("PGOPTIONS", "-c client_min_messages=warning")
+        .output()
+        .context("running scripts/postgres/migrate.sh")?;
+    ensure!(
+        output.status.success(),
+        "migrate.sh {dir} failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    Ok(String::from_utf8(output.stdout)?)
+}
+
 #[tokio::test]
-async fn applying_migrations_again_changes_nothing() -> Result<()> {
+async fn each_migration_runs_once_whether_the_runner_or_psql_applies_it_first() -> Result<()> {
     let stack = TestStack::new().await?;
     for (settings, db, dir) in [
         (&stack.realtime, Db::Realtime, "realtime"),
         (&stack.warehouse, Db::Warehouse, "warehouse"),
     ] {
-        let before = snapshot(settings, db).await?;
+        // TestStack's databases were migrated by the runner.
+        let by_runner = snapshot(settings, db).await?;
         assert!(
-            before.lines().count() > 50,
-            "suspiciously small schema:\n{before}"
+            by_runner.lines().count() > 50,
+            "suspiciously small schema:\n{by_runner}"
         );
-
         let mut client = connect(settings).await?;
         let applied = db::migrate(&mut client, db).await?;
         assert!(applied.is_empty(), "{dir}: second run applied {applied:?}");
+        let printed = migrate_sh(settings, dir)?;
+        assert_eq!(
+            printed, "",
+            "{dir}: psql after the runner applied something"
+        );
         assert_eq!(
             snapshot(settings, db).await?,
-            before,
-            "{dir}: runner changed the schema"
+            by_runner,
+            "{dir}: schema changed"
         );
 
-        psql_apply(settings, dir, 0..=u32::MAX)?;
+        // An empty database migrated by psql first: the same schema, and the runner adopts
+        // psql's history instead of applying anything again.
+        client
+            .batch_execute("DROP SCHEMA public CASCADE; CREATE SCHEMA public;")
+            .await?;
+        let printed = migrate_sh(settings, dir)?;
+        assert_eq!(
+            printed.lines().count(),
+            usize::try_from(db::needed_version(db))?,
+            "{dir}: psql applied {printed}"
+        );
+        assert_eq!(
+            migrate_sh(settings, dir)?,
+            "",
+            "{dir}: psql ran a file twice"
+        );
         assert_eq!(
             snapshot(settings, db).await?,
-            before,
-            "{dir}: psql -f changed the schema"
+            by_runner,
+            "{dir}: psql's schema"
         );
         let applied = db::migrate(&mut client, db).await?;
         assert!(
             applied.is_empty(),
             "{dir}: runner after psql applied {applied:?}"
         );
+        let unadopted: i64 = client
+            .query_one(
+                "SELECT count(*) FROM refinery_schema_history WHERE checksum = '0'",
+                &[],
+            )
+            .await?
+            .get(0);
+        assert_eq!(unadopted, 0, "{dir}: psql's history rows keep the marker");
     }
     Ok(())
 }
