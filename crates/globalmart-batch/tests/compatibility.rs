@@ -13,7 +13,7 @@ use globalmart_batch::analytics::{self, Basis};
 use globalmart_batch::etl::{self, Settings};
 use globalmart_core::event::Event;
 use globalmart_core::topics::Topic;
-use globalmart_stream::{fold_product_activity, Batch, Received, Saved};
+use globalmart_stream::{Batch, Received, Saved};
 use globalmart_testkit::TestStack;
 use tokio_postgres::Client;
 
@@ -257,8 +257,6 @@ async fn save_raw(client: &mut Client, messages: &[(Topic, String)]) -> Result<S
     let saved = batch
         .save(client, "compatibility-test", &thresholds())
         .await?;
-    // As the stream does within a second: its product activity into its tables.
-    fold_product_activity(client).await?;
     Ok(saved)
 }
 

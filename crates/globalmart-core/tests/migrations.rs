@@ -88,11 +88,14 @@ async fn snapshot(settings: &PgSettings, db: Db) -> Result<String> {
     Ok(lines.join("\n"))
 }
 
+/// The tables and views of `public`: what a query can read by name (the realtime product
+/// activity is views over the raw events).
 async fn tables(settings: &PgSettings) -> Result<Vec<String>> {
     let client = connect(settings).await?;
     let rows = client
         .query(
-            "SELECT tablename FROM pg_tables WHERE schemaname = 'public' ORDER BY 1",
+            "SELECT table_name::text FROM information_schema.tables
+              WHERE table_schema = 'public' ORDER BY 1",
             &[],
         )
         .await?;

@@ -13,17 +13,13 @@
 //! backfilled event time still judges them all. The sweep is one statement keyed by session:
 //! run twice, or by two instances at once, it records and counts each session once.
 //! Retention: metric windows older than the retention are deleted; raw events by whole days
-//! (`retention.rs`).
-//!
-//! The product activity's fold (`write/activity.rs`) runs beside these, every second on a
-//! connection of its own: in a backfill a fold round takes about a second, which the sweep and
-//! the alerts need not wait for.
+//! (`retention.rs`), and with them the product activity read from them (`trending_products`,
+//! `category_performance`: views over the raw events).
 
 use std::time::Duration;
 
 use anyhow::Result;
 use deadpool_postgres::Pool;
-use tokio::time::MissedTickBehavior;
 use tokio_postgres::{Client, Error};
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
@@ -32,7 +28,6 @@ use crate::monitoring;
 use crate::publish::Publisher;
 use crate::retention;
 use crate::retry::on_client;
-use crate::write::activity;
 
 /// How often, and by what rules, the housekeeping runs.
 #[derive(Debug, Clone, Copy)]
@@ -69,35 +64,6 @@ pub async fn run(pool: Pool, publisher: &Publisher, every: Schedule, shutdown: C
             _ = retains.tick() => retain_once(&pool, every).await,
             () = shutdown.cancelled() => return,
         }
-    }
-}
-
-/// How often the product activity's pending tallies are folded: the lag of trending_products
-/// and category_performance behind the rows saved.
-const FOLD_EVERY: Duration = Duration::from_secs(1);
-
-/// Until shutdown: the product activity's pending tallies folded every [`FOLD_EVERY`].
-pub async fn fold_until_shutdown(pool: Pool, shutdown: CancellationToken) {
-    let mut folds = tokio::time::interval(FOLD_EVERY);
-    folds.set_missed_tick_behavior(MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            _ = folds.tick() => fold_once(&pool).await,
-            () = shutdown.cancelled() => return,
-        }
-    }
-}
-
-/// Folds every pending tally; a failure is logged and the next round tries again (the tallies
-/// stay pending meanwhile).
-pub async fn fold_once(pool: &Pool) {
-    let folded = on_client(pool, |mut c| async move { activity::fold(&mut c).await });
-    match folded.await {
-        Ok(n) => monitoring::ACTIVITY_FOLDED.inc_by(n),
-        Err(e) => warn!(
-            error = %format!("{e:#}"),
-            "folding the product activity failed; trying again in {FOLD_EVERY:?}"
-        ),
     }
 }
 
@@ -187,12 +153,9 @@ const PRUNE: &str = "
     b AS (DELETE FROM sales_by_country WHERE window_start < (SELECT t FROM cutoff) RETURNING 1),
     c AS (DELETE FROM cart_metrics WHERE window_start < (SELECT t FROM cutoff) RETURNING 1),
     d AS (DELETE FROM cart_session_windows WHERE window_start < (SELECT t FROM cutoff)
-          RETURNING 1),
-    e AS (DELETE FROM trending_products WHERE window_start < (SELECT t FROM cutoff) RETURNING 1),
-    f AS (DELETE FROM category_performance WHERE window_start < (SELECT t FROM cutoff)
           RETURNING 1)
     SELECT (SELECT count(*) FROM a) + (SELECT count(*) FROM b) + (SELECT count(*) FROM c)
-        + (SELECT count(*) FROM d) + (SELECT count(*) FROM e) + (SELECT count(*) FROM f)";
+        + (SELECT count(*) FROM d)";
 
 /// Quiet carts with items and no checkout into abandoned_carts, counted in their window.
 const SWEEP: &str = "WITH now_ AS (

@@ -7,8 +7,8 @@
 //! - `save`: a batch in one transaction, through the writers of `write/` (one module per table
 //!   group; `write::alerts` is the only writer of `alerts`);
 //! - `pipeline`: the loop that cuts batches, saves them and commits offsets;
-//! - `housekeeping`: the abandoned-cart sweep, metric retention, alert publishing (`publish`),
-//!   the product activity's fold (`write::activity`);
+//! - `housekeeping`: the abandoned-cart sweep, metric retention, raw retention, alert
+//!   publishing (`publish`);
 //! - `monitoring`: the guide's log lines and the Prometheus metrics.
 //!
 //! `main` builds the parts (configuration, pool, Kafka clients, metrics endpoint, shutdown
@@ -32,5 +32,4 @@ pub use config::{Config, Thresholds};
 pub use housekeeping::{abandoned_carts, prune};
 pub use monitoring::register as register_metrics;
 pub use save::Saved;
-pub use write::activity::fold as fold_product_activity;
 pub use write::offsets::stored_offsets;

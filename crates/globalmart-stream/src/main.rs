@@ -50,9 +50,8 @@ async fn run(config: Config) -> Result<()> {
         &config.realtime.settings,
         Db::Realtime,
         "globalmart-stream",
-        // The batch saving, the source's stored offsets, housekeeping, the product activity's
-        // fold, and one to spare.
-        5,
+        // The batch saving, the source's stored offsets, housekeeping, and one to spare.
+        4,
         wait,
     )
     .await?;

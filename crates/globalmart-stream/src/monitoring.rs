@@ -58,13 +58,6 @@ pub static ALERTS_PUBLISHED: LazyLock<IntCounter> = LazyLock::new(|| {
     )
     .expect("metric registers once")
 });
-pub static ACTIVITY_FOLDED: LazyLock<IntCounter> = LazyLock::new(|| {
-    register_int_counter!(
-        "globalmart_stream_product_activity_folded_total",
-        "Per-minute product tallies folded into trending_products and category_performance"
-    )
-    .expect("metric registers once")
-});
 pub static BATCH_SECONDS: LazyLock<Histogram> = LazyLock::new(|| {
     register_histogram!(
         "globalmart_stream_batch_seconds",

@@ -2,8 +2,7 @@
 //! transaction, then commit the same offsets to Kafka. One batch saves while the next one is
 //! read and parsed; batches still commit in order, as each waits for the one before. A failed
 //! save is retried with backoff and nothing is committed meanwhile; a malformed message
-//! becomes a dead letter and never stops the loop. Housekeeping, and the product activity's
-//! fold, run beside it.
+//! becomes a dead letter and never stops the loop. Housekeeping runs beside it.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -81,10 +80,6 @@ pub async fn run(parts: Parts, settings: Settings) -> Result<()> {
         let schedule = settings.housekeeping;
         tokio::spawn(async move { housekeeping::run(pool, &publisher, schedule, shutdown).await });
     }
-    tokio::spawn(housekeeping::fold_until_shutdown(
-        pool.clone(),
-        shutdown.clone(),
-    ));
     let mut idle_since = Instant::now();
     let mut last_lag = Instant::now();
     let mut totals = Totals::default();
@@ -118,8 +113,6 @@ pub async fn run(parts: Parts, settings: Settings) -> Result<()> {
             if let Some(previous) = in_flight.take() {
                 finish(&source, &mut totals, previous.await??);
             }
-            // What the last batches tallied reaches its tables now, not at the next start.
-            housekeeping::fold_once(&pool).await;
             info!("stream processing stopped");
             totals.log();
             return Ok(());
@@ -127,9 +120,8 @@ pub async fn run(parts: Parts, settings: Settings) -> Result<()> {
         if let Some(idle) = settings.exit_when_idle {
             if idle_since.elapsed() >= idle && in_flight.is_none() {
                 if is_caught_up(&source, &pool).await {
-                    // A one-shot load ends with its product activity folded, the carts it
-                    // left abandoned recorded and its alerts published.
-                    housekeeping::fold_once(&pool).await;
+                    // A one-shot load ends with the carts it left abandoned recorded and
+                    // its alerts published.
                     housekeeping::sweep_once(&pool, settings.housekeeping.abandon_after).await;
                     housekeeping::publish_once(&pool, &publisher).await;
                     info!("caught up and idle for {} s: exiting", idle.as_secs());

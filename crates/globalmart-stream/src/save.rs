@@ -22,7 +22,7 @@ use crate::retention;
 use crate::write::anomalies::Anomalies;
 use crate::write::events::{self, was_inserted, Insert};
 use crate::write::metrics::Tally;
-use crate::write::{activity, alerts, catalogue, dead_letters, offsets, patterns, stock};
+use crate::write::{alerts, catalogue, dead_letters, offsets, patterns, stock};
 
 /// What saving a batch did: rows inserted per destination, and rows already there.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -134,9 +134,6 @@ impl Batch {
             .collect();
         let catalogued: Vec<&str> = catalogued.into_iter().collect();
         stock::restock(&tx, &catalogued).await?;
-        // Before the tally: its sales of these products then count under their category, and
-        // the earlier ones move there.
-        activity::move_late_categories(&tx, &catalogued).await?;
         let lines = events::transactions(&tx, &self.transactions, how).await?;
         let views = events::views(&tx, &self.views, how).await?;
         let carts = events::carts(&tx, &self.carts, how).await?;
@@ -149,8 +146,7 @@ impl Batch {
         // The metrics' retention: older windows are not written, so neither read.
         let kept = TimeDelta::from_std(thresholds.metrics_retention).unwrap_or(TimeDelta::MAX);
         let since = (Utc::now().checked_sub_signed(kept)).unwrap_or(DateTime::<Utc>::MIN_UTC);
-        self.tally(&tx, &new_orders, &views.keys, &carts.keys, since)
-            .await?;
+        self.tally(&tx, &new_orders, &carts.keys, since).await?;
         let mut raised = Anomalies::detect(&new_orders, thresholds).save(&tx).await?;
         raised.extend(stock::sell(&tx, &new_orders, thresholds, since).await?);
         patterns::suspicious(&tx, &new_orders, thresholds.suspicious_amount).await?;
@@ -173,13 +169,11 @@ impl Batch {
         &self,
         tx: &DbTransaction<'_>,
         new_orders: &[&Transaction],
-        views: &events::Keys,
         carts: &events::Keys,
         since: DateTime<Utc>,
     ) -> Result<(), Error> {
         let mut tally = Tally::since(since);
         tally.transactions(new_orders);
-        tally.views(&self.views, was_inserted(views));
         tally.carts(&self.carts, was_inserted(carts));
         tally.save(tx).await
     }

@@ -17,8 +17,7 @@ use globalmart_core::topics::Topic;
 use globalmart_generator::mix::{Mix, MixSettings};
 use globalmart_generator::timeline::Period;
 use globalmart_stream::{
-    abandoned_carts, fold_product_activity, prune, stored_offsets, Batch, Received, Saved,
-    Thresholds,
+    abandoned_carts, prune, stored_offsets, Batch, Received, Saved, Thresholds,
 };
 use globalmart_testkit::TestStack;
 use rust_decimal::Decimal;
@@ -173,7 +172,6 @@ async fn generated_events_are_saved_once_and_a_replay_adds_nothing() -> Result<(
         }
     );
     assert_eq!(count(&client, "transactions").await?, lines as i64);
-    fold_product_activity(&mut client).await?;
     assert_saved_as_modelled(&client, &records).await?;
 
     // A batch half replayed, half new: only the new half counts in the metrics.
@@ -183,7 +181,6 @@ async fn generated_events_are_saved_once_and_a_replay_adds_nothing() -> Result<(
     let overlapping = batch_of(&messages[records.len() - 2_000..]);
     let saved = overlapping.save(&mut client, GROUP, &thresholds()).await?;
     assert_eq!(saved.duplicates, rows_of(&records[records.len() - 2_000..]));
-    fold_product_activity(&mut client).await?;
     assert_saved_as_modelled(&client, &all).await?;
     Ok(())
 }
@@ -236,7 +233,6 @@ async fn a_message_read_twice_into_one_batch_is_saved_and_counted_once() -> Resu
         rows_of(&records[n - 500..]) + rows_of(&records[n - 300..]),
         "every repeat is reported as a duplicate"
     );
-    fold_product_activity(&mut client).await?;
     assert_saved_as_modelled(&client, &records).await?;
     Ok(())
 }
@@ -363,7 +359,6 @@ async fn new_records_and_changes_of_saved_ones_in_one_batch_keep_the_newest_and_
         .count();
     assert_eq!(saved.catalogue_versions, versions as u64);
     assert_eq!(saved.duplicates, 0);
-    fold_product_activity(&mut client).await?;
     assert_saved_as_modelled(&client, &records).await?;
     Ok(())
 }
@@ -717,8 +712,6 @@ async fn a_sales_pace_that_would_empty_the_stock_within_the_horizon_warns_once_p
         .save(&mut client, GROUP, &thresholds)
         .await?;
     assert!(warned(client.query(alerts, &[]).await?).is_empty());
-    // Those 2 folded, the next sales pending: the pace sums both (neither alone warns).
-    fold_product_activity(&mut client).await?;
 
     // 5 in the last hour: 95 left lasts 19 hours, one warning; a later sale does not repeat it,
     // nor does saving everything again.
@@ -797,10 +790,12 @@ async fn metric_windows_past_the_retention_are_pruned_and_the_newer_kept() -> Re
     // Windows that started before 11:00 are past the retention.
     let eleven = now() - Duration::hours(1);
     let retention = (Utc::now() - eleven).to_std()?;
-    fold_product_activity(&mut client).await?;
-    // The 10:00 rows of sales, sales by country, trending products and categories.
-    assert_eq!(prune(&client, retention).await?, 4);
-    assert_only_window(&client, eleven + Duration::minutes(30)).await
+    // The 10:00 rows of sales and sales by country.
+    assert_eq!(prune(&client, retention).await?, 2);
+    assert_only_window(&client, eleven + Duration::minutes(30)).await?;
+    // The product activity is read from the sale lines, which raw retention keeps by the day.
+    let ten = eleven - Duration::hours(1);
+    assert_windows_from_events(&client, &[ten, eleven + Duration::minutes(30)]).await
 }
 
 /// Asserts that every metric table a sale counts in holds one window, `at`.
@@ -808,26 +803,39 @@ async fn assert_only_window(
     client: &tokio_postgres::Client,
     at: chrono::DateTime<Utc>,
 ) -> Result<()> {
-    for table in [
-        "sales_per_minute",
-        "sales_by_country",
-        "trending_products",
-        "category_performance",
-    ] {
-        let windows: Vec<chrono::DateTime<Utc>> = client
-            .query(&format!("SELECT window_start FROM {table}"), &[])
-            .await?
-            .iter()
-            .map(|r| r.get(0))
-            .collect();
-        assert_eq!(windows, vec![at], "{table}");
+    for table in ["sales_per_minute", "sales_by_country"] {
+        assert_eq!(windows(client, table).await?, vec![at], "{table}");
     }
     Ok(())
 }
 
+/// Asserts that the product activity's views hold the windows `at`, those of the sale lines
+/// saved.
+async fn assert_windows_from_events(
+    client: &tokio_postgres::Client,
+    at: &[chrono::DateTime<Utc>],
+) -> Result<()> {
+    for table in ["trending_products", "category_performance"] {
+        assert_eq!(windows(client, table).await?, at, "{table}");
+    }
+    Ok(())
+}
+
+/// The window starts of `table`, earliest first.
+async fn windows(
+    client: &tokio_postgres::Client,
+    table: &str,
+) -> Result<Vec<chrono::DateTime<Utc>>> {
+    let query = format!("SELECT window_start FROM {table} ORDER BY window_start");
+    Ok((client.query(&query, &[]).await?)
+        .iter()
+        .map(|r| r.get(0))
+        .collect())
+}
+
 #[tokio::test]
-async fn an_event_older_than_the_metrics_retention_is_saved_and_counted_in_no_window() -> Result<()>
-{
+async fn an_event_older_than_the_metrics_retention_is_saved_and_counted_in_no_tallied_window(
+) -> Result<()> {
     let stack = TestStack::new().await?;
     let mut client = stack.realtime_client().await?;
     // Windows from 11:00 on are kept: the sale at 10:00 is older, the one at 11:30 is not; a
@@ -841,8 +849,10 @@ async fn an_event_older_than_the_metrics_retention_is_saved_and_counted_in_no_wi
         .save(&mut client, GROUP, &thresholds)
         .await?;
     assert_eq!(saved.transaction_lines, 2);
-    fold_product_activity(&mut client).await?;
     assert_only_window(&client, now() - Duration::minutes(30)).await?;
+    // The product activity, read from the sale lines saved, has both.
+    let (ten, half_past_eleven) = (now() - Duration::hours(2), now() - Duration::minutes(30));
+    assert_windows_from_events(&client, &[ten, half_past_eleven]).await?;
     // Stock counts every sale, whatever its age.
     let stock = client
         .query_one("SELECT stock, units_sold FROM product_stock", &[])
@@ -862,7 +872,6 @@ async fn sales_saved_before_their_product_count_under_its_category_once_it_arriv
     batch_of(&messages_of(&sales))
         .save(&mut client, GROUP, &thresholds)
         .await?;
-    fold_product_activity(&mut client).await?;
     let categories = "SELECT DISTINCT category FROM category_performance";
     assert_eq!(common::texts(&client, categories).await?, ["unknown"]);
     // A cart add in the first sale's minute names the kettle's category: that minute's counts
@@ -871,7 +880,6 @@ async fn sales_saved_before_their_product_count_under_its_category_once_it_arriv
     batch_of(&messages_of(&named))
         .save(&mut client, GROUP, &thresholds)
         .await?;
-    fold_product_activity(&mut client).await?;
     let per_window = "SELECT category || ' ' || purchase_count || ' ' || cart_add_count
                       FROM category_performance ORDER BY window_start";
     assert_eq!(
@@ -883,42 +891,6 @@ async fn sales_saved_before_their_product_count_under_its_category_once_it_arriv
         .save(&mut client, GROUP, &thresholds)
         .await?;
     let all: Vec<Event> = sales.into_iter().chain(named).chain(record).collect();
-    fold_product_activity(&mut client).await?;
-    assert_saved_as_modelled(&client, &all).await?;
-    Ok(())
-}
-
-#[tokio::test]
-async fn sales_still_pending_when_their_product_arrives_count_under_its_category_once_folded(
-) -> Result<()> {
-    let stack = TestStack::new().await?;
-    let mut client = stack.realtime_client().await?;
-    let thresholds = thresholds();
-    // Sales of a product nobody has catalogued, then its record, both saved before any fold:
-    // the fold finds the record and counts the sales under its category, never 'unknown'.
-    let sales = [sale(2, 1), sale(3, 62)];
-    let record = [kettle(12, 0)];
-    for records in [&sales[..], &record[..]] {
-        batch_of(&messages_of(records))
-            .save(&mut client, GROUP, &thresholds)
-            .await?;
-    }
-    let categories = "SELECT count(*)::text FROM category_performance";
-    assert_eq!(
-        common::texts(&client, categories).await?,
-        ["0"],
-        "not folded yet"
-    );
-    // Two folds at once (two instances): one takes the tallies, the other finds none.
-    let mut other = stack.realtime_client().await?;
-    let (a, b) = tokio::try_join!(
-        fold_product_activity(&mut client),
-        fold_product_activity(&mut other)
-    )?;
-    assert_eq!(a + b, 2, "each sale's minute folded once");
-    let categories = "SELECT DISTINCT category FROM category_performance";
-    assert_eq!(common::texts(&client, categories).await?, ["Kitchen"]);
-    let all: Vec<Event> = sales.into_iter().chain(record).collect();
     assert_saved_as_modelled(&client, &all).await?;
     Ok(())
 }

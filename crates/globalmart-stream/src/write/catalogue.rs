@@ -27,15 +27,11 @@ const HOLD_EXCLUSIVE: &str = "SELECT pg_advisory_xact_lock($1)";
 const HOLD_SHARED: &str = "SELECT pg_advisory_xact_lock_shared($1)";
 
 /// Holds the catalogue lock until the transaction ends: exclusively when it applies product
-/// versions, shared otherwise. Two figures come from both a product's catalogue record and its
-/// sales: the stock (a restock recounts the sales saved so far, a sale takes its units off the
-/// stock row) and the category a sale counts under (a sale of a product not catalogued yet
-/// counts under 'unknown' until its record arrives). In two instances side by side, a version
-/// would not see a sale committing beside it, nor that sale the version, and the sale would be
-/// missed by both; the same holds between a version and a fold of the product activity
-/// (`activity.rs`), which holds it shared. Taken before the transaction writes any row, so a
-/// save waiting for it holds nothing another save needs; within one instance only a batch
-/// bringing product versions and a fold round wait for each other.
+/// versions, shared otherwise. The stock comes from both a product's catalogue record and its
+/// sales (a restock recounts the sales saved so far, a sale takes its units off the stock row):
+/// in two instances side by side, a version would not see a sale committing beside it, nor that
+/// sale the version, and the sale would be missed by both. Taken before the transaction writes
+/// any row, so a save waiting for it holds nothing another save needs.
 pub async fn hold(tx: &DbTransaction<'_>, products: bool) -> Result<(), Error> {
     let lock = if products {
         HOLD_EXCLUSIVE

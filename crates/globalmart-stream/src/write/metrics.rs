@@ -2,20 +2,18 @@
 //! windows and added to the metric tables in the same transaction as the rows. Only inserted
 //! events count, so a replay or a second instance never counts anything twice; every metric is
 //! a sum, so adding a batch's tally is the whole update (averages and scores are derived from
-//! the sums in the same statement). The product activity is the exception to "in the same
-//! transaction": its tallies are appended there and folded into their tables just after
-//! (`activity.rs`). Events from before the metrics' retention count nowhere: housekeeping
-//! deletes those windows, so a backfill of older days skips them.
+//! the sums in the same statement). Events from before the metrics' retention count nowhere:
+//! housekeeping deletes those windows, so a backfill of older days skips them. The product
+//! activity per minute is not tallied: it is read from the raw events (docs/ARCHITECTURE.md,
+//! "Product activity read from the events").
 
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, DurationRound, TimeDelta, Utc};
-use globalmart_core::event::{CartAction, CartEvent, ProductViewEvent, Transaction, ViewAction};
+use globalmart_core::event::{CartAction, CartEvent, Transaction};
 use rust_decimal::Decimal;
 use tokio_postgres::{Error, Transaction as DbTransaction};
 use uuid::Uuid;
-
-use crate::write::activity::{self, Activity};
 
 /// The start of the `minutes`-long window (aligned on the Unix epoch) holding `at`.
 pub fn window(at: DateTime<Utc>, minutes: i64) -> DateTime<Utc> {
@@ -49,7 +47,6 @@ pub struct Tally {
     since: DateTime<Utc>,
     sales: BTreeMap<DateTime<Utc>, Sales>,
     by_country: BTreeMap<(DateTime<Utc>, &'static str), Sales>,
-    products: BTreeMap<(DateTime<Utc>, String), Activity>,
     carts: BTreeMap<(DateTime<Utc>, &'static str), CartCounts>,
     /// Sessions with cart activity per window and country (counted once by the database).
     cart_sessions: BTreeMap<(DateTime<Utc>, &'static str, String), bool>,
@@ -87,32 +84,6 @@ impl Tally {
                 sales.revenue += t.total_amount;
                 sales.items += items;
             }
-            for line in &t.products {
-                let product = self
-                    .products
-                    .entry((window, line.product_id.clone()))
-                    .or_default();
-                product.purchases += 1;
-                product.units += i64::from(line.quantity);
-                product.revenue += line.price * Decimal::from(line.quantity);
-            }
-        }
-    }
-
-    /// Tallies the product views `inserted` says were new (searches, filters and comparisons
-    /// name no single product).
-    pub fn views<'a>(
-        &mut self,
-        views: impl IntoIterator<Item = &'a ProductViewEvent>,
-        inserted: impl Fn(&Uuid) -> bool,
-    ) {
-        for v in views {
-            let counted = self.counts(v.timestamp) && inserted(&v.event_id);
-            if let (ViewAction::View(p), true) = (&v.action, counted) {
-                let product =
-                    self.product(v.timestamp, &p.product_id, &p.product_name, &p.category);
-                product.views += 1;
-            }
         }
     }
 
@@ -141,34 +112,12 @@ impl Tally {
                 .entry((window, country, e.session_id.clone()))
                 .or_default();
             *session |= checkout;
-            if let CartAction::AddToCart(i) = &e.action {
-                let product =
-                    self.product(e.timestamp, &i.product_id, &i.product_name, &i.category);
-                product.cart_adds += 1;
-            }
         }
     }
 
-    fn product(
-        &mut self,
-        at: DateTime<Utc>,
-        id: &str,
-        name: &str,
-        category: &str,
-    ) -> &mut Activity {
-        let product = self
-            .products
-            .entry((minute(at), id.to_owned()))
-            .or_default();
-        product.product_name.get_or_insert_with(|| name.to_owned());
-        product.category.get_or_insert_with(|| category.to_owned());
-        product
-    }
-
-    /// Adds the tally to the metric tables (the product activity to the pending tallies).
+    /// Adds the tally to the metric tables.
     pub async fn save(&self, tx: &DbTransaction<'_>) -> Result<(), Error> {
         self.save_sales(tx).await?;
-        activity::append(tx, &self.products).await?;
         self.save_carts(tx).await
     }
 

@@ -1,5 +1,7 @@
 //! The writers: one module per table group of the realtime database, each owning its tables'
-//! SQL. [`crate::save`] calls them in one transaction per batch.
+//! SQL. [`crate::save`] calls them in one transaction per batch. The product activity per
+//! minute (`trending_products`, `category_performance`) has no writer: views over the raw
+//! events (docs/ARCHITECTURE.md, "Product activity read from the events").
 //!
 //! | module | tables |
 //! |---|---|
@@ -8,13 +10,11 @@
 //! | `dead_letters` | dead_letter_events |
 //! | `offsets` | stream_offsets |
 //! | `metrics` | sales_per_minute, sales_by_country, cart_metrics, cart_session_windows |
-//! | `activity` | product_activity_pending, trending_products, category_performance |
 //! | `anomalies` | high_value_anomalies, high_quantity_anomalies |
 //! | `stock` | product_stock, restock_alerts, high_demand_alerts |
 //! | `patterns` | suspicious_patterns |
 //! | `alerts` | alerts (the only writer) |
 
-pub mod activity;
 pub mod alerts;
 pub mod anomalies;
 pub mod catalogue;

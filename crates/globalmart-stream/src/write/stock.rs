@@ -10,10 +10,11 @@
 //! The same statement recounts `high_demand_alerts`: at least the high-demand units of one
 //! product within one 10-minute window (`order_count` counts its order lines), a new window
 //! also an alert. A recount, not an increment: replays and other instances converge on the same
-//! rows. The hour's pace and the 10-minute demand both read the per-minute sales of the product
-//! activity (`activity.rs`), hence only for sales within the metrics' retention; one probe per
-//! product serves both (they were two statements reading the same rows, 244 and 153 ms a batch
-//! on a day within the retention: docs/ARCHITECTURE.md, "An eleventh run").
+//! rows. The hour's pace and the 10-minute demand both read the product's per-minute sales from
+//! the sale lines saved, for sales within the metrics' retention only (a backfill's older sales
+//! cost no lookup); one probe per product serves both (they were two statements reading the
+//! same rows, 244 and 153 ms a batch on a day within the retention: docs/ARCHITECTURE.md, "An
+//! eleventh run").
 
 use std::collections::BTreeSet;
 
@@ -30,10 +31,9 @@ use crate::write::metrics::window;
 /// for each product that crossed below the low-stock threshold, and for each product not yet
 /// low whose units sold in the hour up to the sale would empty it within the restock horizon.
 /// Both are checked once per batch and product, at the batch's last sale of it. Recounts the
-/// 10-minute demand of the windows the sales are in. The pace and the demand count the
-/// per-minute product activity, folded or pending, which this batch already counted: for sales
-/// from `since` only (the metrics' retention, whose windows alone are written), so the older
-/// sales of a backfill cost no lookup of them.
+/// 10-minute demand of the windows the sales are in. The pace and the demand count the sale
+/// lines saved per minute, this batch's among them: for sales from `since` only (the metrics'
+/// retention), so the older sales of a backfill cost no lookup of them.
 pub async fn sell(
     tx: &DbTransaction<'_>,
     transactions: &[&Transaction],
@@ -93,25 +93,22 @@ pub async fn restock(tx: &DbTransaction<'_>, products: &[&str]) -> Result<(), Er
 const SELL: &str = "WITH lines AS (
              SELECT * FROM unnest($1::text[], $2::timestamptz[], $3::int8[]) AS x(p, t, u)
          ), minutes AS MATERIALIZED (
-             -- Each product's per-minute sales over the span both figures read (from the hour
-             -- before its first sale to the end of its last sale's 10-minute window), folded
-             -- and pending (this batch's among them: under one snapshot a fold has moved a
-             -- tally wholly or not at all).
+             -- Each product's sales per minute over the span both figures read (the minutes
+             -- starting after the hour before its first sale and before the end of its last
+             -- sale's 10-minute window), from the sale lines saved, this batch's among them.
              SELECT s.p, m.w, m.units, m.orders
              FROM (
                  SELECT p, min(t) - interval '1 hour' AS lo, max(t) + interval '10 minutes' AS hi
                  FROM lines WHERE t >= $9 GROUP BY p
              ) s, LATERAL (
-                 SELECT tp.window_start AS w, tp.units_sold AS units, tp.purchase_count AS orders
-                 FROM trending_products tp
-                 WHERE tp.product_id = s.p AND tp.units_sold > 0
-                     AND tp.window_start > s.lo AND tp.window_start < s.hi
-                 UNION ALL
-                 SELECT pp.window_start, pp.units_sold, pp.purchase_count
-                 FROM product_activity_pending pp
-                 WHERE pp.product_id = s.p AND pp.units_sold > 0
-                     AND pp.window_start > s.lo AND pp.window_start < s.hi
+                 SELECT date_bin('1 minute', l.\"timestamp\", '1970-01-01 00:00:00+00') AS w,
+                     sum(l.quantity) AS units, count(*) AS orders
+                 FROM transactions l
+                 WHERE l.product_id = s.p AND l.\"timestamp\" > s.lo
+                     AND l.\"timestamp\" < s.hi + interval '1 minute'
+                 GROUP BY 1
              ) m
+             WHERE m.w > s.lo AND m.w < s.hi
          ), sold AS (
              SELECT x.p, sum(x.u)::int AS units, max(x.t) AS at
              FROM lines x

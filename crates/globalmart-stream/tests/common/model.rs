@@ -255,12 +255,6 @@ pub async fn assert_saved_as_modelled(
     client: &tokio_postgres::Client,
     events: &[Event],
 ) -> Result<()> {
-    // What the stream tallied is in its tables: a stream run folds before it exits, a test
-    // saving batches itself folds before comparing.
-    let pending: i64 = (client.query_one("SELECT count(*) FROM product_activity_pending", &[]))
-        .await?
-        .get(0);
-    assert_eq!(pending, 0, "product activity left unfolded");
     let mut expected = model(events);
     for (table, fields) in SAVED {
         let cells: Vec<String> = fields
