@@ -352,6 +352,19 @@ async fn the_reader_role_can_read_but_not_write() -> Result<()> {
     let reason = globalmart_core::db::describe(&e);
     assert!(reason.contains("permission denied"), "{reason}");
     drop(client);
+    // Grafana's sessions, which do not run our SESSION, go without JIT by the role's setting.
+    for settings in [&stack.realtime, &stack.warehouse] {
+        let settings: Vec<String> = connect(settings)
+            .await?
+            .query_one(
+                "SELECT coalesce(setconfig, '{}') FROM pg_db_role_setting
+                  WHERE setrole = 'globalmart_reader'::regrole AND setdatabase = 0",
+                &[],
+            )
+            .await?
+            .get(0);
+        assert!(settings.contains(&"jit=off".to_owned()), "{settings:?}");
+    }
     Ok(())
 }
 
