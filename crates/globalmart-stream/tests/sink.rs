@@ -750,6 +750,53 @@ async fn a_sales_pace_that_would_empty_the_stock_within_the_horizon_warns_once_p
     Ok(())
 }
 
+/// The pace and the demand of a product's sales are counted from its sale lines saved, this
+/// batch's among them: the same warning and demand whether its sales come in one batch or one
+/// batch each.
+#[tokio::test]
+async fn stock_alerts_are_the_same_whether_a_products_sales_come_in_one_batch_or_one_each(
+) -> Result<()> {
+    // 24 hours, 20 units in 10 minutes. 300 in stock since 06:00; 2, 3, 4 and 12 sold from
+    // 10:01 to 10:08: 21 units in the hour and in the 10:00 window, and 279 left, which lasts
+    // 13.3 hours (only after the fourth sale is it under 24); one more at 10:15, in a batch of
+    // its own.
+    let thresholds = thresholds();
+    let sales = [sale(2, 1), sale(3, 2), sale(4, 5), sale(12, 8)];
+    let alerts = "SELECT alert_type || ' ' || current_stock || ' ' || units_per_hour || ' '
+                      || to_char(triggered_at AT TIME ZONE 'UTC', 'HH24:MI')
+                  FROM restock_alerts
+                  UNION ALL
+                  SELECT 'demand ' || to_char(window_start AT TIME ZONE 'UTC', 'HH24:MI') || ' '
+                      || units_sold || ' ' || order_count
+                  FROM high_demand_alerts ORDER BY 1";
+    for one_batch in [true, false] {
+        let stack = TestStack::new().await?;
+        let mut client = stack.realtime_client().await?;
+        let mut history = vec![kettle(300, -240)];
+        let batches: Vec<&[Event]> = if one_batch {
+            vec![&sales[..]]
+        } else {
+            sales.chunks(1).collect()
+        };
+        for batch in batches {
+            history.extend(batch.iter().cloned());
+            batch_of(&messages_of(&history))
+                .save(&mut client, GROUP, &thresholds)
+                .await?;
+        }
+        history.push(sale(1, 15));
+        batch_of(&messages_of(&history))
+            .save(&mut client, GROUP, &thresholds)
+            .await?;
+        assert_eq!(
+            common::texts(&client, alerts).await?,
+            ["demand 10:00 21 4", "restock_needed 279 21.00 10:08"],
+            "sales in one batch: {one_batch}"
+        );
+    }
+    Ok(())
+}
+
 #[tokio::test]
 async fn two_big_orders_in_a_minute_are_one_suspicious_pattern_however_often_saved() -> Result<()> {
     let stack = TestStack::new().await?;
