@@ -108,6 +108,15 @@ fn version(path: &std::path::Path) -> Option<u32> {
     name.strip_prefix('V')?.split_once("__")?.0.parse().ok()
 }
 
+/// `command` given psql's options and environment to connect to `settings`' database.
+fn connecting<'a>(command: &'a mut Command, settings: &PgSettings) -> &'a mut Command {
+    command
+        .args(["-h", &settings.host, "-p", &settings.port.to_string()])
+        .args(["-U", &settings.user, "-d", &settings.dbname])
+        .env("PGPASSWORD", settings.password.expose())
+        .env("PGOPTIONS", "-c client_min_messages=warning")
+}
+
 /// Runs the migration files of `sql/<dir>` whose versions are in `versions` with psql, in
 /// order, as a person would by hand.
 fn psql_apply(settings: &PgSettings, dir: &str, versions: RangeInclusive<u32>) -> Result<()> {
@@ -119,15 +128,14 @@ fn psql_apply(settings: &PgSettings, dir: &str, versions: RangeInclusive<u32>) -
         .collect();
     files.sort_by_key(|path| version(path));
     for file in files {
-        let output = Command::new("psql")
-            .args(["-X", "-q", "-v", "ON_ERROR_STOP=1", "-h", &settings.host])
-            .args(["-p", &settings.port.to_string(), "-U", &settings.user])
-            .args(["-d", &settings.dbname, "-f"])
-            .arg(&file)
-            .env("PGPASSWORD", settings.password.expose())
-            .env("PGOPTIONS", "-c client_min_messages=warning")
-            .output()
-            .context("running psql (scripts/dev-up.sh installs it)")?;
+        let output = connecting(
+            Command::new("psql").args(["-X", "-q", "-v", "ON_ERROR_STOP=1"]),
+            settings,
+        )
+        .arg("-f")
+        .arg(&file)
+        .output()
+        .context("running psql (scripts/dev-up.sh installs it)")?;
         ensure!(
             output.status.success(),
             "psql -f {} failed: {}",
@@ -162,12 +170,8 @@ async fn every_table_of_the_spec_exists() -> Result<()> {
 /// `scripts/dev-up.sh` and Docker's first start do; returns what it printed.
 fn migrate_sh(settings: &PgSettings, dir: &str) -> Result<String> {
     let repo = concat!(env!("CARGO_MANIFEST_DIR"), "/../..");
-    let output = Command::new(format!("{repo}/scripts/postgres/migrate.sh"))
-        .arg(format!("{repo}/sql/{dir}"))
-        .args(["-h", &settings.host, "-p", &settings.port.to_string()])
-        .args(["-U", &settings.user, "-d", &settings.dbname])
-        .env("PGPASSWORD", settings.password.expose())
-        .env("PGOPTIONS", "-c client_min_messages=warning")
+    let mut command = Command::new(format!("{repo}/scripts/postgres/migrate.sh"));
+    let output = connecting(command.arg(format!("{repo}/sql/{dir}")), settings)
         .output()
         .context("running scripts/postgres/migrate.sh")?;
     ensure!(
