@@ -149,20 +149,25 @@ read_pid() {
     [ -f "$1" ] && tr -dc '0-9' <"$1" || true
 }
 
-# psql as globalmart_user on port $1, database $2 (password from the defaults above).
+# Runs $3... (psql, or a script that runs it) connected, through libpq's environment, as
+# globalmart_user to port $1, database $2 (password from the defaults above).
+gm_pg() {
+    local port=$1 db=$2 password=$PG_WAREHOUSE_PASSWORD
+    shift 2
+    [ "$port" = "$PG_REALTIME_PORT" ] && password=$PG_REALTIME_PASSWORD
+    PGHOST=localhost PGPORT=$port PGUSER=$PG_USER PGDATABASE=$db PGPASSWORD=$password \
+        PGCONNECT_TIMEOUT=5 PGOPTIONS="-c client_min_messages=warning" "$@"
+}
+
+# psql as globalmart_user on port $1, database $2.
 gm_psql() {
     local port=$1 db=$2
     shift 2
-    local password=$PG_WAREHOUSE_PASSWORD
-    [ "$port" = "$PG_REALTIME_PORT" ] && password=$PG_REALTIME_PASSWORD
-    PGPASSWORD=$password PGCONNECT_TIMEOUT=5 PGOPTIONS="-c client_min_messages=warning" psql -X -q -v ON_ERROR_STOP=1 -h localhost -p "$port" -U "$PG_USER" -d "$db" "$@"
+    gm_pg "$port" "$db" psql -X -q -v ON_ERROR_STOP=1 "$@"
 }
 
 # Applies the migrations of sql/$3 that database $2 on port $1 lacks, recording them where the
 # binaries' runner looks (scripts/postgres/migrate.sh).
 gm_migrate() {
-    local port=$1 db=$2 dir=$3 password=$PG_WAREHOUSE_PASSWORD
-    [ "$port" = "$PG_REALTIME_PORT" ] && password=$PG_REALTIME_PASSWORD
-    PGPASSWORD=$password PGCONNECT_TIMEOUT=5 PGOPTIONS="-c client_min_messages=warning" \
-        "$GM_ROOT/scripts/postgres/migrate.sh" "$GM_ROOT/sql/$dir" -h localhost -p "$port" -U "$PG_USER" -d "$db"
+    gm_pg "$1" "$2" "$GM_ROOT/scripts/postgres/migrate.sh" "$GM_ROOT/sql/$3"
 }
