@@ -398,14 +398,15 @@ async fn migrate_locked(
     client: &mut tokio_postgres::Client,
     db: Db,
 ) -> Result<refinery::Report, DbError> {
-    let adopted = adopt_psql_history(client, db).await?;
+    let runner = db.runner();
+    let adopted = adopt_psql_history(client, &runner).await?;
     if adopted > 0 {
         info!(
             db = db.label(),
             adopted, "adopted the migrations psql applied"
         );
     }
-    (db.runner().run_async(client).await).map_err(|source| DbError::Migration {
+    (runner.run_async(client).await).map_err(|source| DbError::Migration {
         db: db.label(),
         source,
     })
@@ -417,11 +418,14 @@ const PSQL_CHECKSUM: &str = "0";
 
 /// Gives the migrations psql applied their files' checksums, so refinery takes them as its own
 /// (and refuses an edited file from then on). Returns how many it adopted.
-async fn adopt_psql_history(client: &tokio_postgres::Client, db: Db) -> Result<u64, DbError> {
+async fn adopt_psql_history(
+    client: &tokio_postgres::Client,
+    runner: &refinery::Runner,
+) -> Result<u64, DbError> {
     if !history_exists(client).await? {
         return Ok(0);
     }
-    let (versions, checksums): (Vec<i32>, Vec<String>) = (db.runner().get_migrations().iter())
+    let (versions, checksums): (Vec<i32>, Vec<String>) = (runner.get_migrations().iter())
         .map(|m| (m.version(), m.checksum().to_string()))
         .unzip();
     Ok(client
