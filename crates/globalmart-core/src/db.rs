@@ -81,8 +81,9 @@ impl Db {
     }
 
     /// Key of the advisory lock that serialises migrations of this database, so instances
-    /// starting together do not race to create the same tables.
-    fn migration_lock(self) -> i64 {
+    /// starting together do not race to create the same tables (scripts/postgres/migrate.sh
+    /// takes both databases' keys).
+    pub fn migration_lock(self) -> i64 {
         match self {
             Db::Realtime => 0x676d_7274,  // "gmrt"
             Db::Warehouse => 0x676d_7768, // "gmwh"

@@ -247,6 +247,43 @@ async fn each_migration_runs_once_whether_the_runner_or_psql_applies_it_first() 
     Ok(())
 }
 
+/// migrate.sh holds the lock the binaries migrate under: while a binary migrates (the lock held
+/// here), it applies nothing and waits; then it applies every file once.
+#[tokio::test]
+async fn migrate_sh_waits_for_a_binary_migrating_the_same_database() -> Result<()> {
+    let stack = TestStack::new().await?;
+    for (settings, db, dir) in [
+        (&stack.realtime, Db::Realtime, "realtime"),
+        (&stack.warehouse, Db::Warehouse, "warehouse"),
+    ] {
+        let client = connect(settings).await?;
+        client
+            .batch_execute("DROP SCHEMA public CASCADE; CREATE SCHEMA public;")
+            .await?;
+        client
+            .execute("SELECT pg_advisory_lock($1)", &[&db.migration_lock()])
+            .await?;
+        let (tx, rx) = std::sync::mpsc::channel();
+        let settings_ = settings.clone();
+        std::thread::spawn(move || {
+            let _ = tx.send(migrate_sh(&settings_, dir));
+        });
+        std::thread::sleep(std::time::Duration::from_secs(2));
+        assert!(rx.try_recv().is_err(), "{dir}: migrate.sh did not wait for the lock");
+        assert!(tables(settings).await?.is_empty(), "{dir}: applied while locked");
+        client
+            .execute("SELECT pg_advisory_unlock($1)", &[&db.migration_lock()])
+            .await?;
+        let printed = rx.recv_timeout(std::time::Duration::from_secs(120))??;
+        assert_eq!(
+            printed.lines().count(),
+            usize::try_from(db::needed_version(db))?,
+            "{dir}: psql applied {printed}"
+        );
+    }
+    Ok(())
+}
+
 /// V8 turns a warehouse's facts into day partitions (sql/warehouse/V8__facts_by_day.sql): the
 /// rows and their ids stay, new ids follow them, and a fact loaded again meets its row.
 #[tokio::test]
