@@ -269,8 +269,14 @@ async fn migrate_sh_waits_for_a_binary_migrating_the_same_database() -> Result<(
             let _ = tx.send(migrate_sh(&settings_, dir));
         });
         std::thread::sleep(std::time::Duration::from_secs(2));
-        assert!(rx.try_recv().is_err(), "{dir}: migrate.sh did not wait for the lock");
-        assert!(tables(settings).await?.is_empty(), "{dir}: applied while locked");
+        assert!(
+            rx.try_recv().is_err(),
+            "{dir}: migrate.sh did not wait for the lock"
+        );
+        assert!(
+            tables(settings).await?.is_empty(),
+            "{dir}: applied while locked"
+        );
         client
             .execute("SELECT pg_advisory_unlock($1)", &[&db.migration_lock()])
             .await?;
