@@ -182,13 +182,18 @@ fn migrate_sh(settings: &PgSettings, dir: &str) -> Result<String> {
     Ok(String::from_utf8(output.stdout)?)
 }
 
+/// The stack's two databases, each with its kind and its migration folder under `sql/`.
+fn databases(stack: &TestStack) -> [(&PgSettings, Db, &'static str); 2] {
+    [
+        (&stack.realtime, Db::Realtime, "realtime"),
+        (&stack.warehouse, Db::Warehouse, "warehouse"),
+    ]
+}
+
 #[tokio::test]
 async fn each_migration_runs_once_whether_the_runner_or_psql_applies_it_first() -> Result<()> {
     let stack = TestStack::new().await?;
-    for (settings, db, dir) in [
-        (&stack.realtime, Db::Realtime, "realtime"),
-        (&stack.warehouse, Db::Warehouse, "warehouse"),
-    ] {
+    for (settings, db, dir) in databases(&stack) {
         // TestStack's databases were migrated by the runner.
         let by_runner = snapshot(settings, db).await?;
         assert!(
@@ -252,10 +257,7 @@ async fn each_migration_runs_once_whether_the_runner_or_psql_applies_it_first() 
 #[tokio::test]
 async fn migrate_sh_waits_for_a_binary_migrating_the_same_database() -> Result<()> {
     let stack = TestStack::new().await?;
-    for (settings, db, dir) in [
-        (&stack.realtime, Db::Realtime, "realtime"),
-        (&stack.warehouse, Db::Warehouse, "warehouse"),
-    ] {
+    for (settings, db, dir) in databases(&stack) {
         let client = connect(settings).await?;
         client
             .batch_execute("DROP SCHEMA public CASCADE; CREATE SCHEMA public;")
