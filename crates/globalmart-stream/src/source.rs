@@ -94,6 +94,7 @@ impl ConsumerContext for Assignments {
 
 /// The stream's consumer, and where each of its partitions resumes.
 pub struct KafkaSource {
+    lane: Lane,
     consumer: StreamConsumer<Assignments>,
     /// Kept apart from the consumer, whose messages borrow it while these change.
     positions: Positions,
@@ -105,7 +106,7 @@ pub struct KafkaSource {
 /// Where the source's partitions resume, and what it needs to tell.
 #[derive(Debug)]
 struct Positions {
-    lane: Lane,
+    lane: &'static str,
     assignments: mpsc::UnboundedReceiver<Vec<Partition>>,
     group: String,
     topic_prefix: String,
@@ -117,6 +118,7 @@ struct Positions {
 impl std::fmt::Debug for KafkaSource {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("KafkaSource")
+            .field("lane", &self.lane)
             .field("positions", &self.positions)
             .finish_non_exhaustive()
     }
@@ -162,9 +164,10 @@ impl KafkaSource {
             .subscribe(&names)
             .context("subscribing to the topics")?;
         Ok(KafkaSource {
+            lane,
             consumer,
             positions: Positions {
-                lane,
+                lane: lane.name,
                 assignments,
                 group: group.to_owned(),
                 topic_prefix: kafka.topic_prefix.clone(),
@@ -182,7 +185,7 @@ impl KafkaSource {
 
     /// The lane this source reads.
     pub fn lane(&self) -> Lane {
-        self.positions.lane
+        self.lane
     }
 
     /// The next message to save; `None` when `stop` came first. Messages below a partition's
@@ -202,7 +205,11 @@ impl KafkaSource {
             // New partitions resume where the database says, not where Kafka says. Checked
             // after every wait, message or not: with Kafka's offsets ahead of the database's,
             // no message may ever arrive until the seek below.
+            let mut assigned: Vec<Vec<Partition>> = Vec::new();
             while let Ok(partitions) = self.positions.assignments.try_recv() {
+                assigned.push(partitions);
+            }
+            for partitions in assigned {
                 (self.positions)
                     .resume(&self.consumer, pool, partitions, shutdown)
                     .await?;
@@ -309,7 +316,7 @@ impl Positions {
         })
         .await?;
         info!(
-            lane = self.lane.name,
+            lane = self.lane,
             partitions = partitions.len(),
             "partitions assigned: resuming each at its offset stored in the database"
         );
