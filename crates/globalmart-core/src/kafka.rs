@@ -4,7 +4,7 @@
 //! (bad credentials, an untrusted certificate, TLS on one side only), which retrying will not
 //! mend, from an outage, which librdkafka rides out by itself.
 
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, OnceLock};
 
 use rdkafka::config::RDKafkaLogLevel;
@@ -172,6 +172,8 @@ pub struct Refusals {
     first: Arc<OnceLock<String>>,
     /// Connections the brokers closed at the first request.
     closed_at_hello: Arc<AtomicU32>,
+    /// Whether the brokers have answered one of this binary's requests (see [`Refusals::answered`]).
+    answered: Arc<AtomicBool>,
 }
 
 /// The brokers refused this binary's connection.
@@ -186,7 +188,16 @@ impl Refusals {
             stop,
             first: Arc::new(OnceLock::new()),
             closed_at_hello: Arc::new(AtomicU32::new(0)),
+            answered: Arc::new(AtomicBool::new(false)),
         }
+    }
+
+    /// The brokers answered a request (a delivery, an assignment): the protocol and credentials
+    /// are right, so from now on a connection closed at its first request is a broker going
+    /// down (its connections mid-handshake reset at once, several clients' alike), never a
+    /// refusal.
+    pub fn answered(&self) {
+        self.answered.store(true, Ordering::Relaxed);
     }
 
     /// Looks at an error a client reported; true when it was a refusal (the binary is then
@@ -217,8 +228,9 @@ impl Refusals {
     /// there), so refusals are told from it too.
     pub fn log(&self, level: RDKafkaLogLevel, facility: &str, message: &str) {
         // A listener that expects TLS or SASL closes a plaintext client's first request: once
-        // may be a broker going down, three times is the protocol.
-        if message.contains("Disconnected")
+        // may be a broker going down, three times before any answer is the protocol.
+        if !self.answered.load(Ordering::Relaxed)
+            && message.contains("Disconnected")
             && message.contains("in state APIVERSION_QUERY")
             && self.closed_at_hello.fetch_add(1, Ordering::Relaxed) >= 2
         {
@@ -399,6 +411,40 @@ mod tests {
         ] {
             assert_eq!(refusal(&global(outage), "Connection refused"), None);
         }
+    }
+
+    #[test]
+    fn connections_closed_at_hello_are_a_refusal_only_before_the_brokers_answered() {
+        // A broker SIGKILLed while three connections were mid-handshake, as librdkafka logs it.
+        let closed = [
+            "localhost:38971/1: Disconnected: connection reset by peer (after 0ms in state \
+             APIVERSION_QUERY)",
+            "GroupCoordinator: localhost:38971: Disconnected: connection reset by peer (after 1ms \
+             in state APIVERSION_QUERY)",
+            "localhost:38971/1: Disconnected: connection reset by peer (after 1ms in state \
+             APIVERSION_QUERY, 1 identical error(s) suppressed)",
+        ];
+        let stop = CancellationToken::new();
+        let running = Refusals::new(stop.clone());
+        running.answered();
+        for line in closed {
+            running.log(RDKafkaLogLevel::Info, "FAIL", line);
+        }
+        assert!(!stop.is_cancelled() && running.check().is_ok());
+
+        let stop = CancellationToken::new();
+        let starting = Refusals::new(stop.clone());
+        for line in &closed[..2] {
+            starting.log(RDKafkaLogLevel::Info, "FAIL", line);
+        }
+        assert!(
+            !stop.is_cancelled(),
+            "twice may still be a broker going down"
+        );
+        starting.log(RDKafkaLogLevel::Info, "FAIL", closed[2]);
+        let message = starting.check().err().map(|e| e.to_string());
+        assert!(message.is_some_and(|m| m.contains("KAFKA_SECURITY_PROTOCOL")));
+        assert!(stop.is_cancelled());
     }
 
     #[test]

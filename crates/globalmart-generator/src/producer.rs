@@ -80,6 +80,7 @@ impl ProducerContext for Deliveries {
     fn delivery(&self, result: &DeliveryResult<'_>, enqueued_micros: usize) {
         match result {
             Ok(_) => {
+                self.refusals.answered();
                 self.delivered.fetch_add(1, Ordering::Relaxed);
                 if enqueued_micros > 0 {
                     let now = self.started.elapsed().as_micros() as usize;

@@ -67,6 +67,9 @@ impl ClientContext for Assignments {
 impl ConsumerContext for Assignments {
     fn post_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         if let Rebalance::Assign(partitions) = rebalance {
+            // The group's coordinator answered: what the connection is closed for from now on
+            // is not a refusal.
+            self.refusals.answered();
             let assigned = partitions
                 .elements()
                 .iter()
