@@ -61,7 +61,8 @@ pub struct Config {
           value_parser = clap::value_parser!(u64).range(1..=60_000))]
     pub batch_wait_ms: u64,
 
-    /// Exit 0 once caught up and idle for this many seconds (tests, benchmarks, one-shot loads).
+    /// Exit 0 once each lane is caught up and was idle for this many seconds (tests,
+    /// benchmarks, one-shot loads).
     #[arg(long, env = "STREAM_EXIT_WHEN_IDLE", value_parser = clap::value_parser!(u64).range(1..))]
     pub exit_when_idle: Option<u64>,
 

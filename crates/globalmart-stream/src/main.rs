@@ -12,7 +12,7 @@ use globalmart_stream::config::Command;
 use globalmart_stream::instance;
 use globalmart_stream::pipeline::{self, Parts, Settings};
 use globalmart_stream::publish::Publisher;
-use globalmart_stream::source::KafkaSource;
+use globalmart_stream::source::{KafkaSource, LANES};
 use globalmart_stream::Config;
 use tracing::{error, info};
 
@@ -50,8 +50,9 @@ async fn run(config: Config) -> Result<()> {
         &config.realtime.settings,
         Db::Realtime,
         "globalmart-stream",
-        // The batch saving, the source's stored offsets, housekeeping, and one to spare.
-        4,
+        // Each lane's batch saving and its source's stored offsets, housekeeping, and one to
+        // spare.
+        6,
         wait,
     )
     .await?;
@@ -62,13 +63,19 @@ async fn run(config: Config) -> Result<()> {
     };
     let refusals = Refusals::new(shutdown.clone());
     let instance_id = config.instance_id.as_deref();
+    let sources = (LANES.iter())
+        .map(|lane| {
+            KafkaSource::subscribe(
+                &config.kafka,
+                &config.group,
+                instance_id,
+                *lane,
+                refusals.clone(),
+            )
+        })
+        .collect::<Result<Vec<_>>>()?;
     let parts = Parts {
-        source: KafkaSource::subscribe(
-            &config.kafka,
-            &config.group,
-            instance_id,
-            refusals.clone(),
-        )?,
+        sources,
         pool,
         publisher: Publisher::new(&config.kafka, refusals.clone())?,
         shutdown,

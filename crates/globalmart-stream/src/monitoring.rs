@@ -153,6 +153,21 @@ impl Totals {
         self.first_message.get_or_insert_with(Instant::now);
     }
 
+    /// Adds another lane's run: its counts, and its times where they widen this one's span
+    /// (the time spent saving adds up over the lanes, which save side by side).
+    pub fn add(&mut self, other: Totals) {
+        self.messages += other.messages;
+        self.rows += other.rows;
+        self.dead_letters += other.dead_letters;
+        self.duplicates += other.duplicates;
+        self.saving += other.saving;
+        self.first_message = match (self.first_message, other.first_message) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        self.last_commit = self.last_commit.max(other.last_commit);
+    }
+
     /// Adds a committed batch of `messages` messages.
     pub fn committed(&mut self, messages: usize, saved: &Saved, saving: Duration) {
         self.messages += messages as u64;

@@ -1,8 +1,9 @@
-//! The stream's loop: cut batches from the Kafka source (by size or time), save each in one
+//! The stream's loop, one per lane (its consumer and its topics, `source::LANES`), the lanes
+//! side by side: cut batches from the Kafka source (by size or time), save each in one
 //! transaction, then commit the same offsets to Kafka. One batch saves while the next one is
-//! read and parsed; batches still commit in order, as each waits for the one before. A failed
-//! save is retried with backoff and nothing is committed meanwhile; a malformed message
-//! becomes a dead letter and never stops the loop. Housekeeping runs beside it.
+//! read and parsed; a lane's batches still commit in order, as each waits for the one before.
+//! A failed save is retried with backoff and nothing is committed meanwhile; a malformed
+//! message becomes a dead letter and never stops the loop. Housekeeping runs beside them.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -28,10 +29,10 @@ use crate::write::offsets::stored_offsets;
 /// How often the consumer lag gauge is refreshed.
 const LAG_EVERY: Duration = Duration::from_secs(10);
 
-/// What the loop needs, built by `main`.
+/// What the loop needs, built by `main`: one source per lane ([`crate::source::LANES`]).
 #[derive(Debug)]
 pub struct Parts {
-    pub source: KafkaSource,
+    pub sources: Vec<KafkaSource>,
     pub pool: Pool,
     pub publisher: Publisher,
     pub shutdown: CancellationToken,
@@ -65,27 +66,78 @@ impl From<&Config> for Settings {
     }
 }
 
-/// Runs until shutdown (or, with `exit_when_idle`, until caught up and idle).
+/// Runs every lane until shutdown (or, with `exit_when_idle`, until each is caught up and
+/// idle). A lane that fails stops the others, which finish their batch in flight.
 pub async fn run(parts: Parts, settings: Settings) -> Result<()> {
     let Parts {
-        mut source,
+        sources,
         pool,
         publisher,
         shutdown,
     } = parts;
-    info!(group = %source.group(), "Starting stream processing jobs...");
+    let group = sources
+        .first()
+        .map(|s| s.group().to_owned())
+        .unwrap_or_default();
+    info!(%group, lanes = sources.len(), "Starting stream processing jobs...");
     let publisher = Arc::new(publisher);
     {
         let (pool, publisher, shutdown) = (pool.clone(), Arc::clone(&publisher), shutdown.clone());
         let schedule = settings.housekeeping;
         tokio::spawn(async move { housekeeping::run(pool, &publisher, schedule, shutdown).await });
     }
+    let lanes = sources.into_iter().map(|source| {
+        let (pool, settings, shutdown) = (pool.clone(), settings.clone(), shutdown.clone());
+        tokio::spawn(async move {
+            let outcome = lane(source, &pool, &settings, &shutdown).await;
+            if outcome.is_err() {
+                shutdown.cancel();
+            }
+            outcome
+        })
+    });
+    let mut totals = Totals::default();
+    let mut failed = None;
+    for outcome in futures::future::join_all(lanes).await {
+        match outcome
+            .context("a lane of the stream panicked")
+            .and_then(|o| o)
+        {
+            Ok(lane) => totals.add(lane),
+            Err(e) => {
+                failed.get_or_insert(e);
+            }
+        }
+    }
+    if let Some(e) = failed {
+        totals.log();
+        return Err(e);
+    }
+    if settings.exit_when_idle.is_some() && !shutdown.is_cancelled() {
+        // A one-shot load ends with the carts it left abandoned recorded and its alerts
+        // published.
+        housekeeping::sweep_once(&pool, settings.housekeeping.abandon_after).await;
+        housekeeping::publish_once(&pool, &publisher).await;
+    }
+    totals.log();
+    Ok(())
+}
+
+/// One lane: cuts batches from its source, saves each (one in flight while the next is cut)
+/// and commits its offsets; returns what it saved.
+async fn lane(
+    mut source: KafkaSource,
+    pool: &Pool,
+    settings: &Settings,
+    shutdown: &CancellationToken,
+) -> Result<Totals> {
+    let name = source.lane().name;
     let mut idle_since = Instant::now();
     let mut last_lag = Instant::now();
     let mut totals = Totals::default();
     let mut in_flight: Option<JoinHandle<Result<Done>>> = None;
     loop {
-        let batch = cut(&mut source, &pool, &settings, &shutdown, &mut totals).await?;
+        let batch = cut(&mut source, pool, settings, shutdown, &mut totals).await?;
         if !batch.is_empty() {
             if let Some(previous) = in_flight.take() {
                 finish(&source, &mut totals, previous.await??);
@@ -105,7 +157,7 @@ pub async fn run(parts: Parts, settings: Settings) -> Result<()> {
         }
         if last_lag.elapsed() >= LAG_EVERY {
             if let Err(e) = tokio::task::block_in_place(|| source.measure_lag()) {
-                warn!(error = %e, "could not measure the consumer lag");
+                warn!(lane = name, error = %e, "could not measure the consumer lag");
             }
             last_lag = Instant::now();
         }
@@ -113,20 +165,18 @@ pub async fn run(parts: Parts, settings: Settings) -> Result<()> {
             if let Some(previous) = in_flight.take() {
                 finish(&source, &mut totals, previous.await??);
             }
-            info!("stream processing stopped");
-            totals.log();
-            return Ok(());
+            info!(lane = name, "stream processing stopped");
+            return Ok(totals);
         }
         if let Some(idle) = settings.exit_when_idle {
             if idle_since.elapsed() >= idle && in_flight.is_none() {
-                if is_caught_up(&source, &pool).await {
-                    // A one-shot load ends with the carts it left abandoned recorded and
-                    // its alerts published.
-                    housekeeping::sweep_once(&pool, settings.housekeeping.abandon_after).await;
-                    housekeeping::publish_once(&pool, &publisher).await;
-                    info!("caught up and idle for {} s: exiting", idle.as_secs());
-                    totals.log();
-                    return Ok(());
+                if is_caught_up(&source, pool).await {
+                    info!(
+                        lane = name,
+                        "caught up and idle for {} s: exiting",
+                        idle.as_secs()
+                    );
+                    return Ok(totals);
                 }
                 idle_since = Instant::now();
             }

@@ -4,7 +4,6 @@
 //! is saved the same offsets are committed to Kafka, so standard tools show the lag.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::mpsc;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
@@ -21,6 +20,7 @@ use rdkafka::consumer::{
 use rdkafka::error::KafkaError;
 use rdkafka::message::{BorrowedMessage, Message};
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
+use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
@@ -29,13 +29,27 @@ use crate::monitoring;
 use crate::retry::{on_client, retrying};
 use crate::write::offsets::stored_offsets;
 
-/// The topics the stream saves (alerts-topic is written, not read).
-const SAVED_TOPICS: [Topic; 5] = [
-    Topic::Transactions,
-    Topic::ProductViews,
-    Topic::CartEvents,
-    Topic::Products,
-    Topic::Users,
+/// A lane of the stream: the topics one of its consumers reads, whose batches it saves beside
+/// the other lane's (docs/ARCHITECTURE.md, "The stream's lanes").
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Lane {
+    pub name: &'static str,
+    pub topics: &'static [Topic],
+}
+
+/// The stream's lanes, between them every topic it saves (alerts-topic is written, not read).
+/// A product's stock comes from its catalogue versions and its sales, which take the catalogue
+/// lock (`write::catalogue::hold`) against each other: they share a lane, so its saves never
+/// wait for the other's. The views and cart events need neither, and are most of the rows.
+pub const LANES: [Lane; 2] = [
+    Lane {
+        name: "sales",
+        topics: &[Topic::Transactions, Topic::Products, Topic::Users],
+    },
+    Lane {
+        name: "activity",
+        topics: &[Topic::ProductViews, Topic::CartEvents],
+    },
 ];
 
 /// How many times a seek refused right after an assignment is tried, 100 ms apart.
@@ -50,7 +64,7 @@ pub type Consumed = (Received, Result<Event, Rejection>);
 /// Tells the source which partitions it was just given.
 #[derive(Debug)]
 pub struct Assignments {
-    assigned: mpsc::Sender<Vec<Partition>>,
+    assigned: mpsc::UnboundedSender<Vec<Partition>>,
     refusals: Refusals,
 }
 
@@ -83,6 +97,7 @@ impl ConsumerContext for Assignments {
 
 /// The stream's consumer, and where each of its partitions resumes.
 pub struct KafkaSource {
+    lane: Lane,
     consumer: StreamConsumer<Assignments>,
     /// Kept apart from the consumer, whose messages borrow it while these change.
     positions: Positions,
@@ -94,7 +109,8 @@ pub struct KafkaSource {
 /// Where the source's partitions resume, and what it needs to tell.
 #[derive(Debug)]
 struct Positions {
-    assignments: mpsc::Receiver<Vec<Partition>>,
+    lane: &'static str,
+    assignments: mpsc::UnboundedReceiver<Vec<Partition>>,
     group: String,
     topic_prefix: String,
     resume_at: HashMap<Partition, i64>,
@@ -105,26 +121,29 @@ struct Positions {
 impl std::fmt::Debug for KafkaSource {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("KafkaSource")
+            .field("lane", &self.lane)
             .field("positions", &self.positions)
             .finish_non_exhaustive()
     }
 }
 
 impl KafkaSource {
-    /// A consumer in `group` (as static member `instance`, if given) subscribed to the saved
-    /// topics (it connects lazily), reporting refused connections to `refusals`.
+    /// A consumer in `group` (as static member `instance`, if given) subscribed to the topics
+    /// of `lane` (it connects lazily), reporting refused connections to `refusals`.
     pub fn subscribe(
         kafka: &KafkaArgs,
         group: &str,
         instance: Option<&str>,
+        lane: Lane,
         refusals: Refusals,
     ) -> Result<KafkaSource> {
-        let (assigned, assignments) = mpsc::channel();
+        let (assigned, assignments) = mpsc::unbounded_channel();
         let mut config = kafka::client_config(kafka, "globalmart-stream")?;
         if let Some(instance) = instance {
             // Static membership (crate::instance): closing does not leave the group, so a
-            // restart under the same name takes the partitions back without a rebalance.
-            config.set("group.instance.id", instance);
+            // restart under the same name takes the partitions back without a rebalance. One
+            // member per lane.
+            config.set("group.instance.id", format!("{instance}-{}", lane.name));
         }
         let consumer: StreamConsumer<Assignments> = config
             .set("group.id", group)
@@ -133,19 +152,25 @@ impl KafkaSource {
             .set("enable.partition.eof", "false")
             // A crashed instance's partitions move to the others after 10 s, not the default 45.
             .set("session.timeout.ms", "10000")
+            // A member learns of a rebalance at its next heartbeat: each instance is a member
+            // per lane, and the second lane's join at start should stall the first for a
+            // second, not the default three.
+            .set("heartbeat.interval.ms", "1000")
             .create_with_context(Assignments {
                 assigned,
                 refusals: refusals.clone(),
             })
             .context("creating the Kafka consumer (KAFKA_BOOTSTRAP_SERVERS)")?;
-        let topics: Vec<String> = SAVED_TOPICS.iter().map(|t| kafka.topic_name(*t)).collect();
+        let topics: Vec<String> = lane.topics.iter().map(|t| kafka.topic_name(*t)).collect();
         let names: Vec<&str> = topics.iter().map(String::as_str).collect();
         consumer
             .subscribe(&names)
             .context("subscribing to the topics")?;
         Ok(KafkaSource {
+            lane,
             consumer,
             positions: Positions {
+                lane: lane.name,
                 assignments,
                 group: group.to_owned(),
                 topic_prefix: kafka.topic_prefix.clone(),
@@ -159,6 +184,11 @@ impl KafkaSource {
     /// The consumer group.
     pub fn group(&self) -> &str {
         &self.positions.group
+    }
+
+    /// The lane this source reads.
+    pub fn lane(&self) -> Lane {
+        self.lane
     }
 
     /// The next message to save; `None` when `stop` came first. Messages below a partition's
@@ -178,7 +208,10 @@ impl KafkaSource {
             // New partitions resume where the database says, not where Kafka says. Checked
             // after every wait, message or not: with Kafka's offsets ahead of the database's,
             // no message may ever arrive until the seek below.
-            let assigned: Vec<Vec<Partition>> = self.positions.assignments.try_iter().collect();
+            let mut assigned: Vec<Vec<Partition>> = Vec::new();
+            while let Ok(partitions) = self.positions.assignments.try_recv() {
+                assigned.push(partitions);
+            }
             for partitions in assigned {
                 (self.positions)
                     .resume(&self.consumer, pool, partitions, shutdown)
@@ -286,6 +319,7 @@ impl Positions {
         })
         .await?;
         info!(
+            lane = self.lane,
             partitions = partitions.len(),
             "partitions assigned: resuming each at its offset stored in the database"
         );

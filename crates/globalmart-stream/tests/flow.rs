@@ -17,6 +17,7 @@ use common::{
 use globalmart_core::config::Secret;
 use globalmart_core::db::{self, Db, PgSettings};
 use globalmart_core::event::Event;
+use globalmart_stream::source::LANES;
 use globalmart_testkit::metrics::{free_port, scrape};
 use globalmart_testkit::{database_env, Cli, TestStack};
 
@@ -246,7 +247,8 @@ async fn two_instances_in_one_group_save_what_one_saves() -> Result<()> {
     let idle = ("STREAM_EXIT_WHEN_IDLE", "6");
     let first = stream(&shared).env(idle.0, idle.1).spawn()?;
     let second = stream(&shared).env(idle.0, idle.1).spawn()?;
-    wait_for_group(&shared, 2).await?;
+    // Each instance is one member per lane.
+    wait_for_group(&shared, 2 * LANES.len()).await?;
     let records = produce_events(&shared, 20_000).await?;
     produce_all(&single, &records).await?;
     let both = tokio::task::spawn_blocking(move || {
