@@ -111,11 +111,12 @@ impl Batch {
         if current > horizon && self.days().first().is_some_and(|day| *day < current) {
             return Ok(None);
         }
-        // The lock is between product versions and sales: a batch of neither (the activity
-        // lane's) does without it.
-        if !self.products.is_empty() || !self.transactions.is_empty() {
-            catalogue::hold(&tx, !self.products.is_empty()).await?;
-        }
+        catalogue::hold(
+            &tx,
+            !self.products.is_empty(),
+            !self.transactions.is_empty(),
+        )
+        .await?;
         // One after another: a COPY holds the connection, the error of one that fails must be
         // the one returned (pipelined, another query's "transaction is aborted" may come
         // first), and the latest versions' savepoint must hold nothing else.

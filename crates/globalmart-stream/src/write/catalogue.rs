@@ -27,16 +27,17 @@ const HOLD_EXCLUSIVE: &str = "SELECT pg_advisory_xact_lock($1)";
 const HOLD_SHARED: &str = "SELECT pg_advisory_xact_lock_shared($1)";
 
 /// Holds the catalogue lock until the transaction ends: exclusively when it applies product
-/// versions, shared otherwise. The stock comes from both a product's catalogue record and its
+/// versions, shared when it saves sales only, not at all with neither (the stream's activity
+/// lane: views and cart events). The stock comes from both a product's catalogue record and its
 /// sales (a restock recounts the sales saved so far, a sale takes its units off the stock row):
 /// in two instances side by side, a version would not see a sale committing beside it, nor that
 /// sale the version, and the sale would be missed by both. Taken before the transaction writes
 /// any row, so a save waiting for it holds nothing another save needs.
-pub async fn hold(tx: &DbTransaction<'_>, products: bool) -> Result<(), Error> {
-    let lock = if products {
-        HOLD_EXCLUSIVE
-    } else {
-        HOLD_SHARED
+pub async fn hold(tx: &DbTransaction<'_>, products: bool, sales: bool) -> Result<(), Error> {
+    let lock = match (products, sales) {
+        (true, _) => HOLD_EXCLUSIVE,
+        (false, true) => HOLD_SHARED,
+        (false, false) => return Ok(()),
     };
     tx.execute(lock, &[&CATALOGUE_LOCK]).await?;
     Ok(())
