@@ -97,7 +97,6 @@ impl ConsumerContext for Assignments {
 
 /// The stream's consumer, and where each of its partitions resumes.
 pub struct KafkaSource {
-    lane: Lane,
     consumer: StreamConsumer<Assignments>,
     /// Kept apart from the consumer, whose messages borrow it while these change.
     positions: Positions,
@@ -109,7 +108,7 @@ pub struct KafkaSource {
 /// Where the source's partitions resume, and what it needs to tell.
 #[derive(Debug)]
 struct Positions {
-    lane: &'static str,
+    lane: Lane,
     assignments: mpsc::UnboundedReceiver<Vec<Partition>>,
     group: String,
     topic_prefix: String,
@@ -121,7 +120,6 @@ struct Positions {
 impl std::fmt::Debug for KafkaSource {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("KafkaSource")
-            .field("lane", &self.lane)
             .field("positions", &self.positions)
             .finish_non_exhaustive()
     }
@@ -167,10 +165,9 @@ impl KafkaSource {
             .subscribe(&names)
             .context("subscribing to the topics")?;
         Ok(KafkaSource {
-            lane,
             consumer,
             positions: Positions {
-                lane: lane.name,
+                lane,
                 assignments,
                 group: group.to_owned(),
                 topic_prefix: kafka.topic_prefix.clone(),
@@ -188,7 +185,7 @@ impl KafkaSource {
 
     /// The lane this source reads.
     pub fn lane(&self) -> Lane {
-        self.lane
+        self.positions.lane
     }
 
     /// The next message to save; `None` when `stop` came first. Messages below a partition's
@@ -208,11 +205,7 @@ impl KafkaSource {
             // New partitions resume where the database says, not where Kafka says. Checked
             // after every wait, message or not: with Kafka's offsets ahead of the database's,
             // no message may ever arrive until the seek below.
-            let mut assigned: Vec<Vec<Partition>> = Vec::new();
             while let Ok(partitions) = self.positions.assignments.try_recv() {
-                assigned.push(partitions);
-            }
-            for partitions in assigned {
                 (self.positions)
                     .resume(&self.consumer, pool, partitions, shutdown)
                     .await?;
@@ -319,7 +312,7 @@ impl Positions {
         })
         .await?;
         info!(
-            lane = self.lane,
+            lane = self.lane.name,
             partitions = partitions.len(),
             "partitions assigned: resuming each at its offset stored in the database"
         );
