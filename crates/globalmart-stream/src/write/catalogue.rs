@@ -27,8 +27,8 @@ const HOLD_EXCLUSIVE: &str = "SELECT pg_advisory_xact_lock($1)";
 const HOLD_SHARED: &str = "SELECT pg_advisory_xact_lock_shared($1)";
 
 /// Holds the catalogue lock until the transaction ends: exclusively when it applies product
-/// versions, shared when it saves sales only, not at all with neither (the stream's activity
-/// lane: views and cart events). The stock comes from both a product's catalogue record and its
+/// versions, shared when it saves sales only, not at all with neither (cart events alone, and
+/// the stream's views lane). The stock comes from both a product's catalogue record and its
 /// sales (a restock recounts the sales saved so far, a sale takes its units off the stock row):
 /// in two instances side by side, a version would not see a sale committing beside it, nor that
 /// sale the version, and the sale would be missed by both. Taken before the transaction writes
