@@ -52,7 +52,7 @@ async fn run(config: Config) -> Result<()> {
         "globalmart-stream",
         // Each lane's batch saving and its source's stored offsets, housekeeping, and one to
         // spare.
-        2 * LANES.len() + 2,
+        6,
         wait,
     )
     .await?;

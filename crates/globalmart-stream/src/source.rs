@@ -40,16 +40,18 @@ pub struct Lane {
 /// The stream's lanes, between them every topic it saves (alerts-topic is written, not read).
 /// A product's stock comes from its catalogue versions and its sales, which take the catalogue
 /// lock (`write::catalogue::hold`) against each other: they share a lane, so its saves never
-/// wait for the other's. The views and the cart events need neither: each is a lane of its own,
-/// so that the three lanes' work is about even (docs/ARCHITECTURE.md, "The stream's lanes").
-pub const LANES: [Lane; 3] = [
+/// wait for the other's. The views need neither and are half the events: they are the other
+/// lane, and the cart events go with the sales so that the two lanes' work is about even
+/// (docs/ARCHITECTURE.md, "The stream's lanes").
+pub const LANES: [Lane; 2] = [
     Lane {
         name: "sales",
-        topics: &[Topic::Transactions, Topic::Products, Topic::Users],
-    },
-    Lane {
-        name: "carts",
-        topics: &[Topic::CartEvents],
+        topics: &[
+            Topic::Transactions,
+            Topic::CartEvents,
+            Topic::Products,
+            Topic::Users,
+        ],
     },
     Lane {
         name: "views",
