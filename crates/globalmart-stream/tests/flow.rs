@@ -173,6 +173,19 @@ async fn a_malformed_flood_becomes_dead_letters_and_the_valid_messages_are_saved
             "no {counter} in:\n{metrics}"
         );
     }
+    // The bad messages are all in the sales' lane: the views' lane may still be saving.
+    let views = records
+        .iter()
+        .filter(|r| matches!(r, Event::ProductView(_)))
+        .count() as i64;
+    let started = std::time::Instant::now();
+    while rows(&client, "product_view_events").await? < views {
+        ensure!(
+            started.elapsed() < Duration::from_secs(60),
+            "the views were not saved in 60 s"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     let log = stop(child, "-TERM").await?;
     assert!(
         log.contains(&format!(
@@ -291,14 +304,15 @@ async fn stops_cleanly_on(signal: &str, name: &str) -> Result<()> {
         .spawn()?;
     let client = stack.realtime_client().await?;
     wait_for_rows(&client, "cart_events").await?;
-    // Every counter is there from the start, at 0 when nothing happened.
+    // Every counter is there from the start, at 0 when nothing happened. Duplicates may be
+    // counted already: a lane joining the group makes the other re-read its first batch.
     let expected = [
         "globalmart_stream_messages_total{topic=",
         "globalmart_stream_rows_inserted_total{table=\"cart_events\"}",
         "globalmart_stream_batch_seconds_count",
         "globalmart_stream_end_to_end_seconds_count",
         "globalmart_stream_dead_letters_total 0",
-        "globalmart_stream_duplicates_skipped_total 0",
+        "\nglobalmart_stream_duplicates_skipped_total ",
     ];
     let metrics = scrape_until(port, &expected).await?;
     for expected in expected {
