@@ -12,7 +12,7 @@ use std::time::Duration;
 use anyhow::{ensure, Result};
 use common::{
     assert_saved_as_modelled, events, finish, lines, produce_all, produce_events, producer, rows,
-    run, send, stream, tables, wait_for_group, wait_for_rows,
+    run, send, stream, tables, wait_for_count, wait_for_group, wait_for_rows,
 };
 use globalmart_core::config::Secret;
 use globalmart_core::db::{self, Db, PgSettings};
@@ -178,14 +178,7 @@ async fn a_malformed_flood_becomes_dead_letters_and_the_valid_messages_are_saved
         .iter()
         .filter(|r| matches!(r, Event::ProductView(_)))
         .count() as i64;
-    let started = std::time::Instant::now();
-    while rows(&client, "product_view_events").await? < views {
-        ensure!(
-            started.elapsed() < Duration::from_secs(60),
-            "the views were not saved in 60 s"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    wait_for_count(&client, "product_view_events", views).await?;
     let log = stop(child, "-TERM").await?;
     assert!(
         log.contains(&format!(

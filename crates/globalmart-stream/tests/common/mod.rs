@@ -260,11 +260,20 @@ pub async fn rows(client: &tokio_postgres::Client, table: &str) -> Result<i64> {
 
 /// Waits until `table` has rows (the stream is mid-flow), at most 60 s.
 pub async fn wait_for_rows(client: &tokio_postgres::Client, table: &str) -> Result<()> {
+    wait_for_count(client, table, 1).await
+}
+
+/// Waits until `table` has at least `count` rows, at most 60 s.
+pub async fn wait_for_count(
+    client: &tokio_postgres::Client,
+    table: &str,
+    count: i64,
+) -> Result<()> {
     let started = Instant::now();
-    while rows(client, table).await? == 0 {
+    while rows(client, table).await? < count {
         ensure!(
             started.elapsed() < Duration::from_secs(60),
-            "the stream saved nothing into {table} in 60 s"
+            "the stream saved fewer than {count} rows into {table} in 60 s"
         );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
