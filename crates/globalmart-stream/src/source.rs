@@ -17,7 +17,7 @@ use rdkafka::config::RDKafkaLogLevel;
 use rdkafka::consumer::{
     BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer,
 };
-use rdkafka::error::KafkaError;
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{BorrowedMessage, Message};
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use tokio::sync::mpsc;
@@ -91,6 +91,10 @@ impl ConsumerContext for Assignments {
             // The group's coordinator answered: what the connection is closed for from now on
             // is not a refusal.
             self.refusals.answered();
+            // Incremental: only the partitions added, and a rebalance may add none.
+            if partitions.count() == 0 {
+                return;
+            }
             let assigned = partitions
                 .elements()
                 .iter()
@@ -157,10 +161,14 @@ impl KafkaSource {
             .set("enable.partition.eof", "false")
             // A crashed instance's partitions move to the others after 10 s, not the default 45.
             .set("session.timeout.ms", "10000")
-            // A member learns of a rebalance at its next heartbeat: each instance is a member
-            // per lane, and the second lane's join at start should stall the first for a
-            // second, not the default three.
+            // A member learns of a rebalance at its next heartbeat: a second, not the default
+            // three, for an instance joining or leaving to be felt soon.
             .set("heartbeat.interval.ms", "1000")
+            // Incremental rebalancing: a member joining takes partitions from the others
+            // without revoking the rest. With the eager default, the second lane's join at
+            // start revoked every partition of the first, which then re-read the batch it was
+            // saving (docs/ARCHITECTURE.md, "The stream's lanes").
+            .set("partition.assignment.strategy", "cooperative-sticky")
             .create_with_context(Assignments {
                 assigned,
                 refusals: refusals.clone(),
@@ -222,6 +230,18 @@ impl KafkaSource {
             };
             let message = match received {
                 Ok(message) => message,
+                Err(e)
+                    if e.rdkafka_error_code()
+                        == Some(RDKafkaErrorCode::InconsistentGroupProtocol) =>
+                {
+                    warn!(
+                        group = self.positions.group,
+                        "the group has members that rebalance eagerly (a stream build from before \
+                         cooperative rebalancing, or another client): joining once they leave, \
+                         a stopped stream's at its session timeout (10 s)"
+                    );
+                    continue;
+                }
                 Err(e) => {
                     if !self.refusals.observe(&e, "") {
                         warn!(error = %e, "Kafka consumer error; librdkafka reconnects by itself");
