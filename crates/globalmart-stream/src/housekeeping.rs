@@ -9,7 +9,7 @@
 //! (`stream_offsets.event_time`; a session's events share a partition, so its checkout cannot
 //! be behind that time), leaving out partitions saved nothing for a minute (idle); with none,
 //! the newest cart event saved. Each sweep judges the sessions active since the cutoff of the
-//! one before (less 10 s), so one that comes after days of backfilled event time still
+//! one before (less a minute), so one that comes after days of backfilled event time still
 //! judges them all, and costs what came in since, not a day of events. The first sweep, then one
 //! an hour, is a full one: the sessions active since the latest abandonment recorded, less a day
 //! for late events. The sweep is one statement keyed by session: run twice, or by two instances
