@@ -8,20 +8,17 @@
 //! it happened: "now" is the event time every partition of cart-events-topic has reached
 //! (`stream_offsets.event_time`; a session's events share a partition, so its checkout cannot
 //! be behind that time), leaving out partitions saved nothing for a minute (idle); with none,
-//! the newest cart event saved. Each sweep judges the sessions active since the cutoff of the
-//! one before (less a minute), so one that comes after days of backfilled event time still
-//! judges them all, and costs what came in since, not a day of events. The first sweep, then one
-//! an hour, is a full one: the sessions active since the latest abandonment recorded, less a day
-//! for late events. The sweep is one statement keyed by session: run twice, or by two instances
-//! at once, it records and counts each session once.
+//! the newest cart event saved. Each sweep looks at the sessions active since the latest
+//! abandonment recorded (less a day, for late events), so one that comes after days of
+//! backfilled event time still judges them all. The sweep is one statement keyed by session:
+//! run twice, or by two instances at once, it records and counts each session once.
 //! Retention: metric windows older than the retention are deleted; raw events by whole days
 //! (`retention.rs`), and with them the product activity read from them (`trending_products`,
 //! `category_performance`: views over the raw events).
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::Result;
-use chrono::{DateTime, Utc};
 use deadpool_postgres::Pool;
 use tokio_postgres::{Client, Error};
 use tokio_util::sync::CancellationToken;
@@ -51,7 +48,6 @@ pub struct Schedule {
 /// and old metric windows pruned every hour.
 pub async fn run(pool: Pool, publisher: &Publisher, every: Schedule, shutdown: CancellationToken) {
     let mut sweeps = tokio::time::interval(every.sweep_every);
-    let mut swept = Sweeps::default();
     let mut publishes = tokio::time::interval(Duration::from_secs(1));
     let mut prunes = tokio::time::interval(Duration::from_secs(3600));
     // Not at start: a stream back after a long stop first reads its backlog, so the days its
@@ -62,7 +58,7 @@ pub async fn run(pool: Pool, publisher: &Publisher, every: Schedule, shutdown: C
     );
     loop {
         tokio::select! {
-            _ = sweeps.tick() => swept.once(&pool, every.abandon_after).await,
+            _ = sweeps.tick() => sweep_once(&pool, every.abandon_after).await,
             _ = publishes.tick() => publish_once(&pool, publisher).await,
             _ = prunes.tick() => prune_once(&pool, every.retention).await,
             _ = retains.tick() => retain_once(&pool, every).await,
@@ -116,91 +112,31 @@ pub async fn publish_once(pool: &Pool, publisher: &Publisher) {
     }
 }
 
-/// Where the abandoned-cart sweeps have got to: each sweep judges the sessions active since the
-/// one before; a full sweep (the first, then hourly) looks at the lookback again, for events
-/// that came later than that.
-#[derive(Debug, Default)]
-struct Sweeps {
-    /// The cutoff of the last sweep that ran.
-    judged_to: Option<DateTime<Utc>>,
-    /// When the last full sweep ran.
-    full_at: Option<Instant>,
-}
-
-/// A full sweep (a one-shot load's last); a failure is logged.
+/// One sweep; a failure is logged and the next sweep tries again.
 pub async fn sweep_once(pool: &Pool, timeout: Duration) {
-    Sweeps::default().once(pool, timeout).await;
-}
-
-/// How often a sweep looks at the whole lookback again.
-const FULL_SWEEP_EVERY: Duration = Duration::from_secs(3600);
-
-impl Sweeps {
-    /// One sweep; a failure is logged and the next sweep tries again from the same point.
-    async fn once(&mut self, pool: &Pool, timeout: Duration) {
-        let full = self
-            .full_at
-            .is_none_or(|at| at.elapsed() >= FULL_SWEEP_EVERY);
-        let after = if full { None } else { self.judged_to };
-        let swept = on_client(pool, |c| async move {
-            abandoned_carts(&c, timeout, after).await
-        });
-        match swept.await {
-            Ok(sweep) => {
-                if after.is_none() {
-                    self.full_at = Some(Instant::now());
-                }
-                self.judged_to = sweep.judged_to;
-                if sweep.recorded > 0 {
-                    monitoring::ABANDONED_CARTS.inc_by(sweep.recorded);
-                    info!(
-                        "[CartAbandonment] {} abandoned carts recorded",
-                        sweep.recorded
-                    );
-                }
-            }
-            Err(e) => {
-                warn!(error = %format!("{e:#}"), "the abandoned-cart sweep failed; trying again at the next one")
-            }
+    let swept = on_client(pool, |c| async move { abandoned_carts(&c, timeout).await });
+    match swept.await {
+        Ok(0) => {}
+        Ok(n) => {
+            monitoring::ABANDONED_CARTS.inc_by(n);
+            info!("[CartAbandonment] {n} abandoned carts recorded");
+        }
+        Err(e) => {
+            warn!(error = %format!("{e:#}"), "the abandoned-cart sweep failed; trying again at the next one")
         }
     }
 }
 
-/// How far before the latest abandonment recorded a full sweep looks again: late events of
-/// older sessions within a day are still judged.
+/// How far before the latest abandonment recorded the sweep looks again: late events of older
+/// sessions within a day are still judged.
 const LOOKBACK: &str = "1 day";
 
-/// How far before the cutoff of the sweep before a sweep looks: events saved a little out of
-/// order (a partition's time is its latest event's) are judged at the next sweep, later ones at
-/// the next full sweep.
-const OUT_OF_ORDER: &str = "10 seconds";
-
-/// What a sweep did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Sweep {
-    /// The sessions it recorded as abandoned.
-    pub recorded: u64,
-    /// Its cutoff: the sessions quiet since before it are judged (none without cart events).
-    pub judged_to: Option<DateTime<Utc>>,
-}
-
-/// Records the sessions abandoned by now: those active since `after` (the cutoff of the sweep
-/// before), or with `None` those of the lookback.
-pub async fn abandoned_carts(
-    client: &Client,
-    timeout: Duration,
-    after: Option<DateTime<Utc>>,
-) -> Result<Sweep, Error> {
+/// Records the sessions abandoned by now; returns how many were new.
+pub async fn abandoned_carts(client: &Client, timeout: Duration) -> Result<u64, Error> {
     let row = client
-        .query_one(
-            SWEEP,
-            &[&timeout.as_secs_f64(), &LOOKBACK, &after, &OUT_OF_ORDER],
-        )
+        .query_one(SWEEP, &[&timeout.as_secs_f64(), &LOOKBACK])
         .await?;
-    Ok(Sweep {
-        recorded: row.try_get::<_, i64>(0)?.max(0) as u64,
-        judged_to: row.try_get(1)?,
-    })
+    Ok(row.get::<_, i64>(0).max(0) as u64)
 }
 
 /// Deletes the metric windows that started more than `retention` ago (wall clock); returns the
@@ -221,43 +157,30 @@ const PRUNE: &str = "
     SELECT (SELECT count(*) FROM a) + (SELECT count(*) FROM b) + (SELECT count(*) FROM c)
         + (SELECT count(*) FROM d)";
 
-/// Quiet carts with items and no checkout into abandoned_carts, counted in their window. The
-/// sessions judged are those with an event from `since` to the cutoff (now less the timeout):
-/// after `$3`, the cutoff of the sweep before, less `$4` for events a little out of order; with
-/// no `$3`, a full sweep, from the latest abandonment recorded or the cutoff, less `$2`. A
-/// session's last event is read by its key, so a sweep costs the events since the one before,
-/// not the timeout's or the lookback's worth. Returns the sessions recorded and the cutoff.
+/// Quiet carts with items and no checkout into abandoned_carts, counted in their window.
 const SWEEP: &str = "WITH now_ AS (
                      SELECT coalesce(
                          (SELECT min(event_time) FROM stream_offsets
                           WHERE topic LIKE '%cart-events-topic' AND event_time IS NOT NULL
                             AND updated_at > now() - interval '1 minute'),
                          (SELECT max(\"timestamp\") FROM cart_events)) AS t
-                 ), cutoff AS (
-                     SELECT now_.t - make_interval(secs => $1) AS t FROM now_
                  ), since AS (
-                     SELECT coalesce($3::timestamptz - $4::text::interval, least(
+                     SELECT least(
                          coalesce((SELECT max(last_activity_at) FROM abandoned_carts),
                                   '-infinity'),
-                         cutoff.t) - $2::text::interval) AS t
-                     FROM cutoff
-                 ), candidates AS (
-                     SELECT DISTINCT c.session_id
-                     FROM cart_events c, since, cutoff
-                     WHERE c.\"timestamp\" >= since.t AND c.\"timestamp\" < cutoff.t
+                         now_.t - make_interval(secs => $1)) - $2::text::interval AS t
+                     FROM now_
                  ), last AS (
-                     SELECT l.* FROM candidates s, since, LATERAL (
-                         SELECT c.session_id, c.user_id, c.country, c.event_type, c.cart_size,
-                             c.cart_value, c.\"timestamp\"
-                         FROM cart_events c
-                         WHERE c.session_id = s.session_id AND c.\"timestamp\" >= since.t
-                         ORDER BY c.\"timestamp\" DESC, c.ingest_seq DESC
-                         LIMIT 1) l
+                     SELECT DISTINCT ON (c.session_id) c.session_id, c.user_id, c.country,
+                         c.event_type, c.cart_size, c.cart_value, c.\"timestamp\"
+                     FROM cart_events c, since
+                     WHERE c.\"timestamp\" >= since.t
+                     ORDER BY c.session_id, c.\"timestamp\" DESC, c.ingest_seq DESC
                  ), quiet AS (
-                     SELECT l.* FROM last l, cutoff
-                     WHERE l.\"timestamp\" < cutoff.t
+                     SELECT l.* FROM last l, now_
+                     WHERE l.\"timestamp\" < now_.t - make_interval(secs => $1)
                        AND l.event_type <> 'checkout' AND coalesce(l.cart_size, 0) > 0
-                       -- Recorded by an earlier sweep (a full sweep looks at a day again):
+                       -- Recorded by an earlier sweep (most of the day looked at again):
                        -- left before their items are gathered.
                        AND NOT EXISTS (SELECT 1 FROM abandoned_carts a
                                        WHERE a.session_id = l.session_id)
@@ -292,4 +215,4 @@ const SWEEP: &str = "WITH now_ AS (
                      WHERE m.window_start = x.w AND m.country = x.country
                      RETURNING 1
                  )
-                 SELECT (SELECT count(*) FROM recorded), (SELECT t FROM cutoff)";
+                 SELECT count(*) FROM recorded";

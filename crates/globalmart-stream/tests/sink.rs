@@ -496,19 +496,11 @@ async fn an_abandoned_cart_is_recorded_once_and_a_checkout_in_time_never() -> Re
         .await?;
 
     let timeout = std::time::Duration::from_secs(30 * 60);
-    let first = abandoned_carts(&client, timeout, None).await?;
-    assert_eq!(first.recorded, 1);
+    assert_eq!(abandoned_carts(&client, timeout).await?, 1);
     assert_eq!(
-        abandoned_carts(&client, timeout, None).await?.recorded,
+        abandoned_carts(&client, timeout).await?,
         0,
         "a second sweep adds nothing"
-    );
-    assert_eq!(
-        abandoned_carts(&client, timeout, first.judged_to)
-            .await?
-            .recorded,
-        0,
-        "nor one from where the first got to"
     );
     let recorded: Vec<(String, serde_json::Value)> = client
         .query("SELECT session_id, items FROM abandoned_carts", &[])
@@ -596,70 +588,24 @@ async fn abandonment_waits_for_the_slowest_partition_and_judges_a_backfill_jump_
     batch_of(&messages[0..2])
         .save(&mut client, GROUP, &thresholds)
         .await?;
-    // Each sweep from where the one before got to, as the housekeeping runs them.
-    let first = abandoned_carts(&client, timeout, None).await?;
     assert_eq!(
-        first.recorded, 0,
+        abandoned_carts(&client, timeout).await?,
+        0,
         "the newest cart event is 2 hours after \"paying\", but its partition is not"
     );
     batch_of(&messages[2..5])
         .save(&mut client, GROUP, &thresholds)
         .await?;
-    let second = abandoned_carts(&client, timeout, first.judged_to).await?;
+    abandoned_carts(&client, timeout).await?;
     assert_eq!(abandoned(&client).await?, ["quiet"]);
     batch_of(&messages[5..8])
         .save(&mut client, GROUP, &thresholds)
         .await?;
-    abandoned_carts(&client, timeout, second.judged_to).await?;
+    abandoned_carts(&client, timeout).await?;
     assert_eq!(
         abandoned(&client).await?,
         ["ahead", "busy", "later", "quiet"],
         "the sessions quiet for more than a day before the sweep are judged too"
-    );
-    Ok(())
-}
-
-#[tokio::test]
-async fn a_sweep_judges_the_sessions_since_the_one_before_and_a_full_sweep_the_late_ones(
-) -> Result<()> {
-    let stack = TestStack::new().await?;
-    let mut client = stack.realtime_client().await?;
-    let timeout = std::time::Duration::from_secs(30 * 60);
-    let records = vec![
-        cart("first", 0, CartAction::AddToCart(item(1))),
-        // "Now" for the first sweep: its cutoff is minute 15.
-        cart("shopping", 45, CartAction::AddToCart(item(1))),
-        // Saved after the first sweep: "late" more than a minute before its cutoff, "next"
-        // after it.
-        cart("late", 5, CartAction::AddToCart(item(1))),
-        cart("next", 20, CartAction::AddToCart(item(1))),
-        cart("shopping", 60, CartAction::AddToCart(item(1))),
-    ];
-    let messages = messages_of(&records);
-    let thresholds = thresholds();
-    batch_of(&messages[0..2])
-        .save(&mut client, GROUP, &thresholds)
-        .await?;
-    let first = abandoned_carts(&client, timeout, None).await?;
-    assert_eq!(abandoned(&client).await?, ["first"]);
-    assert!(first.judged_to.is_some());
-    batch_of(&messages[2..5])
-        .save(&mut client, GROUP, &thresholds)
-        .await?;
-    let second = abandoned_carts(&client, timeout, first.judged_to).await?;
-    assert_eq!(
-        (second.recorded, abandoned(&client).await?),
-        (1, vec!["first".to_owned(), "next".to_owned()]),
-        "a sweep looks at the sessions active since the one before, not at \"late\""
-    );
-    let full = abandoned_carts(&client, timeout, None).await?;
-    assert_eq!(
-        (full.recorded, abandoned(&client).await?),
-        (
-            1,
-            vec!["first".to_owned(), "late".to_owned(), "next".to_owned()]
-        ),
-        "a full sweep looks back a day"
     );
     Ok(())
 }
