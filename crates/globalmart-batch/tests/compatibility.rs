@@ -452,7 +452,9 @@ async fn every_name_of_the_mapping_table_answers_the_read_only_role() -> Result<
     let (messages, _) = its_events(Utc::now() - Duration::hours(2));
     save_raw(&mut realtime, &messages).await?;
     let abandoned =
-        globalmart_stream::abandoned_carts(&realtime, StdDuration::from_secs(30 * 60)).await?;
+        globalmart_stream::abandoned_carts(&realtime, StdDuration::from_secs(30 * 60), None)
+            .await?
+            .recorded;
     assert!(abandoned >= 1, "Ben's cart was not found abandoned");
     etl::run(&mut realtime, &mut warehouse, extra.lanes(), &SETTINGS).await?;
     analytics::run(&mut warehouse, ten().date_naive(), Basis::Totals).await?;

@@ -8,17 +8,21 @@
 //! it happened: "now" is the event time every partition of cart-events-topic has reached
 //! (`stream_offsets.event_time`; a session's events share a partition, so its checkout cannot
 //! be behind that time), leaving out partitions saved nothing for a minute (idle); with none,
-//! the newest cart event saved. Each sweep looks at the sessions active since the latest
-//! abandonment recorded (less a day, for late events), so one that comes after days of
-//! backfilled event time still judges them all. The sweep is one statement keyed by session:
-//! run twice, or by two instances at once, it records and counts each session once.
+//! the newest cart event saved. A sweep judges the sessions whose last event falls between the
+//! cutoff of the sweep before (less a margin for events a little out of order) and its own
+//! cutoff ("now" less the timeout), so it costs what came in since the last, not a day of
+//! events, and one that comes after days of backfilled event time still judges them all. The
+//! first sweep, then one an hour, is a full one: from the latest abandonment recorded, less a
+//! day for late events. Writing is one statement keyed by session: run twice, or by two
+//! instances at once, it records and counts each session once.
 //! Retention: metric windows older than the retention are deleted; raw events by whole days
 //! (`retention.rs`), and with them the product activity read from them (`trending_products`,
 //! `category_performance`: views over the raw events).
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::Result;
+use chrono::{DateTime, Utc};
 use deadpool_postgres::Pool;
 use tokio_postgres::{Client, Error};
 use tokio_util::sync::CancellationToken;
@@ -48,6 +52,7 @@ pub struct Schedule {
 /// and old metric windows pruned every hour.
 pub async fn run(pool: Pool, publisher: &Publisher, every: Schedule, shutdown: CancellationToken) {
     let mut sweeps = tokio::time::interval(every.sweep_every);
+    let mut swept = Sweeps::default();
     let mut publishes = tokio::time::interval(Duration::from_secs(1));
     let mut prunes = tokio::time::interval(Duration::from_secs(3600));
     // Not at start: a stream back after a long stop first reads its backlog, so the days its
@@ -58,7 +63,7 @@ pub async fn run(pool: Pool, publisher: &Publisher, every: Schedule, shutdown: C
     );
     loop {
         tokio::select! {
-            _ = sweeps.tick() => sweep_once(&pool, every.abandon_after).await,
+            _ = sweeps.tick() => swept.once(&pool, every.abandon_after).await,
             _ = publishes.tick() => publish_once(&pool, publisher).await,
             _ = prunes.tick() => prune_once(&pool, every.retention).await,
             _ = retains.tick() => retain_once(&pool, every).await,
@@ -112,31 +117,100 @@ pub async fn publish_once(pool: &Pool, publisher: &Publisher) {
     }
 }
 
-/// One sweep; a failure is logged and the next sweep tries again.
+/// Where the abandoned-cart sweeps have got to.
+#[derive(Debug, Default)]
+struct Sweeps {
+    /// The cutoff of the last sweep: the next one judges the sessions quiet since.
+    judged_to: Option<DateTime<Utc>>,
+    /// When the last full sweep ran.
+    full_at: Option<Instant>,
+}
+
+/// A full sweep (a one-shot load's last); a failure is logged.
 pub async fn sweep_once(pool: &Pool, timeout: Duration) {
-    let swept = on_client(pool, |c| async move { abandoned_carts(&c, timeout).await });
-    match swept.await {
-        Ok(0) => {}
-        Ok(n) => {
-            monitoring::ABANDONED_CARTS.inc_by(n);
-            info!("[CartAbandonment] {n} abandoned carts recorded");
-        }
-        Err(e) => {
-            warn!(error = %format!("{e:#}"), "the abandoned-cart sweep failed; trying again at the next one")
+    Sweeps::default().once(pool, timeout).await;
+}
+
+/// How often a sweep looks at the whole lookback again, for events later than the margin.
+const FULL_SWEEP_EVERY: Duration = Duration::from_secs(3600);
+
+impl Sweeps {
+    /// One sweep; a failure is logged and the next sweep starts from the same point.
+    async fn once(&mut self, pool: &Pool, timeout: Duration) {
+        let full = self.judged_to.is_none()
+            || self
+                .full_at
+                .is_none_or(|at| at.elapsed() >= FULL_SWEEP_EVERY);
+        let after = if full { None } else { self.judged_to };
+        let swept = on_client(pool, |c| async move {
+            abandoned_carts(&c, timeout, after).await
+        });
+        match swept.await {
+            Ok(sweep) => {
+                if full {
+                    self.full_at = Some(Instant::now());
+                }
+                self.judged_to = sweep.judged_to;
+                if sweep.recorded > 0 {
+                    monitoring::ABANDONED_CARTS.inc_by(sweep.recorded);
+                    info!(
+                        "[CartAbandonment] {} abandoned carts recorded",
+                        sweep.recorded
+                    );
+                }
+            }
+            Err(e) => {
+                warn!(error = %format!("{e:#}"), "the abandoned-cart sweep failed; trying again at the next one")
+            }
         }
     }
 }
 
-/// How far before the latest abandonment recorded the sweep looks again: late events of older
-/// sessions within a day are still judged.
+/// How far before the latest abandonment recorded a full sweep looks again: late events of
+/// older sessions within a day are still judged.
 const LOOKBACK: &str = "1 day";
 
-/// Records the sessions abandoned by now; returns how many were new.
-pub async fn abandoned_carts(client: &Client, timeout: Duration) -> Result<u64, Error> {
-    let row = client
-        .query_one(SWEEP, &[&timeout.as_secs_f64(), &LOOKBACK])
+/// How far before the cutoff of the sweep before a sweep looks: events saved a little out of
+/// order are judged at the next sweep, later ones at the next full sweep.
+const OUT_OF_ORDER: chrono::TimeDelta = chrono::TimeDelta::seconds(10);
+
+/// What a sweep did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Sweep {
+    /// The sessions it recorded as abandoned.
+    pub recorded: u64,
+    /// Its cutoff: the sessions quiet since before it were judged (none without cart events).
+    pub judged_to: Option<DateTime<Utc>>,
+}
+
+/// Records the sessions abandoned by now: those whose last event is after `after` (the cutoff
+/// of the sweep before, less the margin) or, with `None`, a full sweep's lookback. The window's
+/// bounds are worked out first and passed as values, so the plan fits the window: a lookup by
+/// session for the few sessions of a live sweep, a sort of the window's events for a day's.
+pub async fn abandoned_carts(
+    client: &Client,
+    timeout: Duration,
+    after: Option<DateTime<Utc>>,
+) -> Result<Sweep, Error> {
+    let bounds = client
+        .query_one(WINDOW, &[&timeout.as_secs_f64(), &LOOKBACK])
         .await?;
-    Ok(row.get::<_, i64>(0).max(0) as u64)
+    let (Some(cutoff), Some(lookback)) = (
+        bounds.try_get::<_, Option<DateTime<Utc>>>(0)?,
+        bounds.try_get::<_, Option<DateTime<Utc>>>(1)?,
+    ) else {
+        // No cart events: nothing to judge.
+        return Ok(Sweep {
+            recorded: 0,
+            judged_to: None,
+        });
+    };
+    let since = after.map_or(lookback, |after| after - OUT_OF_ORDER);
+    let row = client.query_one(SWEEP, &[&since, &cutoff]).await?;
+    Ok(Sweep {
+        recorded: row.try_get::<_, i64>(0)?.max(0) as u64,
+        judged_to: Some(cutoff),
+    })
 }
 
 /// Deletes the metric windows that started more than `retention` ago (wall clock); returns the
@@ -157,30 +231,41 @@ const PRUNE: &str = "
     SELECT (SELECT count(*) FROM a) + (SELECT count(*) FROM b) + (SELECT count(*) FROM c)
         + (SELECT count(*) FROM d)";
 
-/// Quiet carts with items and no checkout into abandoned_carts, counted in their window.
-const SWEEP: &str = "WITH now_ AS (
+/// A sweep's cutoff (now less the timeout, `$1` seconds) and a full sweep's start (the latest
+/// abandonment recorded or the cutoff, whichever is earlier, less the lookback `$2`; with none
+/// recorded, the oldest cart event); both NULL without cart events.
+const WINDOW: &str = "WITH now_ AS (
                      SELECT coalesce(
                          (SELECT min(event_time) FROM stream_offsets
                           WHERE topic LIKE '%cart-events-topic' AND event_time IS NOT NULL
                             AND updated_at > now() - interval '1 minute'),
                          (SELECT max(\"timestamp\") FROM cart_events)) AS t
-                 ), since AS (
-                     SELECT least(
-                         coalesce((SELECT max(last_activity_at) FROM abandoned_carts),
-                                  '-infinity'),
-                         now_.t - make_interval(secs => $1)) - $2::text::interval AS t
-                     FROM now_
+                 ), cutoff AS (
+                     SELECT t - make_interval(secs => $1) AS t FROM now_
+                 ), latest AS (
+                     SELECT max(last_activity_at) AS t FROM abandoned_carts
+                 )
+                 SELECT cutoff.t, CASE WHEN cutoff.t IS NULL THEN NULL
+                     WHEN latest.t IS NULL THEN (SELECT min(\"timestamp\") FROM cart_events)
+                     ELSE least(latest.t, cutoff.t) - $2::text::interval END
+                 FROM cutoff, latest";
+
+/// Quiet carts with items and no checkout into abandoned_carts, counted in their window: the
+/// sessions with an event from `$1` to the cutoff `$2` whose last event is before the cutoff.
+const SWEEP: &str = "WITH candidates AS (
+                     SELECT DISTINCT session_id FROM cart_events
+                     WHERE \"timestamp\" >= $1 AND \"timestamp\" < $2
                  ), last AS (
                      SELECT DISTINCT ON (c.session_id) c.session_id, c.user_id, c.country,
                          c.event_type, c.cart_size, c.cart_value, c.\"timestamp\"
-                     FROM cart_events c, since
-                     WHERE c.\"timestamp\" >= since.t
+                     FROM cart_events c JOIN candidates s ON s.session_id = c.session_id
+                     WHERE c.\"timestamp\" >= $1
                      ORDER BY c.session_id, c.\"timestamp\" DESC, c.ingest_seq DESC
                  ), quiet AS (
-                     SELECT l.* FROM last l, now_
-                     WHERE l.\"timestamp\" < now_.t - make_interval(secs => $1)
+                     SELECT l.* FROM last l
+                     WHERE l.\"timestamp\" < $2
                        AND l.event_type <> 'checkout' AND coalesce(l.cart_size, 0) > 0
-                       -- Recorded by an earlier sweep (most of the day looked at again):
+                       -- Recorded by an earlier sweep (a full sweep looks at a day again):
                        -- left before their items are gathered.
                        AND NOT EXISTS (SELECT 1 FROM abandoned_carts a
                                        WHERE a.session_id = l.session_id)

@@ -496,9 +496,9 @@ async fn an_abandoned_cart_is_recorded_once_and_a_checkout_in_time_never() -> Re
         .await?;
 
     let timeout = std::time::Duration::from_secs(30 * 60);
-    assert_eq!(abandoned_carts(&client, timeout).await?, 1);
+    assert_eq!(abandoned_carts(&client, timeout, None).await?.recorded, 1);
     assert_eq!(
-        abandoned_carts(&client, timeout).await?,
+        abandoned_carts(&client, timeout, None).await?.recorded,
         0,
         "a second sweep adds nothing"
     );
@@ -589,24 +589,88 @@ async fn abandonment_waits_for_the_slowest_partition_and_judges_a_backfill_jump_
         .save(&mut client, GROUP, &thresholds)
         .await?;
     assert_eq!(
-        abandoned_carts(&client, timeout).await?,
+        abandoned_carts(&client, timeout, None).await?.recorded,
         0,
         "the newest cart event is 2 hours after \"paying\", but its partition is not"
     );
     batch_of(&messages[2..5])
         .save(&mut client, GROUP, &thresholds)
         .await?;
-    abandoned_carts(&client, timeout).await?;
+    abandoned_carts(&client, timeout, None).await?;
     assert_eq!(abandoned(&client).await?, ["quiet"]);
     batch_of(&messages[5..8])
         .save(&mut client, GROUP, &thresholds)
         .await?;
-    abandoned_carts(&client, timeout).await?;
+    abandoned_carts(&client, timeout, None).await?;
     assert_eq!(
         abandoned(&client).await?,
         ["ahead", "busy", "later", "quiet"],
         "the sessions quiet for more than a day before the sweep are judged too"
     );
+    Ok(())
+}
+
+/// The event time of a cart event.
+fn time_of(event: &Event) -> chrono::DateTime<Utc> {
+    match event {
+        Event::Cart(cart) => cart.timestamp,
+        _ => unreachable!("a cart event"),
+    }
+}
+
+#[tokio::test]
+async fn a_sweep_judges_the_sessions_quiet_since_the_one_before_and_a_late_one_at_a_full_sweep(
+) -> Result<()> {
+    let stack = TestStack::new().await?;
+    let mut client = stack.realtime_client().await?;
+    let timeout = std::time::Duration::from_secs(30 * 60);
+    let thresholds = thresholds();
+    // "shopping" goes on all along: its newest event is "now" for every sweep.
+    let rounds = [
+        vec![
+            cart("first", 0, CartAction::AddToCart(item(1))),
+            cart("shopping", 40, CartAction::AddToCart(item(1))),
+        ],
+        vec![
+            cart("second", 20, CartAction::AddToCart(item(1))),
+            cart("shopping", 70, CartAction::AddToCart(item(2))),
+        ],
+        // "late" comes after a sweep's cutoff has passed its time.
+        vec![
+            cart("late", 5, CartAction::AddToCart(item(1))),
+            cart("shopping", 100, CartAction::AddToCart(item(3))),
+        ],
+    ];
+    let cutoffs: Vec<_> = rounds
+        .iter()
+        .map(|round| time_of(&round[1]) - Duration::minutes(30))
+        .collect();
+    let mut sweeps = Vec::new();
+    let mut after = None;
+    for round in &rounds {
+        batch_of(&messages_of(round))
+            .save(&mut client, GROUP, &thresholds)
+            .await?;
+        let sweep = abandoned_carts(&client, timeout, after).await?;
+        after = sweep.judged_to;
+        sweeps.push(sweep);
+    }
+    assert_eq!(
+        sweeps.iter().map(|s| s.recorded).collect::<Vec<_>>(),
+        [1, 1, 0],
+        "a full sweep, then two from the cutoff before"
+    );
+    assert_eq!(
+        sweeps.iter().map(|s| s.judged_to).collect::<Vec<_>>(),
+        cutoffs.into_iter().map(Some).collect::<Vec<_>>()
+    );
+    assert_eq!(abandoned(&client).await?, ["first", "second"]);
+    assert_eq!(
+        abandoned_carts(&client, timeout, None).await?.recorded,
+        1,
+        "a full sweep judges the late session"
+    );
+    assert_eq!(abandoned(&client).await?, ["first", "late", "second"]);
     Ok(())
 }
 
