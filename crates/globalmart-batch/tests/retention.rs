@@ -11,10 +11,12 @@ use anyhow::Result;
 use chrono::NaiveDate;
 use globalmart_batch::etl::{self, Settings};
 use globalmart_batch::quality;
+use globalmart_core::db::INGEST_LOCK;
 use globalmart_core::domain::Country;
 use globalmart_core::event::Event;
 use globalmart_stream::retention;
 use globalmart_testkit::TestStack;
+use tokio_postgres::error::SqlState;
 use tokio_postgres::Client;
 
 use common::{kettle, purchase, save, save_counting, shopper, view, OtherLanes};
@@ -98,6 +100,21 @@ async fn a_day_goes_only_once_loaded_and_a_replay_of_it_is_not_saved_again() -> 
     );
     // Nothing more goes while the ETL stays behind.
     assert_eq!(retention::apply(&realtime, WEEK).await?.0, 0);
+    // A round takes the ingest lock only with a day older than the retention: while a save
+    // holds it, a round with none returns at once and one with a day gives up after its wait.
+    let mut saver = stack.realtime_client().await?;
+    let in_flight = saver.transaction().await?;
+    in_flight
+        .execute("SELECT pg_advisory_xact_lock($1)", &[&INGEST_LOCK])
+        .await?;
+    assert_eq!(retention::apply(&realtime, WEEK * 52 * 10).await?.0, 0);
+    let waited = retention::apply(&realtime, WEEK).await;
+    assert_eq!(
+        waited.as_ref().err().and_then(|e| e.code()),
+        Some(&SqlState::LOCK_NOT_AVAILABLE),
+        "{waited:?}"
+    );
+    in_flight.rollback().await?;
 
     // Caught up: day 1 goes too; day 2 stays, the day the stream last saved events of (more
     // of it may still come).

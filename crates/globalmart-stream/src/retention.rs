@@ -16,15 +16,6 @@ use tokio_postgres::{Client, Error};
 /// before it gives up until the next round, rather than stall the stream's saves.
 const WAIT: &str = "200 milliseconds";
 
-/// Whether a raw table has a day partition from before `$1` (named `<table>_YYYYMMDD`, as
-/// `raw_retention_apply` reads them). Compared as text: the planner may test the name of every
-/// relation before the join keeps the partitions, and `to_date` fails on the others.
-const ANY_DAY_BEFORE: &str = "SELECT EXISTS (
-    SELECT 1 FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
-    WHERE i.inhparent = ANY (ARRAY['transactions'::regclass, 'product_view_events'::regclass,
-                                   'cart_events'::regclass])
-      AND right(c.relname, 8) < to_char($1::date, 'YYYYMMDD'))";
-
 /// Creates the partitions of `days` (those not before the horizon); returns the horizon.
 pub async fn ensure(client: &Client, days: &BTreeSet<NaiveDate>) -> Result<NaiveDate, Error> {
     let days: Vec<NaiveDate> = days.iter().copied().collect();
@@ -47,23 +38,15 @@ pub async fn apply(client: &Client, keep: Duration) -> Result<(i32, NaiveDate), 
     let keep_from = Utc::now()
         .checked_sub_signed(keep)
         .map_or(NaiveDate::MIN, |t| t.date_naive());
-    // Most rounds find nothing to drop: those take no lock. The drop takes the ingest lock
-    // exclusively, and while it waits for the saves in flight the next ones queue behind it.
-    let old: bool = client
-        .query_one(ANY_DAY_BEFORE, &[&keep_from])
+    // Without a day to drop, the function returns before the ingest lock
+    // (`sql/realtime/V16__retention_locks_only_to_drop.sql`).
+    let dropped: i32 = client
+        .query_one(
+            "SELECT raw_retention_apply($1, $2::text::interval, $3)",
+            &[&keep_from, &WAIT, &INGEST_LOCK],
+        )
         .await?
         .try_get(0)?;
-    let dropped: i32 = if old {
-        client
-            .query_one(
-                "SELECT raw_retention_apply($1, $2::text::interval, $3)",
-                &[&keep_from, &WAIT, &INGEST_LOCK],
-            )
-            .await?
-            .try_get(0)?
-    } else {
-        0
-    };
     let horizon: NaiveDate = client.query_one(RAW_HORIZON, &[]).await?.try_get(0)?;
     Ok((dropped, horizon))
 }
