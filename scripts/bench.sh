@@ -404,6 +404,7 @@ bench_stream() {
         # warehouse as the window starts: the next round of retention drops them inside it.
         old_days "$db" "$old" $((old - 4))
         old=$((old - 5))
+        # The INSERT's writes (WAL, dirty buffers) settle before the window's traffic starts.
         sleep 3
         # The first 5 s are left out: a generator starts by publishing its whole catalogue.
         "$gen" --rate "$target" --duration 35s 2>"$WORK/latency-gen.log" &
