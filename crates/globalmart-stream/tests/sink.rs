@@ -645,10 +645,12 @@ async fn a_sweep_judges_the_sessions_quiet_since_the_one_before_and_a_late_one_a
         .iter()
         .map(|round| time_of(&round[1]) - Duration::minutes(30))
         .collect();
+    // One partition's messages (two a round), offsets following on from one round to the next.
+    let messages = messages_of(&rounds.concat());
     let mut sweeps = Vec::new();
     let mut after = None;
-    for round in &rounds {
-        batch_of(&messages_of(round))
+    for round in messages.chunks(2) {
+        batch_of(round)
             .save(&mut client, GROUP, &thresholds)
             .await?;
         let sweep = abandoned_carts(&client, timeout, after).await?;
@@ -671,6 +673,45 @@ async fn a_sweep_judges_the_sessions_quiet_since_the_one_before_and_a_late_one_a
         "a full sweep judges the late session"
     );
     assert_eq!(abandoned(&client).await?, ["first", "late", "second"]);
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_backfill_of_older_days_is_judged_in_its_own_time_not_as_of_the_newer_events(
+) -> Result<()> {
+    let stack = TestStack::new().await?;
+    let mut client = stack.realtime_client().await?;
+    let timeout = std::time::Duration::from_secs(30 * 60);
+    let thresholds = thresholds();
+    // One partition (one user): events of now, then a backfill of ten hours before, in order.
+    let records = vec![
+        cart("recent", 120, CartAction::AddToCart(item(1))),
+        cart("paying", -600, CartAction::AddToCart(item(1))),
+        cart("quiet", -600, CartAction::AddToCart(item(1))),
+        cart("clock", -590, CartAction::AddToCart(item(1))),
+        // Read after the sweep below: by then the partition had reached -590 only.
+        cart("paying", -580, CartAction::Checkout(checkout_of_item())),
+        cart("clock", -500, CartAction::AddToCart(item(1))),
+    ];
+    let messages = messages_of(&records);
+    assert!(
+        messages
+            .iter()
+            .all(|m| m.partition == messages[0].partition),
+        "one partition"
+    );
+    let mut after = None;
+    for (batch, abandoned_by_then) in [
+        (0..1, vec![]),
+        (1..4, vec![]),
+        (4..6, vec!["quiet".to_owned()]),
+    ] {
+        batch_of(&messages[batch])
+            .save(&mut client, GROUP, &thresholds)
+            .await?;
+        after = abandoned_carts(&client, timeout, after).await?.judged_to;
+        assert_eq!(abandoned(&client).await?, abandoned_by_then);
+    }
     Ok(())
 }
 
