@@ -184,7 +184,8 @@ pub struct Sweep {
 }
 
 /// Records the sessions abandoned by now: those whose last event is after `after` (the cutoff
-/// of the sweep before, less the margin) or, with `None`, a full sweep's lookback. The window's
+/// of the sweep before, less the margin) or, with `None` or a cutoff now behind it, a full
+/// sweep's lookback. The window's
 /// bounds are worked out first and passed as values, so the plan fits the window: a lookup by
 /// session for the few sessions of a live sweep, a sort of the window's events for a day's.
 pub async fn abandoned_carts(
@@ -205,7 +206,13 @@ pub async fn abandoned_carts(
             judged_to: None,
         });
     };
-    let since = after.map_or(lookback, |after| after - OUT_OF_ORDER);
+    // A cutoff behind the one before: the partitions moved back in event time (a backfill of
+    // days older than what they held), and the sessions before it came in after that sweep:
+    // look back as a full sweep does.
+    let since = match after.map(|after| after - OUT_OF_ORDER) {
+        Some(since) if since <= cutoff => since,
+        _ => lookback,
+    };
     let row = client.query_one(SWEEP, &[&since, &cutoff]).await?;
     Ok(Sweep {
         recorded: row.try_get::<_, i64>(0)?.max(0) as u64,

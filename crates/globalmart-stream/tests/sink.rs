@@ -686,6 +686,7 @@ async fn a_backfill_of_older_days_is_judged_in_its_own_time_not_as_of_the_newer_
     // One partition (one user): events of now, then a backfill of ten hours before, in order.
     let records = vec![
         cart("recent", 120, CartAction::AddToCart(item(1))),
+        cart("first", -700, CartAction::AddToCart(item(1))),
         cart("paying", -600, CartAction::AddToCart(item(1))),
         cart("quiet", -600, CartAction::AddToCart(item(1))),
         cart("clock", -590, CartAction::AddToCart(item(1))),
@@ -703,8 +704,10 @@ async fn a_backfill_of_older_days_is_judged_in_its_own_time_not_as_of_the_newer_
     let mut after = None;
     for (batch, abandoned_by_then) in [
         (0..1, vec![]),
-        (1..4, vec![]),
-        (4..6, vec!["quiet".to_owned()]),
+        // "first" was quiet before the partition's time then; the sweep before had judged up
+        // to the events of now, when the backfill's were not read yet.
+        (1..5, vec!["first".to_owned()]),
+        (5..7, vec!["first".to_owned(), "quiet".to_owned()]),
     ] {
         batch_of(&messages[batch])
             .save(&mut client, GROUP, &thresholds)
