@@ -209,7 +209,7 @@ pub async fn abandoned_carts(
     // A cutoff behind the one before: the partitions moved back in event time (a backfill of
     // days older than what they held), and the sessions before it came in after that sweep:
     // look back as a full sweep does.
-    let since = match after.map(|after| after - OUT_OF_ORDER) {
+    let since = match after.and_then(|after| after.checked_sub_signed(OUT_OF_ORDER)) {
         Some(since) if since <= cutoff => since,
         _ => lookback,
     };
