@@ -8,20 +8,14 @@ use chrono::{DateTime, Utc};
 use tokio_postgres::{Client, Error, Transaction as DbTransaction};
 
 /// Offsets only move forward: an instance that lost a partition in a rebalance cannot set its
-/// new owner back. The event time goes with the offset: the latest event time of the newest
-/// batch saved (a batch of only catalogue records or dead letters leaves it), not the greatest
-/// ever saved, so a backfill of days older than what the partition held before moves it back:
-/// the abandoned-cart sweep then judges the backfill's sessions in their own time, not as of
-/// the newer events (whose cutoff judged them before their checkouts were read), and raw
-/// retention waits for the days the backfill still writes.
+/// new owner back. The same for the latest event time (GREATEST ignores a NULL: a batch of only
+/// catalogue records or dead letters leaves it).
 const SAVE: &str = "
     INSERT INTO stream_offsets (consumer_group, topic, \"partition\", next_offset, event_time)
     SELECT $1, * FROM unnest($2::text[], $3::int4[], $4::int8[], $5::timestamptz[])
     ON CONFLICT (consumer_group, topic, \"partition\") DO UPDATE
         SET next_offset = GREATEST(stream_offsets.next_offset, EXCLUDED.next_offset),
-            event_time = CASE WHEN EXCLUDED.next_offset > stream_offsets.next_offset
-                THEN coalesce(EXCLUDED.event_time, stream_offsets.event_time)
-                ELSE stream_offsets.event_time END,
+            event_time = GREATEST(stream_offsets.event_time, EXCLUDED.event_time),
             updated_at = now()";
 
 const STORED: &str =
