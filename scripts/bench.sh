@@ -571,10 +571,11 @@ counted() {
 # to SAMPLES, continuing the active time of the runs before (the stream's time only, not the
 # generator's or the batch's).
 scale_stream() {
-    local port=$1 samples=$2 offset=0 base=0 base_rows=0 start pid t
+    local port=$1 samples=$2 offset=0 base=0 base_rows=0 start pid t lines
     if [ -s "$samples" ]; then
         read -r offset base base_rows < <(tail -n 1 "$samples")
     fi
+    lines=$(wc -l <"$samples")
     start=$(now)
     METRICS_ADDR=127.0.0.1:$port RUST_LOG=info "$STREAM" --exit-when-idle 5 2>>"$WORK/scale-stream.log" &
     pid=$!
@@ -591,8 +592,14 @@ scale_stream() {
         fi
     done
     wait "$pid" || { tail -n 20 "$WORK/scale-stream.log"; die "the stream failed"; }
-    # Idle for 5 s at the end: not part of its pace.
-    awk -v o="$offset" -v t="$(elapsed "$start" "$(now)")" 'BEGIN { printf "%.2f\n", o + t - 5 }' >"$WORK/scale-active"
+    # Idle for 5 s at the end: not part of its pace. This run's samples are held to the time it
+    # went idle, so the next run's time continues from there (those 5 s were counted in the
+    # next part's first tenth).
+    local active
+    active=$(awk -v o="$offset" -v t="$(elapsed "$start" "$(now)")" 'BEGIN { printf "%.2f\n", o + t - 5 }')
+    awk -v from="$lines" -v active="$active" 'NR > from && $1 > active { $1 = active } { print }' \
+        "$samples" >"$samples.tmp"
+    mv "$samples.tmp" "$samples"
 }
 
 # scale_timed LOG ARGS...: the batch with ARGS; writes "seconds peak-RSS-MiB" to $WORK/timed.

@@ -5,16 +5,17 @@
 //! Abandoned carts: a session with items in its cart and no checkout, quiet for the inactivity
 //! timeout, is recorded once in `abandoned_carts` and counted in the `cart_metrics` window (and
 //! country) of its last activity. Time is event time, so a backfill of old events is judged as
-//! it happened: "now" is the event time every partition of cart-events-topic has reached
-//! (`stream_offsets.event_time`; a session's events share a partition, so its checkout cannot
-//! be behind that time), leaving out partitions saved nothing for a minute (idle); with none,
-//! the newest cart event saved. A sweep judges the sessions whose last event falls between the
-//! cutoff of the sweep before (less a margin for events a little out of order) and its own
-//! cutoff ("now" less the timeout), so it costs what came in since the last, not a day of
-//! events, and one that comes after days of backfilled event time still judges them all. The
-//! first sweep, then one an hour, is a full one: from the latest abandonment recorded, less a
-//! day for late events. Writing is one statement keyed by session: run twice, or by two
-//! instances at once, it records and counts each session once.
+//! it happened: "now" is the event time every partition of cart-events-topic has reached in
+//! its newest batch (`stream_offsets.batch_event_time`; a session's events share a partition,
+//! so its checkout cannot be behind that time; a backfill of older days moves it back),
+//! leaving out partitions saved nothing for a minute (idle); with none, the newest cart event
+//! saved. A sweep judges the sessions whose last event falls between the cutoff of the sweep
+//! before (less a margin for events a little out of order) and its own cutoff ("now" less the
+//! timeout), so it costs what came in since the last, not a day of events, and one that comes
+//! after days of backfilled event time still judges them all. The first sweep, then one an
+//! hour, is a full one: from the latest abandonment recorded, less a day for late events.
+//! Writing is one statement keyed by session: run twice, or by two instances at once, it
+//! records and counts each session once.
 //! Retention: metric windows older than the retention are deleted; raw events by whole days
 //! (`retention.rs`), and with them the product activity read from them (`trending_products`,
 //! `category_performance`: views over the raw events).
@@ -243,8 +244,8 @@ const PRUNE: &str = "
 /// recorded, the oldest cart event); both NULL without cart events.
 const WINDOW: &str = "WITH now_ AS (
                      SELECT coalesce(
-                         (SELECT min(event_time) FROM stream_offsets
-                          WHERE topic LIKE '%cart-events-topic' AND event_time IS NOT NULL
+                         (SELECT min(batch_event_time) FROM stream_offsets
+                          WHERE topic LIKE '%cart-events-topic' AND batch_event_time IS NOT NULL
                             AND updated_at > now() - interval '1 minute'),
                          (SELECT max(\"timestamp\") FROM cart_events)) AS t
                  ), cutoff AS (

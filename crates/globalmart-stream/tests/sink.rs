@@ -676,6 +676,48 @@ async fn a_sweep_judges_the_sessions_quiet_since_the_one_before_and_a_late_one_a
     Ok(())
 }
 
+#[tokio::test]
+async fn a_backfill_of_older_days_is_judged_in_its_own_time_not_as_of_the_newer_events(
+) -> Result<()> {
+    let stack = TestStack::new().await?;
+    let mut client = stack.realtime_client().await?;
+    let timeout = std::time::Duration::from_secs(30 * 60);
+    let thresholds = thresholds();
+    // One partition (one user): events of now, then a backfill of ten hours before, in order.
+    let records = vec![
+        cart("recent", 120, CartAction::AddToCart(item(1))),
+        cart("first", -700, CartAction::AddToCart(item(1))),
+        cart("paying", -600, CartAction::AddToCart(item(1))),
+        cart("quiet", -600, CartAction::AddToCart(item(1))),
+        cart("clock", -590, CartAction::AddToCart(item(1))),
+        // Read after the sweep below: by then the partition had reached -590 only.
+        cart("paying", -580, CartAction::Checkout(checkout_of_item())),
+        cart("clock", -500, CartAction::AddToCart(item(1))),
+    ];
+    let messages = messages_of(&records);
+    assert!(
+        messages
+            .iter()
+            .all(|m| m.partition == messages[0].partition),
+        "one partition"
+    );
+    let mut after = None;
+    for (batch, abandoned_by_then) in [
+        (0..1, vec![]),
+        // The cutoff is behind the one before: the sweep looks back and judges "first" (quiet
+        // for 110 minutes by the backfill's time), not "paying" (its checkout is yet to come).
+        (1..5, vec!["first"]),
+        (5..7, vec!["first", "quiet"]),
+    ] {
+        batch_of(&messages[batch])
+            .save(&mut client, GROUP, &thresholds)
+            .await?;
+        after = abandoned_carts(&client, timeout, after).await?.judged_to;
+        assert_eq!(abandoned(&client).await?, abandoned_by_then);
+    }
+    Ok(())
+}
+
 /// Kettle's catalogue record with `inventory`, as of `minutes` after 10:00.
 fn kettle(inventory: i32, minutes: i64) -> Event {
     Event::Product(Product {
