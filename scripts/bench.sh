@@ -649,7 +649,7 @@ bench_scale() {
     local port
     port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 
-    local first checkpoints=() cp done_days=0 from to samples="$WORK/scale-samples" backfilled=0 n
+    local first checkpoints=() part_ends=() cp done_days=0 from to samples="$WORK/scale-samples" backfilled=0 n
     first=$(date -u -d "today - $days days" +%F)
     local last=0
     for cp in 1 7 "$days"; do
@@ -676,6 +676,7 @@ bench_scale() {
         backfilled=$((backfilled + ${n:-0}))
         say "   generator: $(grep -o 'backfilled .*' "$WORK/scale-gen.log" | tail -n 1)"
         scale_stream "$port" "$samples"
+        part_ends+=("$(tail -n 1 "$samples" | awk '{ print $2 }')")
         say "   stream: $(grep 'saved: ' "$WORK/scale-stream.log" | tail -n 1 | sed 's/.*saved: //')"
         # The warehouse catches up with the part (not the increment measured).
         scale_timed "$WORK/scale-catch-up.log" run
@@ -757,6 +758,9 @@ bench_scale() {
             }
         }' "$samples")
     say "   (goals: the last tenth 0.8x the first or better; every tenth 0.7x the COPY floor or better)"
+    # A tenth that holds a part's end holds a stream's exit (its last sweep) and the next one's
+    # start too; the first tenths are mostly the catalogue's upserts.
+    say "   the parts end at tenth $(printf '%s\n' "${part_ends[@]}" | awk -v total="$messages" '{ printf "%s%.2f", (NR > 1 ? ", " : ""), $1 / total * 10 }')"
     # The floor counts rows, the tenths messages: a transaction's message is a row per line
     # (about 1.4 in the course's profile), a catalogue record a version row (besides its upsert).
     say "   rows inserted per second in each tenth (the floor's unit; ratio to the floor):$by_rows"
