@@ -14,7 +14,7 @@ use deadpool_postgres::Pool;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 use crate::batcher::Batch;
 use crate::config::{Config, Thresholds};
@@ -170,7 +170,10 @@ async fn lane(
         }
         if let Some(idle) = settings.exit_when_idle {
             if idle_since.elapsed() >= idle && in_flight.is_none() {
-                if is_caught_up(&source, pool).await {
+                let checked = Instant::now();
+                let caught_up = is_caught_up(&source, pool).await;
+                debug!(lane = name, caught_up, took = ?checked.elapsed(), "checked whether caught up");
+                if caught_up {
                     info!(
                         lane = name,
                         "caught up and idle for {} s: exiting",
