@@ -280,7 +280,7 @@ impl KafkaSource {
         let assigned: Vec<Partition> = (self.consumer.assignment()?.elements().iter())
             .map(|e| (e.topic().to_owned(), e.partition()))
             .collect();
-        for (key, (_, high)) in self.watermarks(&assigned, Duration::from_secs(5))? {
+        for (key, high) in self.ends(&assigned, Offset::End, Duration::from_secs(5))? {
             let (topic, partition) = (key.0.as_str(), key.1);
             let position = match positions
                 .find_partition(topic, partition)
@@ -296,43 +296,34 @@ impl KafkaSource {
         Ok(())
     }
 
-    /// The (low, high) watermarks of `partitions`, asked in one request for each end: a
-    /// request per partition waited behind the consumer's fetch on the broker's connection (up
-    /// to `fetch.wait.max.ms` when the partitions are idle), 7.5 s for the sales' lane's 12.
-    fn watermarks(
+    /// One end of every partition of `partitions` (`Offset::Beginning` or `Offset::End`),
+    /// asked in one request: a request per partition waited behind the consumer's fetch on the
+    /// broker's connection (up to `fetch.wait.max.ms` when the partitions are idle), 7.5 s for
+    /// the sales' lane's 12.
+    fn ends(
         &self,
         partitions: &[Partition],
+        end: Offset,
         timeout: Duration,
-    ) -> Result<HashMap<Partition, (i64, i64)>> {
+    ) -> Result<HashMap<Partition, i64>> {
         if partitions.is_empty() {
             return Ok(HashMap::new());
         }
         // Asked "by time", the ends' sentinels are the protocol's earliest and latest offsets.
-        let ends = |at: Offset| -> Result<HashMap<Partition, i64>> {
-            let mut list = TopicPartitionList::new();
-            for (topic, partition) in partitions {
-                list.add_partition_offset(topic, *partition, at)?;
-            }
-            let found = self.consumer.offsets_for_times(list, timeout)?;
-            (found.elements().iter())
-                .map(|e| {
-                    e.error()?;
-                    // A sentinel back (not an offset) would read as caught up: an error.
-                    let offset = (e.offset().to_raw().filter(|o| *o >= 0)).with_context(|| {
-                        format!("no offset for {}/{}", e.topic(), e.partition())
-                    })?;
-                    Ok(((e.topic().to_owned(), e.partition()), offset))
-                })
-                .collect()
-        };
-        let (low, high) = (ends(Offset::Beginning)?, ends(Offset::End)?);
-        Ok(high
-            .into_iter()
-            .map(|(key, high)| {
-                let low = low.get(&key).copied().unwrap_or(0);
-                (key, (low, high))
+        let mut list = TopicPartitionList::new();
+        for (topic, partition) in partitions {
+            list.add_partition_offset(topic, *partition, end)?;
+        }
+        let found = self.consumer.offsets_for_times(list, timeout)?;
+        (found.elements().iter())
+            .map(|e| {
+                e.error()?;
+                // A sentinel back (not an offset) would read as caught up: an error.
+                let offset = (e.offset().to_raw().filter(|o| *o >= 0))
+                    .with_context(|| format!("no offset for {}/{}", e.topic(), e.partition()))?;
+                Ok(((e.topic().to_owned(), e.partition()), offset))
             })
-            .collect())
+            .collect()
     }
 
     /// Whether every partition of the subscribed topics has its stored offset at its end.
@@ -348,7 +339,9 @@ impl KafkaSource {
             .filter(|t| subscribed.contains(t.name()))
             .flat_map(|t| t.partitions().iter().map(|p| (t.name().to_owned(), p.id())))
             .collect();
-        for (key, (low, high)) in self.watermarks(&partitions, timeout)? {
+        let low = self.ends(&partitions, Offset::Beginning, timeout)?;
+        for (key, high) in self.ends(&partitions, Offset::End, timeout)? {
+            let low = low.get(&key).copied().unwrap_or(0);
             let at = stored.get(&key).copied().unwrap_or(0);
             if at.max(low) < high {
                 debug!(
