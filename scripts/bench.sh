@@ -592,11 +592,14 @@ scale_stream() {
         fi
     done
     wait "$pid" || { tail -n 20 "$WORK/scale-stream.log"; die "the stream failed"; }
-    # Idle for 5 s at the end: not part of its pace. This run's samples are held to the time it
-    # went idle, so the next run's time continues from there (those 5 s were counted in the
-    # next part's first tenth).
+    # What follows its last message is not part of its pace: the idle seconds --exit-when-idle
+    # waits, the check that everything is saved and the last sweep of abandoned carts before it
+    # exits (10-15 s at a part's end, the exit only a one-shot run has). This run's samples are
+    # held to the first second that saw its final count, so the next run's time continues from
+    # there (counted, those seconds lowered the tenth holding a part's end).
     local active
-    active=$(awk -v o="$offset" -v t="$(elapsed "$start" "$(now)")" 'BEGIN { printf "%.2f\n", o + t - 5 }')
+    active=$(awk -v from="$lines" -v at="$offset" 'NR > from { n = $2; if (n != last) { at = $1; last = n } }
+        END { printf "%.2f\n", at }' "$samples")
     awk -v from="$lines" -v active="$active" 'NR > from && $1 > active { $1 = active } { print }' \
         "$samples" >"$samples.tmp"
     mv "$samples.tmp" "$samples"
@@ -758,8 +761,8 @@ bench_scale() {
             }
         }' "$samples")
     say "   (goals: the last tenth 0.8x the first or better; every tenth 0.7x the COPY floor or better)"
-    # A tenth that holds a part's end holds a stream's exit (its last sweep) and the next one's
-    # start too; the first tenths are mostly the catalogue's upserts.
+    # A tenth that holds a part's end holds the next stream's start too (not the exit after its
+    # last message, see scale_stream); the first tenths are mostly the catalogue's upserts.
     say "   the parts end at tenth $(printf '%s\n' "${part_ends[@]}" | awk -v total="$messages" '{ printf "%s%.2f", (NR > 1 ? ", " : ""), $1 / total * 10 }')"
     # The floor counts rows, the tenths messages: a transaction's message is a row per line
     # (about 1.4 in the course's profile), a catalogue record a version row (besides its upsert).

@@ -50,9 +50,9 @@ async fn run(config: Config) -> Result<()> {
         &config.realtime.settings,
         Db::Realtime,
         "globalmart-stream",
-        // Each lane's batch saving and its source's stored offsets, housekeeping, and one to
-        // spare.
-        6,
+        // Each lane's two saves side by side (when behind) and its source's stored offsets,
+        // housekeeping, and one to spare.
+        8,
         wait,
     )
     .await?;

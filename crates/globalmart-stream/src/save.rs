@@ -37,6 +37,17 @@ pub struct Saved {
     pub duplicates: u64,
 }
 
+impl std::ops::AddAssign for Saved {
+    fn add_assign(&mut self, other: Saved) {
+        self.transaction_lines += other.transaction_lines;
+        self.product_views += other.product_views;
+        self.cart_events += other.cart_events;
+        self.catalogue_versions += other.catalogue_versions;
+        self.dead_letters += other.dead_letters;
+        self.duplicates += other.duplicates;
+    }
+}
+
 impl Saved {
     fn count(&mut self, (inserted, offered): (u64, u64), field: fn(&mut Saved) -> &mut u64) {
         *field(self) += inserted;
