@@ -163,6 +163,12 @@ impl Batch {
             .chain(self.carts.iter().map(|c| &c.timestamp))
     }
 
+    /// How far in event time the batch reached on all its partitions: the earliest of each
+    /// one's latest event time (`None` without events: the catalogue's records have no time).
+    pub fn reached(&self) -> Option<DateTime<Utc>> {
+        self.event_times.values().min().copied()
+    }
+
     /// The offset each (topic, partition) of the batch resumes from once it is saved.
     pub fn next_offsets(&self) -> impl Iterator<Item = (&(String, i32), &i64)> {
         self.next_offsets.iter()
