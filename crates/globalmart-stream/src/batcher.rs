@@ -163,18 +163,6 @@ impl Batch {
             .chain(self.carts.iter().map(|c| &c.timestamp))
     }
 
-    /// How far in event time the batch reached on all its partitions: the earliest of each
-    /// one's latest event time. `None` without events, and for a batch mostly of catalogue
-    /// records (a catalogue's publication): those have no event time, and the few events read
-    /// beside them say nothing of how fast the lane goes through events.
-    pub fn reached(&self) -> Option<DateTime<Utc>> {
-        let catalogue = self.products.len() + self.users.len();
-        if 2 * catalogue >= self.messages {
-            return None;
-        }
-        self.event_times.values().min().copied()
-    }
-
     /// The offset each (topic, partition) of the batch resumes from once it is saved.
     pub fn next_offsets(&self) -> impl Iterator<Item = (&(String, i32), &i64)> {
         self.next_offsets.iter()
@@ -188,88 +176,5 @@ impl Batch {
     /// Whether the batch has no message.
     pub fn is_empty(&self) -> bool {
         self.messages == 0
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use chrono::TimeDelta;
-    use globalmart_core::topics::Topic;
-    use globalmart_generator::mix::{Mix, MixSettings};
-    use globalmart_generator::timeline::Period;
-
-    use super::*;
-
-    /// A generated shop starting at `start`: its catalogue, and its events one second apart.
-    fn shop(start: DateTime<Utc>) -> Mix {
-        let settings = MixSettings {
-            users: 40,
-            products: 10,
-            anomaly_share: 0.0,
-            catalogue_change_rate: 0.0,
-            active_sessions: 5,
-        };
-        let micros = globalmart_core::timestamp::to_micros(start);
-        Mix::new(settings, 5, 5, Period::instant(micros))
-    }
-
-    /// Adds `event` to `batch` as the next message of `partition` of its topic.
-    fn add(batch: &mut Batch, event: Event, partition: i32) {
-        let topic = event.topic().name().to_owned();
-        let offset = (batch.next_offsets)
-            .get(&(topic.clone(), partition))
-            .copied()
-            .unwrap_or(0);
-        let received = Received {
-            topic,
-            partition,
-            offset,
-            key: None,
-            payload: None,
-        };
-        batch.add(received, Ok(event));
-    }
-
-    #[test]
-    fn a_batch_reaches_the_earliest_of_its_partitions_latest_event_times() {
-        let start = DateTime::<Utc>::UNIX_EPOCH + TimeDelta::days(20_000);
-        let mut mix = shop(start);
-        let mut batch = Batch::default();
-        // (topic, partition) -> the latest event time added to it.
-        let mut latest: HashMap<(Topic, i32), DateTime<Utc>> = HashMap::new();
-        for second in 0..60 {
-            let at = start + TimeDelta::seconds(second);
-            let event = mix.next(globalmart_core::timestamp::to_micros(at));
-            // Partition 0 of each topic holds the first 40 seconds, partition 1 the rest.
-            let partition = i32::from(second >= 40);
-            let (topic, time) = (event.topic(), event.time().unwrap_or(start));
-            let entry = latest.entry((topic, partition)).or_insert(time);
-            *entry = (*entry).max(time);
-            add(&mut batch, event, partition);
-        }
-        let earliest = latest.values().min().copied();
-        assert!(earliest.is_some_and(|at| at < start + TimeDelta::seconds(40)));
-        assert_eq!(batch.reached(), earliest);
-    }
-
-    #[test]
-    fn a_batch_mostly_of_catalogue_records_reaches_nowhere() {
-        let start = DateTime::<Utc>::UNIX_EPOCH + TimeDelta::days(20_000);
-        let mut mix = shop(start);
-        let mut batch = Batch::default();
-        for record in mix.catalogue.events() {
-            add(&mut batch, record, 0);
-        }
-        assert_eq!(batch.reached(), None);
-        for second in 0..5 {
-            let at = start + TimeDelta::seconds(second);
-            add(
-                &mut batch,
-                mix.next(globalmart_core::timestamp::to_micros(at)),
-                1,
-            );
-        }
-        assert!(batch.len() > 10 * 5, "{} messages", batch.len());
-        assert_eq!(batch.reached(), None);
     }
 }

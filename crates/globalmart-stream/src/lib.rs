@@ -6,8 +6,7 @@
 //! - `batcher`: messages into a [`Batch`], each offset and event once;
 //! - `save`: a batch in one transaction, through the writers of `write/` (one module per table
 //!   group; `write::alerts` is the only writer of `alerts`);
-//! - `pipeline`: the loop that cuts batches, saves them and commits offsets; `step` keeps its
-//!   lanes in step by event time while they are behind;
+//! - `pipeline`: the loop that cuts batches, saves them and commits offsets;
 //! - `housekeeping`: the abandoned-cart sweep, metric retention, raw retention, alert
 //!   publishing (`publish`);
 //! - `monitoring`: the guide's log lines and the Prometheus metrics.
@@ -26,7 +25,6 @@ pub mod retention;
 mod retry;
 mod save;
 pub mod source;
-mod step;
 mod write;
 
 pub use batcher::{Batch, Received};

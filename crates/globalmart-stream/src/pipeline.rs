@@ -2,8 +2,7 @@
 //! side by side: cut batches from the Kafka source (by size or time), save each in one
 //! transaction, then commit the same offsets to Kafka. One cut saves while the next one is
 //! read and parsed (a lane behind its partitions cuts two batches of different partitions,
-//! saved side by side, and keeps in step with the other lanes by event time: `step.rs`); a
-//! lane's cuts still commit in order, as each waits for the one before.
+//! saved side by side); a lane's cuts still commit in order, as each waits for the one before.
 //! A failed save is retried with backoff and nothing is committed meanwhile; a malformed
 //! message becomes a dead letter and never stops the loop. Housekeeping runs beside them.
 
@@ -27,7 +26,6 @@ use crate::publish::Publisher;
 use crate::retry::{on_client, retrying};
 use crate::save::Saved;
 use crate::source::KafkaSource;
-use crate::step::InStep;
 use crate::write::offsets::stored_offsets;
 
 /// How often the consumer lag gauge is refreshed.
@@ -90,11 +88,10 @@ pub async fn run(parts: Parts, settings: Settings) -> Result<()> {
         let schedule = settings.housekeeping;
         tokio::spawn(async move { housekeeping::run(pool, &publisher, schedule, shutdown).await });
     }
-    let steps = InStep::lanes(sources.len());
-    let lanes = sources.into_iter().zip(steps).map(|(source, step)| {
+    let lanes = sources.into_iter().map(|source| {
         let (pool, settings, shutdown) = (pool.clone(), settings.clone(), shutdown.clone());
         tokio::spawn(async move {
-            let outcome = lane(source, &step, &pool, &settings, &shutdown).await;
+            let outcome = lane(source, &pool, &settings, &shutdown).await;
             if outcome.is_err() {
                 shutdown.cancel();
             }
@@ -129,11 +126,10 @@ pub async fn run(parts: Parts, settings: Settings) -> Result<()> {
 }
 
 /// One lane: cuts batches from its source, saves each cut (one in flight while the next is cut;
-/// in halves side by side when the lane is behind, and then in step with the other lanes by
-/// event time) and commits its offsets; returns what it saved.
+/// in halves side by side when the lane is behind) and commits its offsets; returns what it
+/// saved.
 async fn lane(
     mut source: KafkaSource,
-    step: &InStep,
     pool: &Pool,
     settings: &Settings,
     shutdown: &CancellationToken,
@@ -145,12 +141,7 @@ async fn lane(
     let mut in_flight: Option<JoinHandle<Result<Done>>> = None;
     // Whether the last cut was full: the lane is behind, so the next is cut in halves.
     let mut behind = false;
-    // Time spent waiting for a slower lane.
-    let mut in_step = Duration::ZERO;
     loop {
-        if behind {
-            in_step += step.wait_for_slowest(shutdown).await;
-        }
         let halves = if behind { BEHIND_HALVES } else { 1 };
         let batches = cut(&mut source, pool, settings, shutdown, &mut totals, halves).await?;
         let messages: usize = batches.iter().map(Batch::len).sum();
@@ -164,16 +155,10 @@ async fn lane(
             } else {
                 debug!(
                     lane = name,
-                    waited = ?in_step,
                     "keeping up (a cut not full): saving whole cuts"
                 );
             }
         }
-        step.cut(if behind {
-            batches.iter().filter_map(Batch::reached).min()
-        } else {
-            None
-        });
         if messages > 0 {
             if let Some(previous) = in_flight.take() {
                 finish(&source, &mut totals, previous.await??);
@@ -201,7 +186,7 @@ async fn lane(
             if let Some(previous) = in_flight.take() {
                 finish(&source, &mut totals, previous.await??);
             }
-            info!(lane = name, waited_in_step = ?in_step, "stream processing stopped");
+            info!(lane = name, "stream processing stopped");
             return Ok(totals);
         }
         if let Some(idle) = settings.exit_when_idle {
@@ -212,7 +197,6 @@ async fn lane(
                 if caught_up {
                     info!(
                         lane = name,
-                        waited_in_step = ?in_step,
                         "caught up and idle for {} s: exiting",
                         idle.as_secs()
                     );
