@@ -2,7 +2,7 @@
 -- (event_id, "timestamp"). The same pairs are unique, so a replay still finds its rows
 -- (crates/globalmart-stream/src/write/events.rs), but each new key now goes next to the last
 -- ones saved instead of at a random place in its day's index (event ids are random UUIDs). One
--- day of `--profile course` cart events (286,569 rows) with every index: 3.2-3.4 s against
+-- day of `--profile course` cart events (343,251 rows) with every index: 3.2-3.4 s against
 -- 4.7-5.1 s (docs/ARCHITECTURE.md, "A thirty-first run"). The key then serves every lookup by
 -- time, so the separate B-tree on "timestamp" goes. No reader looks these rows up by event id
 -- alone; `transactions` keeps its key, which `anomaly_stats` joins on by line_item_id.
