@@ -128,7 +128,47 @@ macro_rules! at_event_time {
         )
     };
 }
-pub(super) use {at_event_time, date_id};
+/// The source of a session event's fact (a product view or a cart event, from `$table`): the
+/// columns every session event has (who, in which session and country, the product it names),
+/// then its own (`$own`), then its time. Used where `column`, `Kind` and `Source` are in scope.
+macro_rules! session_event_source {
+    ($table:literal, $rows:literal, [$($own:expr),* $(,)?]) => {
+        Source {
+            table: $table,
+            rows: $rows,
+            columns: &[
+                column("event_id", "event_id", Kind::Uuid),
+                column("event_type", "event_type", Kind::Text),
+                column("user_id", "user_id", Kind::Text),
+                column("session_id", "session_id", Kind::Text),
+                column("country", "country", Kind::Text),
+                column("product_id", "product_id", Kind::Text),
+                column("product_name", "product_name", Kind::Text),
+                column("category", "category", Kind::Text),
+                column("price", "price", Kind::Numeric(12, 2)),
+                $($own,)*
+                column("\"timestamp\"", "ts", Kind::Timestamp),
+            ],
+        }
+    };
+}
+
+/// A session event's fact columns, named as the table's: its keys at the event's time (a
+/// product only when the event names one), its session, its own columns (`$own`, read from
+/// `e`), its time.
+macro_rules! session_event_transform {
+    ($own:literal) => {
+        concat!(
+            "SELECT e.event_id, e.event_type, c.customer_id, p.product_id_pk, g.geography_id, ",
+            date_id!("e.ts"),
+            " AS date_id, e.session_id, ",
+            $own,
+            ", e.ts AS event_timestamp FROM source e",
+            at_event_time!("e", "LEFT JOIN")
+        )
+    };
+}
+pub(super) use {at_event_time, date_id, session_event_source, session_event_transform};
 
 /// Inferred members for the users and products the events name that have no dimension row
 /// yet, valid since 1970 so every fact finds them, with what the events tell of them (a user's
