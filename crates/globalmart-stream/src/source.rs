@@ -123,7 +123,11 @@ struct Positions {
     assignments: mpsc::UnboundedReceiver<Vec<Partition>>,
     group: String,
     topic_prefix: String,
-    resume_at: HashMap<Partition, i64>,
+    /// Each partition's offset of the next message to take: the one stored in the database at
+    /// its assignment, then one past the last message taken, so a message read again is
+    /// skipped (the first of a lane, fetched from Kafka's committed offset before the seek to
+    /// the database's, came again after it and was offered twice).
+    next_at: HashMap<Partition, i64>,
     /// Partitions assigned whose first message has not arrived yet.
     unchecked: HashSet<Partition>,
 }
@@ -186,7 +190,7 @@ impl KafkaSource {
                 assignments,
                 group: group.to_owned(),
                 topic_prefix: kafka.topic_prefix.clone(),
-                resume_at: HashMap::new(),
+                next_at: HashMap::new(),
                 unchecked: HashSet::new(),
             },
             refusals,
@@ -287,7 +291,7 @@ impl KafkaSource {
                 .map(|p| p.offset())
             {
                 Some(Offset::Offset(at)) => at,
-                _ => self.positions.resume_at.get(&key).copied().unwrap_or(0),
+                _ => self.positions.next_at.get(&key).copied().unwrap_or(0),
             };
             monitoring::LAG
                 .with_label_values(&[topic, &partition.to_string()])
@@ -382,7 +386,7 @@ impl Positions {
             "partitions assigned: resuming each at its offset stored in the database"
         );
         for key in &partitions {
-            self.resume_at
+            self.next_at
                 .insert(key.clone(), stored.get(key).copied().unwrap_or(0));
             self.unchecked.insert(key.clone());
         }
@@ -394,7 +398,7 @@ impl Positions {
         for attempt in 1..=SEEK_TRIES {
             let mut seeks = TopicPartitionList::new();
             for key in &pending {
-                let at = self.resume_at.get(key).copied().unwrap_or(0);
+                let at = self.next_at.get(key).copied().unwrap_or(0);
                 seeks.add_partition_offset(&key.0, key.1, Offset::Offset(at))?;
             }
             let sought = tokio::task::block_in_place(|| {
@@ -421,27 +425,27 @@ impl Positions {
         Ok(())
     }
 
-    /// Whether `message` is to be skipped: below its partition's stored offset (saved
-    /// already), or the first after an assignment that Kafka put beyond it (the source seeks
-    /// back: the gap was never saved, and the keys absorb anything read twice).
+    /// Whether `message` is to be skipped ([`judge`]); seeks back to where its partition
+    /// resumes when its first message after an assignment is not there.
     fn is_saved_or_ahead(
         &mut self,
         consumer: &StreamConsumer<Assignments>,
         message: &BorrowedMessage<'_>,
     ) -> bool {
         let key = (message.topic().to_owned(), message.partition());
-        let floor = self.resume_at.get(&key).copied().unwrap_or(0);
-        if self.unchecked.remove(&key) && message.offset() != floor {
+        let next = self.next_at.get(&key).copied().unwrap_or(0);
+        let verdict = judge(message.offset(), next, self.unchecked.remove(&key));
+        if verdict.seek_back {
             if let Err(e) =
-                consumer.seek(&key.0, key.1, Offset::Offset(floor), Duration::from_secs(5))
+                consumer.seek(&key.0, key.1, Offset::Offset(next), Duration::from_secs(5))
             {
                 warn!(topic = %key.0, partition = key.1, error = %e, "could not seek to the stored offset");
             }
-            if message.offset() > floor {
-                return true;
-            }
         }
-        message.offset() < floor
+        if verdict.take {
+            self.next_at.insert(key, message.offset() + 1);
+        }
+        !verdict.take
     }
 
     /// The message as kept, and the event it holds or why it holds none.
@@ -470,5 +474,77 @@ impl Positions {
             payload: message.payload().filter(|_| keep).map(<[u8]>::to_vec),
         };
         (received, parsed)
+    }
+}
+
+/// What the source does with a message.
+#[derive(Debug, PartialEq, Eq)]
+struct Verdict {
+    /// Seek its partition back to the offset it resumes at.
+    seek_back: bool,
+    /// Hand it on to be saved.
+    take: bool,
+}
+
+/// The verdict on a message at `offset` of a partition whose next message to take is at
+/// `next`; `first`: the first message since the partition was assigned. A message below `next`
+/// is saved already or was taken before (read again); the first message after an assignment
+/// anywhere but at `next` means Kafka's committed offset is elsewhere than the database's: the
+/// source seeks back to `next` (a gap above it was never saved). A later message above `next`
+/// is taken: offsets have gaps (compaction, transaction markers).
+fn judge(offset: i64, next: i64, first: bool) -> Verdict {
+    if first && offset != next {
+        return Verdict {
+            seek_back: true,
+            take: false,
+        };
+    }
+    Verdict {
+        seek_back: false,
+        take: offset >= next,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const TAKE: Verdict = Verdict {
+        seek_back: false,
+        take: true,
+    };
+    const SKIP: Verdict = Verdict {
+        seek_back: false,
+        take: false,
+    };
+    const SEEK_BACK: Verdict = Verdict {
+        seek_back: true,
+        take: false,
+    };
+
+    #[test]
+    fn the_first_message_at_the_stored_offset_is_taken() {
+        assert_eq!(judge(40, 40, true), TAKE);
+    }
+
+    #[test]
+    fn a_first_message_elsewhere_than_the_stored_offset_seeks_back_and_is_skipped() {
+        // Kafka's committed offset behind the database's, or ahead of it.
+        assert_eq!(judge(35, 40, true), SEEK_BACK);
+        assert_eq!(judge(45, 40, true), SEEK_BACK);
+    }
+
+    #[test]
+    fn a_message_read_again_after_it_was_taken_is_skipped() {
+        // Taken at 40, so the partition's next is 41; the seek to the stored offset 40 that
+        // followed brings 40 again.
+        assert_eq!(judge(40, 41, false), SKIP);
+        assert_eq!(judge(12, 41, false), SKIP);
+    }
+
+    #[test]
+    fn later_messages_are_taken_across_gaps() {
+        assert_eq!(judge(41, 41, false), TAKE);
+        assert_eq!(judge(47, 41, false), TAKE);
     }
 }
