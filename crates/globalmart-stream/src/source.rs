@@ -432,18 +432,23 @@ impl Positions {
         consumer: &StreamConsumer<Assignments>,
         message: &BorrowedMessage<'_>,
     ) -> bool {
-        let key = (message.topic().to_owned(), message.partition());
-        let next = self.next_at.get(&key).copied().unwrap_or(0);
-        let verdict = judge(message.offset(), next, self.unchecked.remove(&key));
+        let (topic, partition) = (message.topic(), message.partition());
+        let key = (topic.to_owned(), partition);
+        let first = self.unchecked.remove(&key);
+        let next = self.next_at.entry(key).or_insert(0);
+        let verdict = judge(message.offset(), *next, first);
         if verdict.seek_back {
-            if let Err(e) =
-                consumer.seek(&key.0, key.1, Offset::Offset(next), Duration::from_secs(5))
-            {
-                warn!(topic = %key.0, partition = key.1, error = %e, "could not seek to the stored offset");
+            if let Err(e) = consumer.seek(
+                topic,
+                partition,
+                Offset::Offset(*next),
+                Duration::from_secs(5),
+            ) {
+                warn!(topic, partition, error = %e, "could not seek to the stored offset");
             }
         }
         if verdict.take {
-            self.next_at.insert(key, message.offset() + 1);
+            *next = message.offset() + 1;
         }
         !verdict.take
     }
