@@ -2,7 +2,7 @@
 //! checkout names no product.
 
 use super::extract::{column, Kind, Source};
-use super::facts::{at_event_time, date_id, session_event_source, session_event_transform, Fact};
+use super::facts::{session_event_source, session_event_transform, Fact};
 use super::totals::{self, Totals};
 
 /// The `fact_cart_events` fact.

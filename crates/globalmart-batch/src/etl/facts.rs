@@ -160,11 +160,11 @@ macro_rules! session_event_transform {
     ($own:literal) => {
         concat!(
             "SELECT e.event_id, e.event_type, c.customer_id, p.product_id_pk, g.geography_id, ",
-            date_id!("e.ts"),
+            $crate::etl::facts::date_id!("e.ts"),
             " AS date_id, e.session_id, ",
             $own,
             ", e.ts AS event_timestamp FROM source e",
-            at_event_time!("e", "LEFT JOIN")
+            $crate::etl::facts::at_event_time!("e", "LEFT JOIN")
         )
     };
 }
