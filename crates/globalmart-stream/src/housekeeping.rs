@@ -3,9 +3,9 @@
 //! is logged and the next round tries again.
 //!
 //! Abandoned carts: a session with items in its cart and no checkout, quiet for the inactivity
-//! timeout, is recorded once in `abandoned_carts` and counted in the `cart_metrics` window (and
-//! country) of its last activity. Time is event time, so a backfill of old events is judged as
-//! it happened: "now" is the event time every partition of cart-events-topic has reached in
+//! timeout, is recorded once in `abandoned_carts`; the `cart_metrics` view counts it in the
+//! window (and country) of its last activity. Time is event time, so a backfill of old events
+//! is judged as it happened: "now" is the event time every partition of cart-events-topic has reached in
 //! its newest batch (`stream_offsets.batch_event_time`; a session's events share a partition,
 //! so its checkout cannot be behind that time; a backfill of older days moves it back),
 //! leaving out partitions saved nothing for a minute (idle); with none, the newest cart event
@@ -15,10 +15,10 @@
 //! after days of backfilled event time still judges them all. The first sweep, then one an
 //! hour, is a full one: from the latest abandonment recorded, less a day for late events.
 //! Writing is one statement keyed by session: run twice, or by two instances at once, it
-//! records and counts each session once.
+//! records each session once.
 //! Retention: metric windows older than the retention are deleted; raw events by whole days
-//! (`retention.rs`), and with them the product activity read from them (`trending_products`,
-//! `category_performance`: views over the raw events).
+//! (`retention.rs`), and with them the product activity and the cart metrics read from them
+//! (`trending_products`, `category_performance`, `cart_metrics`: views over the raw events).
 
 use std::time::{Duration, Instant};
 
@@ -232,12 +232,8 @@ pub async fn prune(client: &Client, retention: Duration) -> Result<u64, Error> {
 const PRUNE: &str = "
     WITH cutoff AS (SELECT now() - make_interval(secs => $1) AS t),
     a AS (DELETE FROM sales_per_minute WHERE window_start < (SELECT t FROM cutoff) RETURNING 1),
-    b AS (DELETE FROM sales_by_country WHERE window_start < (SELECT t FROM cutoff) RETURNING 1),
-    c AS (DELETE FROM cart_metrics WHERE window_start < (SELECT t FROM cutoff) RETURNING 1),
-    d AS (DELETE FROM cart_session_windows WHERE window_start < (SELECT t FROM cutoff)
-          RETURNING 1)
-    SELECT (SELECT count(*) FROM a) + (SELECT count(*) FROM b) + (SELECT count(*) FROM c)
-        + (SELECT count(*) FROM d)";
+    b AS (DELETE FROM sales_by_country WHERE window_start < (SELECT t FROM cutoff) RETURNING 1)
+    SELECT (SELECT count(*) FROM a) + (SELECT count(*) FROM b)";
 
 /// A sweep's cutoff (now less the timeout, `$1` seconds) and a full sweep's start (the latest
 /// abandonment recorded or the cutoff, whichever is earlier, less the lookback `$2`; with none
@@ -258,8 +254,7 @@ const WINDOW: &str = "WITH now_ AS (
                      ELSE least(latest.t, cutoff.t) - $2::text::interval END
                  FROM cutoff, latest";
 
-/// Quiet carts with items and no checkout into abandoned_carts, counted in their window: the
-/// sessions with an event from `$1` to the cutoff `$2` whose last event is before the cutoff.
+/// Quiet carts with items and no checkout into abandoned_carts: the sessions with an event from `$1` to the cutoff `$2` whose last event is before the cutoff.
 const SWEEP: &str = "WITH candidates AS (
                      SELECT DISTINCT session_id FROM cart_events
                      WHERE \"timestamp\" >= $1 AND \"timestamp\" < $2
@@ -295,17 +290,6 @@ const SWEEP: &str = "WITH candidates AS (
                          q.\"timestamp\"
                      FROM quiet q
                      ON CONFLICT (session_id) DO NOTHING
-                     RETURNING country, last_activity_at
-                 ), counted AS (
-                     UPDATE cart_metrics m SET
-                         abandoned_sessions = m.abandoned_sessions + x.n,
-                         abandonment_rate_pct = least(100, round(100.0
-                             * (m.abandoned_sessions + x.n) / greatest(m.active_sessions, 1), 2)),
-                         updated_at = now()
-                     FROM (SELECT date_trunc('minute', last_activity_at AT TIME ZONE 'UTC')
-                                  AT TIME ZONE 'UTC' AS w, country, count(*) AS n
-                           FROM recorded GROUP BY 1, 2) x
-                     WHERE m.window_start = x.w AND m.country = x.country
                      RETURNING 1
                  )
                  SELECT count(*) FROM recorded";

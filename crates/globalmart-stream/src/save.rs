@@ -13,7 +13,7 @@ use chrono::{DateTime, NaiveDate, TimeDelta, Utc};
 use globalmart_core::db::{INGEST_LOCK, RAW_HORIZON};
 use globalmart_core::event::Transaction;
 use tokio_postgres::error::SqlState;
-use tokio_postgres::{Client, Error, Transaction as DbTransaction};
+use tokio_postgres::{Client, Error};
 use tracing::debug;
 
 use crate::batcher::Batch;
@@ -162,7 +162,9 @@ impl Batch {
         // The metrics' retention: older windows are not written, so neither read.
         let kept = TimeDelta::from_std(thresholds.metrics_retention).unwrap_or(TimeDelta::MAX);
         let since = (Utc::now().checked_sub_signed(kept)).unwrap_or(DateTime::<Utc>::MIN_UTC);
-        self.tally(&tx, &new_orders, &carts.keys, since).await?;
+        let mut tally = Tally::since(since);
+        tally.transactions(&new_orders);
+        tally.save(&tx).await?;
         let mut raised = Anomalies::detect(&new_orders, thresholds).save(&tx).await?;
         raised.extend(stock::sell(&tx, &new_orders, thresholds, since).await?);
         patterns::suspicious(&tx, &new_orders, thresholds.suspicious_amount).await?;
@@ -177,20 +179,5 @@ impl Batch {
         saved.count(dead_letters, |s| &mut s.dead_letters);
         saved.duplicates += self.repeated;
         Ok(Some(saved))
-    }
-
-    /// Adds the metrics of the events this transaction inserted, those of windows from `since`
-    /// (the metrics' retention).
-    async fn tally(
-        &self,
-        tx: &DbTransaction<'_>,
-        new_orders: &[&Transaction],
-        carts: &events::Keys,
-        since: DateTime<Utc>,
-    ) -> Result<(), Error> {
-        let mut tally = Tally::since(since);
-        tally.transactions(new_orders);
-        tally.carts(&self.carts, was_inserted(carts));
-        tally.save(tx).await
     }
 }
