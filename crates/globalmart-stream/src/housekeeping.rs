@@ -3,19 +3,18 @@
 //! is logged and the next round tries again.
 //!
 //! Abandoned carts: a session with items in its cart and no checkout, quiet for the inactivity
-//! timeout, is recorded once in `abandoned_carts`; the `cart_metrics` view counts it in the
-//! window (and country) of its last activity. Time is event time, so a backfill of old events
-//! is judged as it happened: "now" is the event time every partition of cart-events-topic has reached in
-//! its newest batch (`stream_offsets.batch_event_time`; a session's events share a partition,
-//! so its checkout cannot be behind that time; a backfill of older days moves it back),
-//! leaving out partitions saved nothing for a minute (idle); with none, the newest cart event
-//! saved. A sweep judges the sessions whose last event falls between the cutoff of the sweep
-//! before (less a margin for events a little out of order) and its own cutoff ("now" less the
-//! timeout), so it costs what came in since the last, not a day of events, and one that comes
-//! after days of backfilled event time still judges them all. The first sweep, then one an
-//! hour, is a full one: from the latest abandonment recorded, less a day for late events.
-//! Writing is one statement keyed by session: run twice, or by two instances at once, it
-//! records each session once.
+//! timeout, is recorded once in `abandoned_carts`; the `cart_metrics` view counts it in the window
+//! (and country) of its last activity. Time is event time, so a backfill of old events is judged as
+//! it happened: "now" is the event time every partition of cart-events-topic has reached in its
+//! newest batch (`stream_offsets.batch_event_time`; a session's events share a partition, so its
+//! checkout cannot be behind that time; a backfill of older days moves it back), leaving out
+//! partitions saved nothing for a minute (idle); with none, the newest cart event saved. A sweep
+//! judges the sessions whose last event falls between the cutoff of the sweep before (less a margin
+//! for events a little out of order) and its own cutoff ("now" less the timeout), so it costs what
+//! came in since the last, not a day of events, and one that comes after days of backfilled event
+//! time still judges them all. The first sweep, then one an hour, is a full one: from the latest
+//! abandonment recorded, less a day for late events. Writing is one statement keyed by session: run
+//! twice, or by two instances at once, it records each session once.
 //! Retention: metric windows older than the retention are deleted; raw events by whole days
 //! (`retention.rs`), and with them the product activity and the cart metrics read from them
 //! (`trending_products`, `category_performance`, `cart_metrics`: views over the raw events).
@@ -254,7 +253,8 @@ const WINDOW: &str = "WITH now_ AS (
                      ELSE least(latest.t, cutoff.t) - $2::text::interval END
                  FROM cutoff, latest";
 
-/// Quiet carts with items and no checkout into abandoned_carts: the sessions with an event from `$1` to the cutoff `$2` whose last event is before the cutoff.
+/// Quiet carts with items and no checkout into abandoned_carts: the sessions with an event from
+/// `$1` to the cutoff `$2` whose last event is before the cutoff.
 const SWEEP: &str = "WITH candidates AS (
                      SELECT DISTINCT session_id FROM cart_events
                      WHERE \"timestamp\" >= $1 AND \"timestamp\" < $2
