@@ -511,6 +511,8 @@ batch_floor() {
 # etl_figures LOG: each table's rows and load time from the log of a `globalmart-batch` run.
 etl_figures() {
     grep -E 'Extracted|Loaded' "$1" | sed 's/^.*INFO  */   /' || true
+    # Each chunk's steps, where the run logged them (the scale bench's runs do).
+    grep -E ' chunk: ' "$1" | sed -E 's/^.*DEBUG [^ ]* *chunk: (.*) table="?([a-z_]*)"? rows=([0-9]*).*$/     \2, \3 rows: \1/' || true
 }
 
 # batch_run LOG: seconds for one `globalmart-batch etl`, its figures shown.
@@ -613,7 +615,7 @@ scale_stream() {
 scale_timed() {
     local log=$1
     shift
-    RUST_LOG=info /usr/bin/time -f 'TIMED %e %M' "$BATCH" "$@" 2>"$log" || { tail -n 20 "$log"; die "globalmart-batch $* failed"; }
+    RUST_LOG=info,globalmart_batch::etl=debug /usr/bin/time -f 'TIMED %e %M' "$BATCH" "$@" 2>"$log" || { tail -n 20 "$log"; die "globalmart-batch $* failed"; }
     sed -n 's/^TIMED \([0-9.]*\) \([0-9]*\)$/\1 \2/p' "$log" | awk '{ printf "%s %.0f\n", $1, $2 / 1024 }' >"$WORK/timed"
 }
 
@@ -709,8 +711,9 @@ bench_scale() {
             read -r analytics rss <"$WORK/timed"
             cp_peak=$(best "$cp_peak" "$rss")
             etls+=("$etl") analyses+=("$analytics")
-            # Where the increment went: each fact's rows and load time, each analytics job's
-            # start (UTC time of day).
+            # Where the increment went: each fact's rows and load time, each chunk's steps
+            # (extract, prepare, transform, load, commit), each analytics job's start (UTC time
+            # of day).
             etl_figures "$WORK/scale-etl-$cp.log"
             grep -E 'Read [0-9,]* rows|Running|Complete' "$WORK/scale-analytics-$cp.log" |
                 sed -E 's/^[0-9-]+T([0-9:]{8})\.[0-9]*Z +INFO +/   \1 /' || true
