@@ -13,11 +13,15 @@
 //! for events a little out of order) and its own cutoff ("now" less the timeout), so it costs what
 //! came in since the last, not a day of events, and one that comes after days of backfilled event
 //! time still judges them all. The first sweep, then one an hour, is a full one: from the latest
-//! abandonment recorded, less a day for late events. Writing is one statement keyed by session: run
-//! twice, or by two instances at once, it records each session once.
+//! abandonment recorded, less a day for late events. A session is judged by its cart events from
+//! a day before the sweep's window on: a checkout or an item older than that is an earlier
+//! visit's. Writing is one statement keyed by session: run twice, or by two instances at once,
+//! it records each session once.
 //! Retention: metric windows older than the retention are deleted; raw events by whole days
 //! (`retention.rs`), and with them the product activity and the cart metrics read from them
 //! (`trending_products`, `category_performance`, `cart_metrics`: views over the raw events).
+//! Statistics: the cart events as a whole are analysed at start and then once a day, for the
+//! sweep's plan.
 
 use std::time::{Duration, Instant};
 
@@ -55,6 +59,7 @@ pub async fn run(pool: Pool, publisher: &Publisher, every: Schedule, shutdown: C
     let mut swept = Sweeps::default();
     let mut publishes = tokio::time::interval(Duration::from_secs(1));
     let mut prunes = tokio::time::interval(Duration::from_secs(3600));
+    let mut analyses = tokio::time::interval(Duration::from_secs(3600));
     // Not at start: a stream back after a long stop first reads its backlog, so the days its
     // partitions have read past (what retention waits for) are known before anything goes.
     let mut retains = tokio::time::interval_at(
@@ -66,6 +71,7 @@ pub async fn run(pool: Pool, publisher: &Publisher, every: Schedule, shutdown: C
             _ = sweeps.tick() => swept.once(&pool, every.abandon_after).await,
             _ = publishes.tick() => publish_once(&pool, publisher).await,
             _ = prunes.tick() => prune_once(&pool, every.retention).await,
+            _ = analyses.tick() => analyse_once(&pool).await,
             _ = retains.tick() => retain_once(&pool, every).await,
             () = shutdown.cancelled() => return,
         }
@@ -100,6 +106,22 @@ pub async fn retain_once(pool: &Pool, every: Schedule) {
             "raw retention did not run; trying again in {:?}",
             every.raw_retention_every
         ),
+    }
+}
+
+/// Analyses the cart events when they have no statistics as a whole or only a day old ones;
+/// a failure is logged and the next round tries again.
+async fn analyse_once(pool: &Pool) {
+    let started = Instant::now();
+    match on_client(pool, |c| async move { refresh_statistics(&c).await }).await {
+        Ok(false) => {}
+        Ok(true) => info!(
+            "[CartAbandonment] cart_events analysed for the sweep's plan in {:.1} s",
+            started.elapsed().as_secs_f64()
+        ),
+        Err(e) => {
+            warn!(error = %format!("{e:#}"), "analysing cart_events failed; trying again in an hour")
+        }
     }
 }
 
@@ -167,7 +189,8 @@ impl Sweeps {
 }
 
 /// How far before the latest abandonment recorded a full sweep looks again: late events of
-/// older sessions within a day are still judged.
+/// older sessions within a day are still judged. And how far before its window a sweep reads a
+/// session's cart events for its checkout and items (`SWEEP`).
 const LOOKBACK: &str = "1 day";
 
 /// How far before the cutoff of the sweep before a sweep looks: events saved a little out of
@@ -213,11 +236,33 @@ pub async fn abandoned_carts(
         Some(since) if since <= cutoff => since,
         _ => lookback,
     };
-    let row = client.query_one(SWEEP, &[&since, &cutoff]).await?;
+    let row = client
+        .query_one(SWEEP, &[&since, &cutoff, &LOOKBACK])
+        .await?;
     Ok(Sweep {
         recorded: row.try_get::<_, i64>(0)?.max(0) as u64,
         judged_to: Some(cutoff),
     })
+}
+
+/// How old the cart events' statistics may get before they are refreshed.
+const STATISTICS_STALE: &str = "1 day";
+
+/// How long the refresh waits for a partition's lock (autovacuum's, a drop's) before it gives up
+/// until the next round.
+const STATISTICS_WAIT: &str = "200 milliseconds";
+
+/// Analyses the cart events when they have no statistics as a whole or only ones older than a
+/// day, for the sweep's plan (`sql/realtime/V21__cart_events_statistics.sql`); returns whether
+/// it did.
+pub async fn refresh_statistics(client: &Client) -> Result<bool, Error> {
+    client
+        .query_one(
+            "SELECT cart_statistics_refresh($1::text::interval, $2::text::interval)",
+            &[&STATISTICS_STALE, &STATISTICS_WAIT],
+        )
+        .await?
+        .try_get(0)
 }
 
 /// Deletes the metric windows that started more than `retention` ago (wall clock); returns the
@@ -254,7 +299,11 @@ const WINDOW: &str = "WITH now_ AS (
                  FROM cutoff, latest";
 
 /// Quiet carts with items and no checkout into abandoned_carts: the sessions with an event from
-/// `$1` to the cutoff `$2` whose last event is before the cutoff.
+/// `$1` to the cutoff `$2` whose last event is before the cutoff. A session is judged by its cart
+/// events from the lookback `$3` before `$1` on (at least the day before its last activity): a
+/// checkout or an item older than that is another visit's, and the checkout and item lookups
+/// read those days' partitions only, not every day the realtime database keeps (a month at the
+/// course's scale: docs/ARCHITECTURE.md, "A thirty-fifth run").
 const SWEEP: &str = "WITH candidates AS (
                      SELECT DISTINCT session_id FROM cart_events
                      WHERE \"timestamp\" >= $1 AND \"timestamp\" < $2
@@ -274,7 +323,8 @@ const SWEEP: &str = "WITH candidates AS (
                                        WHERE a.session_id = l.session_id)
                        AND NOT EXISTS (SELECT 1 FROM cart_events k
                                        WHERE k.session_id = l.session_id
-                                         AND k.event_type = 'checkout')
+                                         AND k.event_type = 'checkout'
+                                         AND k.\"timestamp\" >= $1 - $3::text::interval)
                  ), recorded AS (
                      INSERT INTO abandoned_carts (session_id, user_id, country, cart_size,
                          cart_value, items, last_activity_at)
@@ -285,6 +335,7 @@ const SWEEP: &str = "WITH candidates AS (
                           FROM (SELECT DISTINCT ON (product_id) product_id, event_type
                                 FROM cart_events
                                 WHERE session_id = q.session_id AND product_id IS NOT NULL
+                                  AND \"timestamp\" >= $1 - $3::text::interval
                                 ORDER BY product_id, \"timestamp\" DESC, ingest_seq DESC) p
                           WHERE p.event_type <> 'remove_from_cart'),
                          q.\"timestamp\"

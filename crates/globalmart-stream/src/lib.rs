@@ -29,7 +29,7 @@ mod write;
 
 pub use batcher::{Batch, Received};
 pub use config::{Config, Thresholds};
-pub use housekeeping::{abandoned_carts, prune, Sweep};
+pub use housekeeping::{abandoned_carts, prune, refresh_statistics, Sweep};
 pub use monitoring::register as register_metrics;
 pub use save::Saved;
 pub use write::offsets::stored_offsets;

@@ -17,7 +17,7 @@ use globalmart_core::topics::Topic;
 use globalmart_generator::mix::{Mix, MixSettings};
 use globalmart_generator::timeline::Period;
 use globalmart_stream::{
-    abandoned_carts, prune, stored_offsets, Batch, Received, Saved, Thresholds,
+    abandoned_carts, prune, refresh_statistics, stored_offsets, Batch, Received, Saved, Thresholds,
 };
 use globalmart_testkit::TestStack;
 use rust_decimal::Decimal;
@@ -715,6 +715,89 @@ async fn a_backfill_of_older_days_is_judged_in_its_own_time_not_as_of_the_newer_
         after = abandoned_carts(&client, timeout, after).await?.judged_to;
         assert_eq!(abandoned(&client).await?, abandoned_by_then);
     }
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_session_is_judged_by_its_cart_events_from_a_day_before_the_sweeps_window() -> Result<()>
+{
+    let stack = TestStack::new().await?;
+    let mut client = stack.realtime_client().await?;
+    let timeout = std::time::Duration::from_secs(30 * 60);
+    let toaster = CartItem {
+        product_id: "PROD_00000002".into(),
+        ..item(1)
+    };
+    let day = 24 * 60;
+    // "returned" bought a toaster three days ago and comes back to a kettle it leaves in its
+    // cart; "paid" checks out within the day, before its last cart event.
+    let records = vec![
+        cart("returned", -3 * day, CartAction::AddToCart(toaster)),
+        cart(
+            "returned",
+            5 - 3 * day,
+            CartAction::Checkout(checkout_of_item()),
+        ),
+        cart("paid", -120, CartAction::AddToCart(item(1))),
+        cart("paid", -110, CartAction::Checkout(checkout_of_item())),
+        cart("paid", 0, CartAction::AddToCart(item(1))),
+        cart("returned", 0, CartAction::AddToCart(item(1))),
+        cart("shopping", 45, CartAction::AddToCart(item(1))),
+    ];
+    batch_of(&messages_of(&records))
+        .save(&mut client, GROUP, &thresholds())
+        .await?;
+    // A sweep from the cutoff of one a minute before the sessions' last events.
+    let before = time_of(&records[5]) - Duration::minutes(1);
+    let sweep = abandoned_carts(&client, timeout, Some(before)).await?;
+    assert_eq!(sweep.recorded, 1);
+    let recorded: Vec<(String, serde_json::Value)> = client
+        .query("SELECT session_id, items FROM abandoned_carts", &[])
+        .await?
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    assert_eq!(
+        recorded,
+        vec![("returned".to_owned(), serde_json::json!(["PROD_00000001"]))],
+        "the checkout and the toaster of three days before are another visit's"
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn the_cart_events_are_analysed_until_they_have_statistics_then_once_a_day() -> Result<()> {
+    let stack = TestStack::new().await?;
+    let mut client = stack.realtime_client().await?;
+    assert!(refresh_statistics(&client).await?, "never analysed");
+    let records: Vec<Event> = (0..20)
+        .map(|i| {
+            cart(
+                &format!("session-{}", i % 5),
+                i,
+                CartAction::AddToCart(item(1)),
+            )
+        })
+        .collect();
+    batch_of(&messages_of(&records))
+        .save(&mut client, GROUP, &thresholds())
+        .await?;
+    let sessions = "SELECT count(*) FROM pg_stats WHERE tablename = 'cart_events'
+                    AND attname = 'session_id' AND inherited AND n_distinct <> 0";
+    assert_eq!(client.query_one(sessions, &[]).await?.get::<_, i64>(0), 0);
+    assert!(
+        refresh_statistics(&client).await?,
+        "analysed while empty: no statistics yet"
+    );
+    assert_eq!(
+        client.query_one(sessions, &[]).await?.get::<_, i64>(0),
+        1,
+        "the sessions of the cart events as a whole"
+    );
+    assert!(
+        !refresh_statistics(&client).await?,
+        "analysed less than a day ago"
+    );
     Ok(())
 }
 
