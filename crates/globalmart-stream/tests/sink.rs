@@ -502,12 +502,7 @@ async fn an_abandoned_cart_is_recorded_once_and_a_checkout_in_time_never() -> Re
         0,
         "a second sweep adds nothing"
     );
-    let recorded: Vec<(String, serde_json::Value)> = client
-        .query("SELECT session_id, items FROM abandoned_carts", &[])
-        .await?
-        .iter()
-        .map(|r| (r.get(0), r.get(1)))
-        .collect();
+    let recorded = carts_and_items(&client).await?;
     assert_eq!(
         recorded,
         vec![("abandoned".to_owned(), serde_json::json!(["PROD_00000001"]))]
@@ -532,6 +527,19 @@ fn of_user(mut event: Event, user: &str) -> Event {
         cart.user_id = user.into();
     }
     event
+}
+
+/// The sessions in abandoned_carts with the items recorded.
+async fn carts_and_items(
+    client: &tokio_postgres::Client,
+) -> Result<Vec<(String, serde_json::Value)>> {
+    let rows = client
+        .query(
+            "SELECT session_id, items FROM abandoned_carts ORDER BY 1",
+            &[],
+        )
+        .await?;
+    Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
 }
 
 /// The sessions in abandoned_carts.
@@ -751,12 +759,7 @@ async fn a_session_is_judged_by_its_cart_events_from_a_day_before_the_sweeps_win
     let before = time_of(&records[5]) - Duration::minutes(1);
     let sweep = abandoned_carts(&client, timeout, Some(before)).await?;
     assert_eq!(sweep.recorded, 1);
-    let recorded: Vec<(String, serde_json::Value)> = client
-        .query("SELECT session_id, items FROM abandoned_carts", &[])
-        .await?
-        .iter()
-        .map(|r| (r.get(0), r.get(1)))
-        .collect();
+    let recorded = carts_and_items(&client).await?;
     assert_eq!(
         recorded,
         vec![("returned".to_owned(), serde_json::json!(["PROD_00000001"]))],
