@@ -1,6 +1,6 @@
 //! Housekeeping beside the batches, until shutdown: the abandoned-cart sweep, alerts published
-//! to alerts-topic every second, and old metric windows pruned every hour. Each round's failure
-//! is logged and the next round tries again.
+//! to alerts-topic every second, old metric windows pruned every hour, raw retention, and the
+//! cart events' statistics. Each round's failure is logged and the next round tries again.
 //!
 //! Abandoned carts: a session with items in its cart and no checkout, quiet for the inactivity
 //! timeout, is recorded once in `abandoned_carts`; the `cart_metrics` view counts it in the window
@@ -53,7 +53,8 @@ pub struct Schedule {
 }
 
 /// Until shutdown: the abandoned-cart sweep every `sweep_every`, alerts published every second,
-/// and old metric windows pruned every hour.
+/// old metric windows pruned every hour, the cart events' statistics looked at every hour (and
+/// refreshed when missing or a day old), and raw retention every `raw_retention_every`.
 pub async fn run(pool: Pool, publisher: &Publisher, every: Schedule, shutdown: CancellationToken) {
     let mut sweeps = tokio::time::interval(every.sweep_every);
     let mut swept = Sweeps::default();
