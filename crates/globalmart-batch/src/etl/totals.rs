@@ -8,28 +8,29 @@
 //! Counts of distinct things stay exact however the ETL cuts its chunks and however late an
 //! event comes: an order counts once per product and category because lines of its transaction
 //! loaded by earlier chunks are looked up; a viewer, a converted viewer and a period's customer
-//! count once because `agg_customer_products` and `agg_customer_category_days` remember what was
-//! counted. `globalmart-batch analytics --recompute` computes the same figures from the facts.
+//! count once because `agg_customer_products_viewed`, `agg_customer_products_bought` and
+//! `agg_customer_category_days` remember what was counted. `globalmart-batch analytics
+//! --recompute` computes the same figures from the facts.
 
 use tokio_postgres::Transaction;
 
 use crate::error::EtlError;
 
-/// Serialises the writes to rows that chunks of different fact tables share: the totals (what
-/// makes a pair's viewer or buyer new must not be judged by two transactions at once), the
-/// buyers' current rows, and the preparations' inferred members and calendar days
-/// (`facts.rs`). Held to the end of its transaction, and taken before any shared row is
+/// Serialises the writes to rows that chunks of different fact tables share: the products'
+/// totals (and whether a pair one lane's chunk completes converts, judged from the other
+/// lane's pairs: see [`SALES_SHARED`]), the buyers' current rows, and the preparations'
+/// inferred members and calendar days (`facts.rs`). Held to the end of its transaction, and taken before any shared row is
 /// touched (a chunk holds only rows of its own fact's when it waits for it), so two chunks
 /// never wait for each other's rows in a cycle (docs/ARCHITECTURE.md, "Lanes"). Every chunk
 /// commits holding it, so the RFM's reads under it see no chunk commit (`analytics/rfm.rs`).
 pub const LOCK: &str = "SELECT pg_advisory_xact_lock(hashtext('globalmart.agg_totals'));";
 
-/// After `fact_sales`, what only the sales' chunks write (outside the lock): per period and
-/// category orders, revenue, units and new customers; per customer orders, spend and last order
-/// in agg_customer_totals, marked with the chunk's generation (numbered while the chunk holds
-/// the sales' watermark row, so in commit order among the sales' chunks: the RFM's rerun
-/// rescores the customers marked since, `analytics/quintiles.rs`). It leaves `new_lines`,
-/// `earlier_lines` and `buyers` for [`SALES_SHARED`].
+/// After `fact_sales`, what only the sales' chunks write (outside the lock): the pairs bought;
+/// per period and category orders, revenue, units and new customers; per customer orders, spend
+/// and last order in agg_customer_totals, marked with the chunk's generation (numbered while the
+/// chunk holds the sales' watermark row, so in commit order among the sales' chunks: the RFM's
+/// rerun rescores the customers marked since, `analytics/quintiles.rs`). It leaves `new_lines`,
+/// `new_pairs_bought`, `earlier_lines` and `buyers` for [`SALES_SHARED`].
 const SALES_OWN: &str = "
     CREATE TEMP TABLE new_lines ON COMMIT DROP AS
     SELECT f.transaction_id, c.user_id, p.product_id,
@@ -37,6 +38,17 @@ const SALES_OWN: &str = "
         f.transaction_timestamp AS at, (f.transaction_timestamp AT TIME ZONE 'UTC')::date AS day
     FROM inserted f JOIN chunk_customers c USING (customer_id)
         JOIN dim_products p USING (product_id_pk);
+
+    -- The pairs bought for the first time: marking them returns them. Only the sales' chunks
+    -- write these pairs, one at a time, so no chunk waits here for another's rows; whether the
+    -- buyer had viewed the product is judged under the lock (SALES_SHARED).
+    CREATE TEMP TABLE new_pairs_bought (user_id text, product_id text) ON COMMIT DROP;
+    WITH marked AS (
+        INSERT INTO agg_customer_products_bought (user_id, product_id)
+        SELECT DISTINCT user_id, product_id FROM new_lines ORDER BY 1, 2
+        ON CONFLICT DO NOTHING RETURNING user_id, product_id
+    )
+    INSERT INTO new_pairs_bought SELECT user_id, product_id FROM marked;
 
     -- Lines of the same orders that earlier chunks loaded: those orders are counted already.
     -- An order's lines share its time (one transactions message), so they are looked up in
@@ -164,15 +176,16 @@ const SALES_SHARED: &str = "
     ON CONFLICT (product_id) DO UPDATE SET orders = t.orders + excluded.orders,
         units = t.units + excluded.units, revenue = t.revenue + excluded.revenue;
 
-    -- A viewer who buys the product for the first time converts: marking the pairs bought
-    -- returns those newly bought, with whether they were viewed, in one pass over the index.
-    WITH marked AS (
-        INSERT INTO agg_customer_products AS m (user_id, product_id, bought)
-        SELECT DISTINCT user_id, product_id, TRUE FROM new_lines ORDER BY 1, 2
-        ON CONFLICT (user_id, product_id) DO UPDATE SET bought = TRUE WHERE NOT m.bought
-        RETURNING m.product_id, m.viewed
-    ), converted AS (
-        SELECT product_id, count(*) AS buyers FROM marked WHERE viewed GROUP BY product_id
+    -- A viewer who buys the product for the first time converts. The views' chunks commit
+    -- holding the lock: the pairs viewed are those of every views' chunk committed before this
+    -- one took it, and a views' chunk committing after it finds this chunk's pairs bought
+    -- (VIEWS_SHARED), so a conversion counts once. One index probe per new pair (a scalar
+    -- subquery, which the planner never turns into a scan of every pair).
+    WITH converted AS (
+        SELECT product_id, count(*) AS buyers FROM new_pairs_bought n
+        WHERE (SELECT TRUE FROM agg_customer_products_viewed v
+               WHERE v.user_id = n.user_id AND v.product_id = n.product_id)
+        GROUP BY product_id
     )
     UPDATE agg_product_totals t SET buyers = t.buyers + c.buyers
     FROM converted c WHERE t.product_id = c.product_id;
@@ -186,13 +199,23 @@ const SALES_SHARED: &str = "
     FROM buyers a WHERE d.user_id = a.user_id AND d.is_current;
 ";
 
-/// After `fact_product_views`, outside the lock: the viewers and products of the chunk's views.
+/// After `fact_product_views`, outside the lock: the viewers and products of the chunk's views,
+/// and the viewers new to their product, marked (only the views' chunks write those pairs, one
+/// at a time, so no chunk waits here for another's rows).
 const VIEWS_OWN: &str = "
     CREATE TEMP TABLE new_views ON COMMIT DROP AS
     SELECT c.user_id, p.product_id
     FROM inserted f JOIN chunk_customers c USING (customer_id)
         JOIN dim_products p USING (product_id_pk)
-    WHERE f.event_type = 'view';";
+    WHERE f.event_type = 'view';
+
+    CREATE TEMP TABLE new_pairs_viewed (user_id text, product_id text) ON COMMIT DROP;
+    WITH marked AS (
+        INSERT INTO agg_customer_products_viewed (user_id, product_id)
+        SELECT DISTINCT user_id, product_id FROM new_views ORDER BY 1, 2
+        ON CONFLICT DO NOTHING RETURNING user_id, product_id
+    )
+    INSERT INTO new_pairs_viewed SELECT user_id, product_id FROM marked;";
 
 /// After [`VIEWS_OWN`], under the lock: per product views, and viewers new to it (converted at
 /// once when they had bought it before).
@@ -201,16 +224,15 @@ const VIEWS_SHARED: &str = "
     SELECT product_id, count(*) FROM new_views GROUP BY product_id ORDER BY product_id
     ON CONFLICT (product_id) DO UPDATE SET views = t.views + excluded.views;
 
-    -- Marking the pairs viewed returns the viewers new to their product, with whether they
-    -- had bought it, in one pass over the index.
-    WITH marked AS (
-        INSERT INTO agg_customer_products AS m (user_id, product_id, viewed)
-        SELECT DISTINCT user_id, product_id, TRUE FROM new_views ORDER BY 1, 2
-        ON CONFLICT (user_id, product_id) DO UPDATE SET viewed = TRUE WHERE NOT m.viewed
-        RETURNING m.product_id, m.bought
-    ), viewers AS (
-        SELECT product_id, count(*) AS viewers, count(*) FILTER (WHERE bought) AS buyers
-        FROM marked GROUP BY product_id
+    -- A new viewer who had bought the product converts at once: the pairs bought are those of
+    -- every sales' chunk committed before this one took the lock (SALES_SHARED judges the
+    -- others). One index probe per new viewer, as there.
+    WITH viewers AS (
+        SELECT product_id, count(*) AS viewers,
+            count(*) FILTER (WHERE (SELECT TRUE FROM agg_customer_products_bought b
+                                    WHERE b.user_id = n.user_id
+                                        AND b.product_id = n.product_id)) AS buyers
+        FROM new_pairs_viewed n GROUP BY product_id
     )
     UPDATE agg_product_totals t SET viewers = t.viewers + v.viewers, buyers = t.buyers + v.buyers
     FROM viewers v WHERE t.product_id = v.product_id;";
