@@ -83,11 +83,15 @@ pub async fn run(parts: Parts, settings: Settings) -> Result<()> {
         .unwrap_or_default();
     info!(%group, lanes = sources.len(), "Starting stream processing jobs...");
     let publisher = Arc::new(publisher);
-    {
-        let (pool, publisher, shutdown) = (pool.clone(), Arc::clone(&publisher), shutdown.clone());
-        let schedule = settings.housekeeping;
-        tokio::spawn(async move { housekeeping::run(pool, &publisher, schedule, shutdown).await });
-    }
+    // Housekeeping stops on a token of its own, a child of the shutdown's: a one-shot load
+    // stops it and waits for its round in flight before the final sweep below, which would
+    // otherwise judge the same sessions beside a sweep of the loop's.
+    let housekeeping_stop = shutdown.child_token();
+    let housekeeping = {
+        let (pool, publisher) = (pool.clone(), Arc::clone(&publisher));
+        let (schedule, stop) = (settings.housekeeping, housekeeping_stop.clone());
+        tokio::spawn(async move { housekeeping::run(pool, &publisher, schedule, stop).await })
+    };
     let lanes = sources.into_iter().map(|source| {
         let (pool, settings, shutdown) = (pool.clone(), settings.clone(), shutdown.clone());
         tokio::spawn(async move {
@@ -118,6 +122,10 @@ pub async fn run(parts: Parts, settings: Settings) -> Result<()> {
     if settings.exit_when_idle.is_some() && !shutdown.is_cancelled() {
         // A one-shot load ends with the carts it left abandoned recorded and its alerts
         // published.
+        housekeeping_stop.cancel();
+        if let Err(e) = housekeeping.await {
+            warn!(error = %e, "housekeeping ended abnormally before the final sweep");
+        }
         housekeeping::sweep_once(&pool, settings.housekeeping.abandon_after).await;
         housekeeping::publish_once(&pool, &publisher).await;
     }
