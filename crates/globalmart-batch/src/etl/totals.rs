@@ -166,29 +166,33 @@ const SALES_OWN: &str = "
 /// their current version (a new version recounts them from the facts: `dim_customers.rs`;
 /// a preparation may complete the same inferred row).
 const SALES_SHARED: &str = "
-    INSERT INTO agg_product_totals AS t (product_id, orders, units, revenue)
-    SELECT product_id,
-        count(DISTINCT transaction_id) FILTER (WHERE NOT EXISTS (
-            SELECT 1 FROM earlier_lines e
-            WHERE e.transaction_id = n.transaction_id AND e.product_id = n.product_id)),
-        sum(quantity), sum(total_amount)
-    FROM new_lines n GROUP BY product_id ORDER BY product_id
-    ON CONFLICT (product_id) DO UPDATE SET orders = t.orders + excluded.orders,
-        units = t.units + excluded.units, revenue = t.revenue + excluded.revenue;
-
     -- A viewer who buys the product for the first time converts. The views' chunks commit
     -- holding the lock: the pairs viewed are those of every views' chunk committed before this
     -- one took it, and a views' chunk committing after it finds this chunk's pairs bought
     -- (VIEWS_SHARED), so a conversion counts once. One index probe per new pair (a scalar
-    -- subquery, which the planner never turns into a scan of every pair).
-    WITH converted AS (
+    -- subquery, which the planner never turns into a scan of every pair). Each product's row
+    -- is written once, its sales and its converted viewers together: the other lanes' chunks
+    -- wait for what is done under the lock.
+    WITH sold AS (
+        SELECT product_id,
+            count(DISTINCT transaction_id) FILTER (WHERE NOT EXISTS (
+                SELECT 1 FROM earlier_lines e
+                WHERE e.transaction_id = n.transaction_id AND e.product_id = n.product_id))
+                AS orders,
+            sum(quantity) AS units, sum(total_amount) AS revenue
+        FROM new_lines n GROUP BY product_id
+    ), converted AS (
         SELECT product_id, count(*) AS buyers FROM new_pairs_bought n
         WHERE (SELECT TRUE FROM agg_customer_products_viewed v
                WHERE v.user_id = n.user_id AND v.product_id = n.product_id)
         GROUP BY product_id
     )
-    UPDATE agg_product_totals t SET buyers = t.buyers + c.buyers
-    FROM converted c WHERE t.product_id = c.product_id;
+    INSERT INTO agg_product_totals AS t (product_id, orders, units, revenue, buyers)
+    SELECT product_id, s.orders, s.units, s.revenue, coalesce(c.buyers, 0)
+    FROM sold s LEFT JOIN converted c USING (product_id) ORDER BY product_id
+    ON CONFLICT (product_id) DO UPDATE SET orders = t.orders + excluded.orders,
+        units = t.units + excluded.units, revenue = t.revenue + excluded.revenue,
+        buyers = t.buyers + excluded.buyers;
 
     UPDATE dim_customers d SET total_transactions = d.total_transactions + a.orders,
         total_spent = d.total_spent + a.spent,
@@ -220,22 +224,23 @@ const VIEWS_OWN: &str = "
 /// After [`VIEWS_OWN`], under the lock: per product views, and viewers new to it (converted at
 /// once when they had bought it before).
 const VIEWS_SHARED: &str = "
-    INSERT INTO agg_product_totals AS t (product_id, views)
-    SELECT product_id, count(*) FROM new_views GROUP BY product_id ORDER BY product_id
-    ON CONFLICT (product_id) DO UPDATE SET views = t.views + excluded.views;
-
     -- A new viewer who had bought the product converts at once: the pairs bought are those of
     -- every sales' chunk committed before this one took the lock (SALES_SHARED judges the
-    -- others). One index probe per new viewer, as there.
-    WITH viewers AS (
+    -- others). One index probe per new viewer, as there, and each product's row written once.
+    WITH viewed AS (
+        SELECT product_id, count(*) AS views FROM new_views GROUP BY product_id
+    ), viewers AS (
         SELECT product_id, count(*) AS viewers,
             count(*) FILTER (WHERE (SELECT TRUE FROM agg_customer_products_bought b
                                     WHERE b.user_id = n.user_id
                                         AND b.product_id = n.product_id)) AS buyers
         FROM new_pairs_viewed n GROUP BY product_id
     )
-    UPDATE agg_product_totals t SET viewers = t.viewers + v.viewers, buyers = t.buyers + v.buyers
-    FROM viewers v WHERE t.product_id = v.product_id;";
+    INSERT INTO agg_product_totals AS t (product_id, views, viewers, buyers)
+    SELECT product_id, v.views, coalesce(w.viewers, 0), coalesce(w.buyers, 0)
+    FROM viewed v LEFT JOIN viewers w USING (product_id) ORDER BY product_id
+    ON CONFLICT (product_id) DO UPDATE SET views = t.views + excluded.views,
+        viewers = t.viewers + excluded.viewers, buyers = t.buyers + excluded.buyers;";
 
 /// After `fact_cart_events`, under the lock: per product cart adds.
 const CART_EVENTS_SHARED: &str = "
