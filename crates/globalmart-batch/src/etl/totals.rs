@@ -19,10 +19,11 @@ use crate::error::EtlError;
 /// Serialises the writes to rows that chunks of different fact tables share: the products'
 /// totals (and whether a pair one lane's chunk completes converts, judged from the other
 /// lane's pairs: see [`SALES_SHARED`]), the buyers' current rows, and the preparations'
-/// inferred members and calendar days (`facts.rs`). Held to the end of its transaction, and taken before any shared row is
-/// touched (a chunk holds only rows of its own fact's when it waits for it), so two chunks
-/// never wait for each other's rows in a cycle (docs/ARCHITECTURE.md, "Lanes"). Every chunk
-/// commits holding it, so the RFM's reads under it see no chunk commit (`analytics/rfm.rs`).
+/// inferred members and calendar days (`facts.rs`). Held to the end of its transaction, and
+/// taken before any shared row is touched (a chunk holds only rows of its own fact's when it
+/// waits for it), so two chunks never wait for each other's rows in a cycle
+/// (docs/ARCHITECTURE.md, "Lanes"). Every chunk commits holding it, so the RFM's reads under it
+/// see no chunk commit (`analytics/rfm.rs`).
 pub const LOCK: &str = "SELECT pg_advisory_xact_lock(hashtext('globalmart.agg_totals'));";
 
 /// After `fact_sales`, what only the sales' chunks write (outside the lock): the pairs bought;
