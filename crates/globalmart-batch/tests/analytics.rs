@@ -807,11 +807,11 @@ async fn running_totals_after_many_small_runs_with_late_events_equal_the_recompu
     );
     // And the totals are what the analysis read: a product's or a customer's changed, the
     // snapshot differs from the recompute (then the change is undone).
-    let product = "product_id = (SELECT min(product_id) FROM agg_product_totals)";
+    let product = "product_id = (SELECT min(product_id) FROM agg_product_views)";
     let customer = "user_id = (SELECT min(user_id) FROM agg_customer_totals)";
     for (table, set, undo, row) in [
         (
-            "agg_product_totals",
+            "agg_product_views",
             "views = views + 1",
             "views = views - 1",
             product,

@@ -13,7 +13,7 @@ use futures::pin_mut;
 use rust_decimal::Decimal;
 use tokio_postgres::binary_copy::BinaryCopyInWriter;
 use tokio_postgres::types::{to_sql_checked, IsNull, ToSql, Type};
-use tokio_postgres::{Client, Transaction};
+use tokio_postgres::{GenericClient, Transaction};
 use uuid::Uuid;
 
 use crate::error::EtlError;
@@ -70,7 +70,7 @@ pub fn column_list(rows: &RecordBatch) -> String {
 }
 
 /// The watermark of `source` as last committed (0 before its first chunk), not locked.
-pub async fn watermark(client: &Client, source: &str) -> Result<i64, EtlError> {
+pub async fn watermark(client: &impl GenericClient, source: &str) -> Result<i64, EtlError> {
     let row = client
         .query_one(
             "SELECT coalesce((SELECT last_ingest_seq FROM etl_watermarks WHERE source_table = $1), 0)",

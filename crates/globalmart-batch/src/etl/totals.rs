@@ -11,46 +11,43 @@
 //! count once because `agg_customer_products_viewed`, `agg_customer_products_bought` and
 //! `agg_customer_category_days` remember what was counted. `globalmart-batch analytics
 //! --recompute` computes the same figures from the facts.
+//!
+//! Each lane's product counts have a table of their own (`agg_product_views`, `_cart_adds`,
+//! `_sales`; `agg_product_totals` is the view over them and `agg_product_buyers`), written
+//! before the lock: only the converted viewers, which two lanes count, are written under it.
 
 use tokio_postgres::Transaction;
+use tracing::debug;
 
+use super::load::watermark;
 use crate::error::EtlError;
 
 /// Serialises the writes to rows that chunks of different fact tables share: the products'
-/// totals (and whether a pair one lane's chunk completes converts, judged from the other
-/// lane's pairs: see [`SALES_SHARED`]), the buyers' current rows, and the preparations'
-/// inferred members and calendar days (`facts.rs`). Held to the end of its transaction, and
-/// taken before any shared row is touched (a chunk holds only rows of its own fact's when it
-/// waits for it), so two chunks never wait for each other's rows in a cycle
-/// (docs/ARCHITECTURE.md, "Lanes"). Every chunk commits holding it, so the RFM's reads under it
-/// see no chunk commit (`analytics/rfm.rs`).
+/// converted viewers (counted by the views' and the sales' chunks: see [`Pairs`]), the buyers'
+/// current rows, and the preparations' inferred members and calendar days (`facts.rs`). Held to
+/// the end of its transaction, and taken before any shared row is touched (a chunk holds only
+/// rows of its own fact's when it waits for it), so two chunks never wait for each other's rows
+/// in a cycle (docs/ARCHITECTURE.md, "Lanes"). Every chunk that writes a shared row or a
+/// customer's totals commits holding it, so the RFM's reads under it see no such commit
+/// (`analytics/rfm.rs`).
 pub const LOCK: &str = "SELECT pg_advisory_xact_lock(hashtext('globalmart.agg_totals'));";
 
-/// After `fact_sales`, what only the sales' chunks write (outside the lock): the pairs bought;
-/// per period and category orders, revenue, units and new customers; per customer orders, spend
-/// and last order in agg_customer_totals, marked with the chunk's generation (numbered while the
-/// chunk holds the sales' watermark row, so in commit order among the sales' chunks: the RFM's
-/// rerun rescores the customers marked since, `analytics/quintiles.rs`). It leaves `new_lines`,
-/// `new_pairs_bought`, `earlier_lines` and `buyers` for [`SALES_SHARED`].
-const SALES_OWN: &str = "
+/// The sales' chunk's lines, with their customer, product and category: `new_lines`.
+const SALES_CHUNK: &str = "
     CREATE TEMP TABLE new_lines ON COMMIT DROP AS
     SELECT f.transaction_id, c.user_id, p.product_id,
         coalesce(p.category, '') AS category, f.quantity, f.total_amount,
         f.transaction_timestamp AS at, (f.transaction_timestamp AT TIME ZONE 'UTC')::date AS day
     FROM inserted f JOIN chunk_customers c USING (customer_id)
-        JOIN dim_products p USING (product_id_pk);
+        JOIN dim_products p USING (product_id_pk);";
 
-    -- The pairs bought for the first time: marking them returns them. Only the sales' chunks
-    -- write these pairs, one at a time, so no chunk waits here for another's rows; whether the
-    -- buyer had viewed the product is judged under the lock (SALES_SHARED).
-    CREATE TEMP TABLE new_pairs_bought (user_id text, product_id text) ON COMMIT DROP;
-    WITH marked AS (
-        INSERT INTO agg_customer_products_bought (user_id, product_id)
-        SELECT DISTINCT user_id, product_id FROM new_lines ORDER BY 1, 2
-        ON CONFLICT DO NOTHING RETURNING user_id, product_id
-    )
-    INSERT INTO new_pairs_bought SELECT user_id, product_id FROM marked;
-
+/// After the pairs bought are marked, what only the sales' chunks write (outside the lock): per
+/// period and category orders, revenue, units and new customers; per customer orders, spend and
+/// last order in agg_customer_totals, marked with the chunk's generation (numbered while the
+/// chunk holds the sales' watermark row, so in commit order among the sales' chunks: the RFM's
+/// rerun rescores the customers marked since, `analytics/quintiles.rs`); per product orders,
+/// units and revenue. It leaves `buyers` for [`SALES_SHARED`].
+const SALES_OWN: &str = "
     -- Lines of the same orders that earlier chunks loaded: those orders are counted already.
     -- An order's lines share its time (one transactions message), so they are looked up in
     -- the day partitions of the new lines only.
@@ -160,41 +157,24 @@ const SALES_OWN: &str = "
         spent = t.spent + excluded.spent,
         last_order = greatest(t.last_order, excluded.last_order),
         generation = excluded.generation;
+
+    -- Per product: orders (each once, lines of the same order loaded before counted already),
+    -- units and revenue.
+    INSERT INTO agg_product_sales AS t (product_id, orders, units, revenue)
+    SELECT product_id,
+        count(DISTINCT transaction_id) FILTER (WHERE NOT EXISTS (
+            SELECT 1 FROM earlier_lines e
+            WHERE e.transaction_id = n.transaction_id AND e.product_id = n.product_id)),
+        sum(quantity), sum(total_amount)
+    FROM new_lines n GROUP BY product_id ORDER BY product_id
+    ON CONFLICT (product_id) DO UPDATE SET orders = t.orders + excluded.orders,
+        units = t.units + excluded.units, revenue = t.revenue + excluded.revenue;
 ";
 
-/// After [`SALES_OWN`], under the lock: per product orders, units, revenue and newly
-/// converted viewers (rows the views' chunks write too), and the buyers' purchase totals on
-/// their current version (a new version recounts them from the facts: `dim_customers.rs`;
-/// a preparation may complete the same inferred row).
+/// Under the lock, after the converted viewers: the buyers' purchase totals on their current
+/// version (a new version recounts them from the facts: `dim_customers.rs`; a preparation may
+/// complete the same inferred row).
 const SALES_SHARED: &str = "
-    -- A viewer who buys the product for the first time converts. The views' chunks commit
-    -- holding the lock: the pairs viewed are those of every views' chunk committed before this
-    -- one took it, and a views' chunk committing after it finds this chunk's pairs bought
-    -- (VIEWS_SHARED), so a conversion counts once. One index probe per new pair (a scalar
-    -- subquery, which the planner never turns into a scan of every pair). Each product's row
-    -- is written once, its sales and its converted viewers together: the other lanes' chunks
-    -- wait for what is done under the lock.
-    WITH sold AS (
-        SELECT product_id,
-            count(DISTINCT transaction_id) FILTER (WHERE NOT EXISTS (
-                SELECT 1 FROM earlier_lines e
-                WHERE e.transaction_id = n.transaction_id AND e.product_id = n.product_id))
-                AS orders,
-            sum(quantity) AS units, sum(total_amount) AS revenue
-        FROM new_lines n GROUP BY product_id
-    ), converted AS (
-        SELECT product_id, count(*) AS buyers FROM new_pairs_bought n
-        WHERE (SELECT TRUE FROM agg_customer_products_viewed v
-               WHERE v.user_id = n.user_id AND v.product_id = n.product_id)
-        GROUP BY product_id
-    )
-    INSERT INTO agg_product_totals AS t (product_id, orders, units, revenue, buyers)
-    SELECT product_id, s.orders, s.units, s.revenue, coalesce(c.buyers, 0)
-    FROM sold s LEFT JOIN converted c USING (product_id) ORDER BY product_id
-    ON CONFLICT (product_id) DO UPDATE SET orders = t.orders + excluded.orders,
-        units = t.units + excluded.units, revenue = t.revenue + excluded.revenue,
-        buyers = t.buyers + excluded.buyers;
-
     UPDATE dim_customers d SET total_transactions = d.total_transactions + a.orders,
         total_spent = d.total_spent + a.spent,
         avg_order_value = coalesce(round((d.total_spent + a.spent)
@@ -204,88 +184,267 @@ const SALES_SHARED: &str = "
     FROM buyers a WHERE d.user_id = a.user_id AND d.is_current;
 ";
 
-/// After `fact_product_views`, outside the lock: the viewers and products of the chunk's views,
-/// and the viewers new to their product, marked (only the views' chunks write those pairs, one
-/// at a time, so no chunk waits here for another's rows).
-const VIEWS_OWN: &str = "
+/// The views' chunk's views: `new_views`.
+const VIEWS_CHUNK: &str = "
     CREATE TEMP TABLE new_views ON COMMIT DROP AS
     SELECT c.user_id, p.product_id
     FROM inserted f JOIN chunk_customers c USING (customer_id)
         JOIN dim_products p USING (product_id_pk)
-    WHERE f.event_type = 'view';
+    WHERE f.event_type = 'view';";
 
-    CREATE TEMP TABLE new_pairs_viewed (user_id text, product_id text) ON COMMIT DROP;
-    WITH marked AS (
-        INSERT INTO agg_customer_products_viewed (user_id, product_id)
-        SELECT DISTINCT user_id, product_id FROM new_views ORDER BY 1, 2
-        ON CONFLICT DO NOTHING RETURNING user_id, product_id
+/// After the pairs viewed are marked, outside the lock: per product views, and viewers new to
+/// it.
+const VIEWS_OWN: &str = "
+    WITH viewers AS (
+        SELECT product_id, count(*) AS viewers FROM new_pairs GROUP BY product_id
     )
-    INSERT INTO new_pairs_viewed SELECT user_id, product_id FROM marked;";
-
-/// After [`VIEWS_OWN`], under the lock: per product views, and viewers new to it (converted at
-/// once when they had bought it before).
-const VIEWS_SHARED: &str = "
-    -- A new viewer who had bought the product converts at once: the pairs bought are those of
-    -- every sales' chunk committed before this one took the lock (SALES_SHARED judges the
-    -- others). One index probe per new viewer, as there, and each product's row written once.
-    WITH viewed AS (
-        SELECT product_id, count(*) AS views FROM new_views GROUP BY product_id
-    ), viewers AS (
-        SELECT product_id, count(*) AS viewers,
-            count(*) FILTER (WHERE (SELECT TRUE FROM agg_customer_products_bought b
-                                    WHERE b.user_id = n.user_id
-                                        AND b.product_id = n.product_id)) AS buyers
-        FROM new_pairs_viewed n GROUP BY product_id
-    )
-    INSERT INTO agg_product_totals AS t (product_id, views, viewers, buyers)
-    SELECT product_id, v.views, coalesce(w.viewers, 0), coalesce(w.buyers, 0)
-    FROM viewed v LEFT JOIN viewers w USING (product_id) ORDER BY product_id
+    INSERT INTO agg_product_views AS t (product_id, views, viewers)
+    SELECT product_id, v.views, coalesce(w.viewers, 0)
+    FROM (SELECT product_id, count(*) AS views FROM new_views GROUP BY product_id) v
+        LEFT JOIN viewers w USING (product_id)
+    ORDER BY product_id
     ON CONFLICT (product_id) DO UPDATE SET views = t.views + excluded.views,
-        viewers = t.viewers + excluded.viewers, buyers = t.buyers + excluded.buyers;";
+        viewers = t.viewers + excluded.viewers;";
 
-/// After `fact_cart_events`, under the lock: per product cart adds.
-const CART_EVENTS_SHARED: &str = "
-    INSERT INTO agg_product_totals AS t (product_id, cart_adds)
+/// Outside the lock (no other lane writes cart adds): per product cart adds.
+const CART_EVENTS_OWN: &str = "
+    INSERT INTO agg_product_cart_adds AS t (product_id, cart_adds)
     SELECT p.product_id, count(*)
     FROM inserted f JOIN dim_products p USING (product_id_pk)
     WHERE f.event_type = 'add_to_cart'
     GROUP BY p.product_id ORDER BY p.product_id
     ON CONFLICT (product_id) DO UPDATE SET cart_adds = t.cart_adds + excluded.cart_adds;";
 
-/// What a fact's chunk adds to the totals: first the rows only that fact's chunks write (one
-/// chunk of a fact at a time: each holds its watermark row), then, under the lock, the rows
-/// the facts share. The lock is held from there to the commit only, so the lanes' chunks wait
-/// for each other's shared statements and not for their own (docs/ARCHITECTURE.md, "Lanes").
+/// The customer-product pairs a lane's chunks mark (the views' or the sales'): a pair the other
+/// lane marks too is a converted viewer, counted once by whichever of the two chunks commits
+/// second. Both lanes commit holding the lock, so the later one finds the earlier one's pair
+/// and the earlier one could not find the later one's.
+///
+/// The lookups run before the lock, next to the other lane's watermark as the same snapshot
+/// saw it. Every chunk of the other lane advances that watermark as it commits: unchanged
+/// under the lock, no chunk of it committed since, and the lookups stand; changed, they are
+/// made again. So the lock covers a short upsert, where it covered one index probe per new
+/// pair (after a month of the course's scenario, 60 thousand of them a views' chunk).
+#[derive(Debug)]
+struct Pairs {
+    /// The temporary table of the chunk's rows with `user_id` and `product_id`.
+    chunk: &'static str,
+    /// The lane's pairs: only its chunks write them, one at a time, so no chunk waits here for
+    /// another's rows.
+    table: &'static str,
+    /// The other lane's pairs.
+    other: &'static str,
+    /// The realtime table the other lane loads, whose watermark moves as its chunks commit.
+    other_source: &'static str,
+}
+
+impl Pairs {
+    /// Marks the chunk's pairs: `new_pairs` holds those new to the lane.
+    fn mark(&self) -> String {
+        format!(
+            "CREATE TEMP TABLE new_pairs (user_id text, product_id text) ON COMMIT DROP;
+            WITH marked AS (
+                INSERT INTO {table} (user_id, product_id)
+                SELECT DISTINCT user_id, product_id FROM {chunk} ORDER BY 1, 2
+                ON CONFLICT DO NOTHING RETURNING user_id, product_id
+            )
+            INSERT INTO new_pairs SELECT user_id, product_id FROM marked;
+            CREATE TEMP TABLE converted (product_id text, buyers bigint) ON COMMIT DROP;",
+            table = self.table,
+            chunk = self.chunk,
+        )
+    }
+
+    /// Per product, the new pairs the other lane has marked, into `converted` (one index probe
+    /// each: a scalar subquery, which the planner never turns into a scan of every pair); the
+    /// statement returns the other lane's watermark, read in the same snapshot.
+    fn lookup(&self) -> String {
+        format!(
+            "WITH found AS (
+                INSERT INTO converted (product_id, buyers)
+                SELECT product_id, count(*) FROM new_pairs n
+                WHERE (SELECT TRUE FROM {other} o
+                       WHERE o.user_id = n.user_id AND o.product_id = n.product_id)
+                GROUP BY product_id
+            )
+            SELECT coalesce((SELECT last_ingest_seq FROM etl_watermarks
+                             WHERE source_table = $1), 0)",
+            other = self.other,
+        )
+    }
+
+    /// The converted viewers found, counted as each product's buyers. Under the lock.
+    const COUNT: &'static str = "
+        INSERT INTO agg_product_buyers AS t (product_id, buyers)
+        SELECT product_id, buyers FROM converted ORDER BY product_id
+        ON CONFLICT (product_id) DO UPDATE SET buyers = t.buyers + excluded.buyers;";
+
+    /// Marks the chunk's pairs, runs the lane's `own` statements, looks the new pairs up, then
+    /// under the lock counts the converted viewers and runs its `shared` ones.
+    async fn add(&self, tx: &Transaction<'_>, own: &str, shared: &str) -> Result<(), EtlError> {
+        tx.batch_execute(&self.mark()).await?;
+        tx.batch_execute(own).await?;
+        let lookup = self.lookup();
+        let seen: i64 = tx.query_one(&lookup, &[&self.other_source]).await?.get(0);
+        tx.batch_execute(LOCK).await?;
+        if watermark(tx, self.other_source).await? != seen {
+            debug!(
+                pairs = self.table,
+                "the other lane committed since the lookups: made again under the lock"
+            );
+            tx.batch_execute("DELETE FROM converted").await?;
+            tx.query_one(&lookup, &[&self.other_source]).await?;
+        }
+        tx.batch_execute(Self::COUNT).await?;
+        if !shared.is_empty() {
+            tx.batch_execute(shared).await?;
+        }
+        Ok(())
+    }
+}
+
+/// What a fact's chunk adds to the totals: first what only that fact's chunks write (one
+/// chunk of a fact at a time: each holds its watermark row), then, under the lock, what the
+/// facts share. The lock is held from there to the commit only, so the lanes' chunks wait for
+/// each other's shared statements and not for their own (docs/ARCHITECTURE.md, "Lanes").
 #[derive(Debug)]
 pub struct Totals {
+    /// The chunk's rows as the rest reads them.
+    chunk: &'static str,
+    /// The pairs the lane marks, if it counts converted viewers.
+    pairs: Option<Pairs>,
+    /// Outside the lock, after the pairs are marked.
     own: &'static str,
+    /// Under the lock, after the converted viewers.
     shared: &'static str,
 }
 
 /// The totals of `fact_sales`.
 pub const SALES: Totals = Totals {
+    chunk: SALES_CHUNK,
+    pairs: Some(Pairs {
+        chunk: "new_lines",
+        table: "agg_customer_products_bought",
+        other: "agg_customer_products_viewed",
+        other_source: "product_view_events",
+    }),
     own: SALES_OWN,
     shared: SALES_SHARED,
 };
 
 /// The totals of `fact_product_views`.
 pub const VIEWS: Totals = Totals {
+    chunk: VIEWS_CHUNK,
+    pairs: Some(Pairs {
+        chunk: "new_views",
+        table: "agg_customer_products_viewed",
+        other: "agg_customer_products_bought",
+        other_source: "transactions",
+    }),
     own: VIEWS_OWN,
-    shared: VIEWS_SHARED,
+    shared: "",
 };
 
-/// The totals of `fact_cart_events`: all of them shared.
+/// The totals of `fact_cart_events`: none shared, so its chunks never take the lock.
 pub const CART_EVENTS: Totals = Totals {
-    own: "",
-    shared: CART_EVENTS_SHARED,
+    chunk: "",
+    pairs: None,
+    own: CART_EVENTS_OWN,
+    shared: "",
 };
 
 /// Adds what the chunk inserted (the temporary table `inserted`) to the totals.
 pub async fn add(tx: &Transaction<'_>, totals: &Totals) -> Result<(), EtlError> {
-    if !totals.own.is_empty() {
-        tx.batch_execute(totals.own).await?;
+    if !totals.chunk.is_empty() {
+        tx.batch_execute(totals.chunk).await?;
     }
-    tx.batch_execute(LOCK).await?;
-    tx.batch_execute(totals.shared).await?;
-    Ok(())
+    match &totals.pairs {
+        Some(pairs) => pairs.add(tx, totals.own, totals.shared).await,
+        None => Ok(tx.batch_execute(totals.own).await?),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use globalmart_testkit::TestStack;
+
+    use super::*;
+
+    /// A views' chunk whose pair is bought by a sales' chunk committing after the views' lookup
+    /// and before the views' chunk takes the lock: the lookup missed the pair and the sales'
+    /// chunk could not see the views' (not yet committed), so only the lookup made again under
+    /// the lock counts the converted viewer.
+    #[tokio::test]
+    async fn a_pair_bought_between_the_lookup_and_the_lock_converts_once() {
+        let stack = TestStack::new().await.expect("a test stack");
+        let mut views = stack.warehouse_client().await.expect("a connection");
+        let sales = stack.warehouse_client().await.expect("a connection");
+        views
+            .batch_execute(
+                "INSERT INTO dim_products (product_id, effective_start_date)
+                 VALUES ('P1', '2026-01-01');",
+            )
+            .await
+            .expect("a product");
+        let pid: i32 = (views.query_one("SELECT pg_backend_pid()", &[]).await)
+            .expect("the views' connection's pid")
+            .get(0);
+        // The sales' lane holds the lock, as a chunk does from its shared statements to its
+        // commit.
+        sales
+            .batch_execute("SELECT pg_advisory_lock(hashtext('globalmart.agg_totals'))")
+            .await
+            .expect("the lock");
+
+        let tx = views.transaction().await.expect("a transaction");
+        tx.batch_execute(
+            "CREATE TEMP TABLE inserted ON COMMIT DROP AS
+             SELECT 1::bigint AS customer_id, product_id_pk, 'view'::text AS event_type
+             FROM dim_products;
+             CREATE TEMP TABLE chunk_customers ON COMMIT DROP AS
+             SELECT 1::bigint AS customer_id, 'U1'::text AS user_id;",
+        )
+        .await
+        .expect("the chunk's rows");
+        let sale = async {
+            // Once the views' chunk waits for the lock (its lookup done), the sale commits.
+            let waiting = "SELECT count(*) FROM pg_locks
+                WHERE pid = $1 AND locktype = 'advisory' AND NOT granted";
+            loop {
+                let n: i64 = (sales.query_one(waiting, &[&pid]).await)
+                    .expect("the locks")
+                    .get(0);
+                if n > 0 {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            sales
+                .batch_execute(
+                    "BEGIN;
+                     INSERT INTO agg_customer_products_bought VALUES ('U1', 'P1');
+                     INSERT INTO etl_watermarks (source_table, last_ingest_seq)
+                     VALUES ('transactions', 1);
+                     COMMIT;
+                     SELECT pg_advisory_unlock(hashtext('globalmart.agg_totals'));",
+                )
+                .await
+                .expect("the sale");
+        };
+        let (added, ()) = tokio::join!(add(&tx, &VIEWS), sale);
+        added.expect("the views' totals");
+        tx.commit().await.expect("the views' commit");
+
+        let row = views
+            .query_one(
+                "SELECT views, viewers, buyers FROM agg_product_totals WHERE product_id = 'P1'",
+                &[],
+            )
+            .await
+            .expect("the product's totals");
+        let totals: (i64, i64, i64) = (row.get(0), row.get(1), row.get(2));
+        assert_eq!(totals, (1, 1, 1), "views, viewers, converted viewers");
+    }
 }
