@@ -315,7 +315,8 @@ pub struct Totals {
     pairs: Option<Pairs>,
     /// Outside the lock, after the pairs are marked.
     own: &'static str,
-    /// Under the lock, after the converted viewers.
+    /// Under the lock, after the converted viewers (a lane without pairs writes nothing under
+    /// it, and so has none).
     shared: &'static str,
 }
 
