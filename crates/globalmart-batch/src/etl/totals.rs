@@ -239,7 +239,8 @@ struct Pairs {
 }
 
 impl Pairs {
-    /// Marks the chunk's pairs: `new_pairs` holds those new to the lane.
+    /// Marks the chunk's pairs: `new_pairs` holds those new to the lane (and `converted`, made
+    /// empty, the lookups' counts).
     fn mark(&self) -> String {
         format!(
             "CREATE TEMP TABLE new_pairs (user_id text, product_id text) ON COMMIT DROP;
@@ -279,26 +280,24 @@ impl Pairs {
         SELECT product_id, buyers FROM converted ORDER BY product_id
         ON CONFLICT (product_id) DO UPDATE SET buyers = t.buyers + excluded.buyers;";
 
-    /// Marks the chunk's pairs, runs the lane's `own` statements, looks the new pairs up, then
-    /// under the lock counts the converted viewers and runs its `shared` ones.
-    async fn add(&self, tx: &Transaction<'_>, own: &str, shared: &str) -> Result<(), EtlError> {
-        tx.batch_execute(&self.mark()).await?;
-        tx.batch_execute(own).await?;
-        let lookup = self.lookup();
-        let seen: i64 = tx.query_one(&lookup, &[&self.other_source]).await?.get(0);
-        tx.batch_execute(LOCK).await?;
+    /// Looks the new pairs up before the lock; returns the other lane's watermark they saw.
+    async fn look_up(&self, tx: &Transaction<'_>) -> Result<i64, EtlError> {
+        let row = tx.query_one(&self.lookup(), &[&self.other_source]).await?;
+        Ok(row.get(0))
+    }
+
+    /// Under the lock: the lookups made again if the other lane committed since they saw its
+    /// watermark `seen`, then the converted viewers counted.
+    async fn count(&self, tx: &Transaction<'_>, seen: i64) -> Result<(), EtlError> {
         if watermark(tx, self.other_source).await? != seen {
             debug!(
                 pairs = self.table,
                 "the other lane committed since the lookups: made again under the lock"
             );
             tx.batch_execute("DELETE FROM converted").await?;
-            tx.query_one(&lookup, &[&self.other_source]).await?;
+            self.look_up(tx).await?;
         }
         tx.batch_execute(Self::COUNT).await?;
-        if !shared.is_empty() {
-            tx.batch_execute(shared).await?;
-        }
         Ok(())
     }
 }
@@ -315,8 +314,8 @@ pub struct Totals {
     pairs: Option<Pairs>,
     /// Outside the lock, after the pairs are marked.
     own: &'static str,
-    /// Under the lock, after the converted viewers (a lane without pairs writes nothing under
-    /// it, and so has none).
+    /// Under the lock, after the converted viewers (empty: the chunk never takes the lock if
+    /// it has no pairs either).
     shared: &'static str,
 }
 
@@ -354,15 +353,33 @@ pub const CART_EVENTS: Totals = Totals {
     shared: "",
 };
 
-/// Adds what the chunk inserted (the temporary table `inserted`) to the totals.
+/// Adds what the chunk inserted (the temporary table `inserted`) to the totals: the chunk's
+/// rows, its pairs marked, its own statements, its pairs looked up (the last thing before the
+/// lock, so that the other lane seldom commits in between), then under the lock the converted
+/// viewers and its shared statements.
 pub async fn add(tx: &Transaction<'_>, totals: &Totals) -> Result<(), EtlError> {
     if !totals.chunk.is_empty() {
         tx.batch_execute(totals.chunk).await?;
     }
-    match &totals.pairs {
-        Some(pairs) => pairs.add(tx, totals.own, totals.shared).await,
-        None => Ok(tx.batch_execute(totals.own).await?),
+    if let Some(pairs) = &totals.pairs {
+        tx.batch_execute(&pairs.mark()).await?;
     }
+    tx.batch_execute(totals.own).await?;
+    let seen = match &totals.pairs {
+        Some(pairs) => Some(pairs.look_up(tx).await?),
+        None => None,
+    };
+    if seen.is_none() && totals.shared.is_empty() {
+        return Ok(());
+    }
+    tx.batch_execute(LOCK).await?;
+    if let (Some(pairs), Some(seen)) = (&totals.pairs, seen) {
+        pairs.count(tx, seen).await?;
+    }
+    if !totals.shared.is_empty() {
+        tx.batch_execute(totals.shared).await?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]
