@@ -621,8 +621,15 @@ scale_timed() {
 
 # bench_scale: a month of --profile course history (BENCH_SCALE_DAYS, default 30) backfilled in
 # segments that end after day 1, day 7 and the last day; after each, the same increment
-# (BENCH_SCALE_INCREMENT_EVENTS, default 150,000 events of now: 5 minutes at 500 events/s)
-# generated, saved, and loaded by a timed `globalmart-batch etl` then `analytics`.
+# (BENCH_SCALE_INCREMENT_EVENTS, default 150,000 events: 5 minutes at 500 events/s) generated,
+# saved, and loaded by a timed `globalmart-batch etl` then `analytics`.
+#
+# Each point's increments are the first events of a day of their own, one of the three days
+# after the history (which ends four days ago), so each point fills an empty day partition as
+# the first runs of a day do. Until 2026-12-05 they were events of now, all in today's
+# partition: the 30-day point inserted into a partition holding the six increments before it
+# (900 k events), history or not, and that alone costs (2026-12-05, one statement by itself):
+# 90 k views took 1.0-1.1 s to insert into a partition of 720 k, 0.7-0.8 s into one of 90 k.
 bench_scale() {
     local days=${BENCH_SCALE_DAYS:-30} more=${BENCH_SCALE_INCREMENT_EVENTS:-150000}
     [ "$days" -ge 1 ] || die "BENCH_SCALE_DAYS must be 1 or more"
@@ -657,7 +664,7 @@ bench_scale() {
     port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 
     local first checkpoints=() part_ends=() cp done_days=0 from to samples="$WORK/scale-samples" backfilled=0 n
-    first=$(date -u -d "today - $days days" +%F)
+    first=$(date -u -d "today - $((days + 3)) days" +%F)
     local last=0
     for cp in 1 7 "$days"; do
         if [ "$cp" -le "$days" ] && [ "$cp" -gt "$last" ]; then
@@ -666,7 +673,7 @@ bench_scale() {
         fi
     done
     : >"$samples"
-    local etl analytics rss base_etl="" base_analytics=""
+    local etl analytics rss base_etl="" base_analytics="" point=0
     for cp in "${checkpoints[@]}"; do
         from=$(date -u -d "$first + $done_days days" +%F)
         to=$(date -u -d "$first + $((cp - 1)) days" +%F)
@@ -696,10 +703,22 @@ bench_scale() {
         # alone swings by seconds either way (2026-12-04: the second of two, the figure until
         # then, made the same build's 1-day ETL 5.6 s in one run and 6.9 s in the next). All
         # three are printed.
-        local round etls=() analyses=() cp_peak=0
+        #
+        # The catch-up's writes are checkpointed first: each point's three runs then meet the
+        # database as three runs in a row of the schedule do after a checkpoint (5 minutes
+        # apart, checkpoint_timeout 15 minutes: docs/RUNNING.md, "Local stack"), the first
+        # paying a full-page image for each page it is the first to change since. Left to the
+        # catch-up's WAL, a checkpoint started anywhere among them (2026-12-05: under the
+        # 30-day point's first, whose three then paid 4 to 18 thousand images in a statement,
+        # where the 1-day point's, the catch-up having paid them, paid hardly any).
+        gm_psql "$PG_WAREHOUSE_PORT" postgres -c CHECKPOINT 2>/dev/null ||
+            say "   no CHECKPOINT ($PG_USER lacks pg_checkpoint: scripts/dev-up.sh grants it): the runs meet whatever checkpoint the catch-up left"
+        local round etls=() analyses=() cp_peak=0 day
+        day=$(date -u -d "$first + $((days + point)) days" +%F)
+        point=$((point + 1))
         for round in first second third; do
-            say "== scale: the $round increment after $cp days: $more events of now"
-            "$GEN" --profile course --catalogue skip --rate max --count "$more" 2>"$WORK/scale-gen.log" ||
+            say "== scale: the $round increment after $cp days: the first $more events of $day"
+            "$GEN" --profile course --catalogue skip --from "$day" --to "$day" --count "$more" 2>"$WORK/scale-gen.log" ||
                 { tail -n 20 "$WORK/scale-gen.log"; die "the generator failed"; }
             # Its own stream run, left out of the backfill's tenths.
             METRICS_ADDR=127.0.0.1:0 "$STREAM" --exit-when-idle 2 2>"$WORK/scale-increment.log" ||

@@ -211,13 +211,16 @@ ensure_role_and_db() {
             logged as_postgres $sql -c "ALTER ROLE $PG_USER LOGIN CREATEDB CREATEROLE PASSWORD '$password'"
             changed "reset the password of $PG_USER on port $port"
         fi
-        # Lets the test suite drop its databases WITH (FORCE) while a read-only test client
-        # (another role) is still disconnecting.
-        if [ -z "$(as_postgres $sql -c "SELECT 1 FROM pg_auth_members m JOIN pg_roles r ON r.oid = m.roleid
-                 JOIN pg_roles u ON u.oid = m.member WHERE r.rolname = 'pg_signal_backend' AND u.rolname = '$PG_USER'")" ]; then
-            logged as_postgres $sql -c "GRANT pg_signal_backend TO $PG_USER"
-            changed "granted pg_signal_backend to $PG_USER on port $port"
-        fi
+        # pg_signal_backend lets the test suite drop its databases WITH (FORCE) while a
+        # read-only test client (another role) is still disconnecting; pg_checkpoint lets
+        # `scripts/bench.sh scale` start each point's runs after a checkpoint.
+        local granted
+        for granted in pg_signal_backend pg_checkpoint; do
+            [ -z "$(as_postgres $sql -c "SELECT 1 FROM pg_auth_members m JOIN pg_roles r ON r.oid = m.roleid
+                 JOIN pg_roles u ON u.oid = m.member WHERE r.rolname = '$granted' AND u.rolname = '$PG_USER'")" ] || continue
+            logged as_postgres $sql -c "GRANT $granted TO $PG_USER"
+            changed "granted $granted to $PG_USER on port $port"
+        done
         if [ -z "$(as_postgres $sql -c "SELECT 1 FROM pg_database WHERE datname = '$db'")" ]; then
             logged as_postgres $sql -c "CREATE DATABASE $db OWNER $PG_USER"
             changed "created database $db on port $port"
