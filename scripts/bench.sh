@@ -711,9 +711,9 @@ bench_scale() {
         # catch-up's WAL, a checkpoint started anywhere among them (2026-12-05: under the
         # 30-day point's first, whose three then paid 4 to 18 thousand images in a statement,
         # where the 1-day point's, the catch-up having paid them, paid hardly any).
-        gm_psql "$PG_WAREHOUSE_PORT" postgres -c CHECKPOINT 2>/dev/null ||
-            say "   no CHECKPOINT ($PG_USER lacks pg_checkpoint: scripts/dev-up.sh grants it): the runs meet whatever checkpoint the catch-up left"
-        local round etls=() analyses=() cp_peak=0 day
+        local round etls=() analyses=() cp_peak=0 day refused
+        refused=$(gm_psql "$PG_WAREHOUSE_PORT" postgres -c CHECKPOINT 2>&1) ||
+            say "   no CHECKPOINT (${refused//$'\n'/ }; scripts/dev-up.sh grants $PG_USER pg_checkpoint): the runs meet whatever checkpoint the catch-up left"
         day=$(date -u -d "$first + $((days + point)) days" +%F)
         point=$((point + 1))
         for round in first second third; do

@@ -365,15 +365,15 @@ pub async fn add(tx: &Transaction<'_>, totals: &Totals) -> Result<(), EtlError> 
         tx.batch_execute(&pairs.mark()).await?;
     }
     tx.batch_execute(totals.own).await?;
-    let seen = match &totals.pairs {
-        Some(pairs) => Some(pairs.look_up(tx).await?),
+    let looked_up = match &totals.pairs {
+        Some(pairs) => Some((pairs, pairs.look_up(tx).await?)),
         None => None,
     };
-    if seen.is_none() && totals.shared.is_empty() {
+    if looked_up.is_none() && totals.shared.is_empty() {
         return Ok(());
     }
     tx.batch_execute(LOCK).await?;
-    if let (Some(pairs), Some(seen)) = (&totals.pairs, seen) {
+    if let Some((pairs, seen)) = looked_up {
         pairs.count(tx, seen).await?;
     }
     if !totals.shared.is_empty() {
